@@ -1,0 +1,1 @@
+"""Channels: one module per provider behind the small ``Channel`` interface (base.py)."""

@@ -1,0 +1,1 @@
+"""Configuration: settings (env prefix ``RSN_``), Celery configuration and default rules."""

@@ -1,0 +1,80 @@
+"""The one settings object, read from ``RSN_*`` environment variables or a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting has a default that works for a developer on one machine."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RSN_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- services -----------------------------------------------------------------------
+    broker_url: str | None = Field(
+        default=None, description="Redis URL of the Celery broker; unset: embedded server"
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of PostgreSQL; unset: embedded server"
+    )
+    redis_key_prefix: str = Field(
+        default="", description="Prefix for every Redis key (several deployments on one Redis)"
+    )
+    db_pool_size: int = 5
+
+    # --- providers ----------------------------------------------------------------------
+    email_provider: Literal["sendgrid", "smtp", "sandbox"] = "sandbox"
+    sms_provider: Literal["twilio", "sandbox"] = "sandbox"
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_base_url: str = "https://api.sendgrid.com"
+    email_from: str = "returns@example.com"
+    smtp_url: SecretStr | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    public_base_url: str = "http://127.0.0.1:8000"
+    provider_timeout_s: float = 10.0
+
+    # --- sandbox provider (demo, tests, benchmarks) ---------------------------------------
+    sandbox_latency_ms: float = 0.0
+    sandbox_transient_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    sandbox_permanent_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    sandbox_record: bool = True
+
+    # --- pipeline -----------------------------------------------------------------------
+    ingest_batch_size: int = Field(default=200, ge=1, le=1000, description="events per message")
+    deliver_batch_size: int = Field(default=50, ge=1, le=500, description="deliveries per message")
+    max_attempts: int = Field(default=6, ge=1, description="tries before a delivery is dead")
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 3600.0
+    max_countdown_s: float = Field(
+        default=60.0, description="longer waits stay in PostgreSQL for the sweeper"
+    )
+    lease_s: float = Field(
+        default=300.0, description="a pending/sending delivery older than this is re-enqueued"
+    )
+    sweep_interval_s: float = 15.0
+    visibility_timeout_s: int = 3600
+
+    # --- workers ------------------------------------------------------------------------
+    worker_concurrency: int | None = None
+    task_soft_time_limit_s: int = 120
+    task_time_limit_s: int = 180
+    max_tasks_per_child: int = 10_000
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests and the demo change the environment)."""
+    get_settings.cache_clear()

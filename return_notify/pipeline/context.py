@@ -1,0 +1,61 @@
+"""Build the template context of a delivery from its stored event payload."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+DATA_KEYS = (
+    "eta", "carrier", "tracking_url", "tracking_number", "label_url", "label_expires_at",
+    "refund_amount", "currency", "refund_method", "inspection_outcome", "reason", "items",
+    "drop_off_by",
+)
+_CTA_KEY = {
+    "label_created": "label_url",
+    "shipment_dispatched": "tracking_url",
+    "in_transit": "tracking_url",
+}
+
+
+def status_url(public_base_url: str, tenant: str, return_id: str) -> str:
+    return f"{public_base_url.rstrip('/')}/r/{quote(tenant)}/{quote(return_id, safe='')}"
+
+
+def build_context(
+    payload: dict[str, Any],
+    tenant_slug: str,
+    tenant_name: str | None,
+    public_base_url: str,
+    unsubscribe_url: str | None = None,
+) -> dict[str, Any]:
+    data = dict(payload.get("data") or {})
+    for key in DATA_KEYS:
+        data.setdefault(key, None)
+    if data.get("refund_amount") is not None:
+        data["refund_amount"] = str(data["refund_amount"])
+    status = status_url(public_base_url, tenant_slug, payload["return_id"])
+    cta_key = _CTA_KEY.get(payload["milestone"])
+    cta = (data.get(cta_key) if cta_key else None) or status
+    occurred = payload["occurred_at"]
+    if isinstance(occurred, str):
+        occurred = datetime.fromisoformat(occurred)
+    customer = payload.get("customer") or {}
+    return {
+        "milestone": payload["milestone"],
+        "return_id": payload["return_id"],
+        "tenant": {
+            "slug": tenant_slug,
+            "name": tenant_name or tenant_slug.replace("-", " ").replace("_", " ").title(),
+            "brand_color": "#1a73e8",
+            "logo_url": None,
+            "support_url": None,
+            "support_email": None,
+        },
+        "customer": {"name": customer.get("name")},
+        "data": data,
+        "occurred_at": occurred,
+        "cta_url": str(cta),
+        "status_url": status,
+        "unsubscribe_url": unsubscribe_url,
+    }

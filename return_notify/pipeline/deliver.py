@@ -1,0 +1,213 @@
+"""Deliver a batch of deliveries of one channel: claim, render, send, record.
+
+The claim is a state check in PostgreSQL (``FOR UPDATE SKIP LOCKED`` + state filter), so
+a message delivered twice by Redis, or enqueued twice by the sweeper, sends once.
+Every provider call writes one ``delivery_attempts`` row; results are written back fenced
+by the claim token, so a late writer can never overwrite a newer claim's outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, text
+from sqlalchemy.orm import Session
+
+from return_notify.channels.base import Channel, OutboundMessage, SendResult
+from return_notify.config.settings import Settings
+from return_notify.errors import DeliveryError, PermanentError, RateLimitedError
+from return_notify.lifecycle import supersedes
+from return_notify.pipeline.backoff import backoff_s
+from return_notify.pipeline.context import build_context
+from return_notify.rendering import TemplateRenderError, render
+from return_notify.storage.models import (
+    DEAD,
+    FAILED,
+    RETRYING,
+    SENT,
+    SKIPPED,
+    WAITING,
+    DeliveryAttempt,
+)
+
+log = logging.getLogger(__name__)
+
+_CLAIM = text("""
+WITH c AS (
+    SELECT d.id, d.state AS prev_state
+    FROM deliveries d
+    WHERE d.id = ANY(CAST(:ids AS bigint[]))
+      AND d.channel = :channel
+      AND (d.state = 'pending'
+           OR (d.state IN ('retrying', 'scheduled')
+               AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= now()))
+           OR (d.state = 'sending' AND d.lease_until < now()))
+    ORDER BY d.id
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE deliveries d
+SET state = 'sending', claim_token = :token, attempts = d.attempts + 1,
+    lease_until = now() + make_interval(secs => :lease), updated_at = now()
+FROM c, events e, returns r, tenants t
+WHERE d.id = c.id AND e.id = d.event_pk AND r.id = d.return_pk AND t.id = d.tenant_id
+RETURNING d.id, c.prev_state, d.milestone, d.recipient, d.locale, d.attempts, d.replays,
+          e.payload, r.milestone AS current_milestone, t.slug, t.name
+""")
+
+_WRITE_BACK = text("""
+UPDATE deliveries d
+SET state = v.state, next_attempt_at = v.next_at, provider = v.provider,
+    provider_message_id = COALESCE(v.pmid, d.provider_message_id),
+    subject = COALESCE(v.subject, d.subject), body = COALESCE(v.body, d.body),
+    last_error = v.err, skip_reason = v.skip,
+    sent_at = CASE WHEN v.state = 'sent' THEN now() ELSE d.sent_at END,
+    lease_until = NULL, claim_token = NULL, updated_at = now()
+FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[]), CAST(:next_ats AS timestamptz[]),
+            CAST(:providers AS text[]), CAST(:pmids AS text[]), CAST(:subjects AS text[]),
+            CAST(:bodies AS text[]), CAST(:errs AS text[]), CAST(:skips AS text[]))
+     AS v(id, state, next_at, provider, pmid, subject, body, err, skip)
+WHERE d.id = v.id AND d.claim_token = :token
+""")
+
+
+@dataclass
+class DeliverOutcome:
+    claimed: int = 0
+    states: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: (delivery id, seconds from now) to re-enqueue with a short countdown
+    retry_soon: list[tuple[int, float]] = field(default_factory=list)
+
+
+@dataclass
+class _Row:
+    id: int
+    state: str = ""
+    next_at: datetime | None = None
+    provider: str | None = None
+    pmid: str | None = None
+    subject: str | None = None
+    body: str | None = None
+    err: str | None = None
+    skip: str | None = None
+
+
+def claim(session: Session, channel: str, ids: list[int], lease_s: float) -> tuple[str, list[Any]]:
+    token = str(uuid.uuid4())
+    rows = session.execute(
+        _CLAIM, {"ids": ids, "channel": channel, "token": token, "lease": lease_s}
+    ).all()
+    return token, rows
+
+
+def deliver_batch(
+    session_factory: Any,
+    channel_name: str,
+    ids: list[int],
+    channel: Channel,
+    settings: Settings,
+) -> DeliverOutcome:
+    """Claim (one transaction), send (no transaction open), record (one transaction)."""
+    outcome = DeliverOutcome()
+    with session_factory() as session:
+        token, claimed = claim(session, channel_name, sorted(set(ids)), settings.lease_s)
+    outcome.claimed = len(claimed)
+    if not claimed:
+        return outcome
+
+    now = datetime.now(UTC)
+    rows: dict[int, _Row] = {}
+    to_send: list[OutboundMessage] = []
+    attempts_meta: dict[int, int] = {}
+    budget: dict[int, int] = {}
+    for c in claimed:
+        row = _Row(c.id)
+        rows[c.id] = row
+        attempts_meta[c.id] = c.attempts
+        budget[c.id] = settings.max_attempts * (1 + (c.replays or 0))
+        if c.prev_state in WAITING and c.current_milestone and supersedes(
+            c.current_milestone, c.milestone
+        ):
+            row.state, row.skip = SKIPPED, "superseded"
+            continue
+        try:
+            ctx = build_context(c.payload, c.slug, c.name, settings.public_base_url)
+            rendered = render(channel_name, c.milestone, ctx, locale=c.locale)
+        except TemplateRenderError as exc:
+            row.state, row.err = FAILED, f"TemplateRenderError: {exc}"
+            continue
+        row.subject, row.body = rendered.subject, rendered.text
+        to_send.append(OutboundMessage(
+            delivery_id=c.id, channel=channel_name, recipient=c.recipient or "",
+            text=rendered.text, subject=rendered.subject, html=rendered.html,
+            attempt=c.attempts, tenant=c.slug, metadata={"delivery_id": c.id},
+        ))
+
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    results = channel.send_many(to_send) if to_send else []
+    per_msg_ms = (time.perf_counter() - t0) * 1000.0 / max(1, len(to_send))
+    attempt_rows: list[dict[str, Any]] = []
+    for message, res in zip(to_send, results, strict=True):
+        row = rows[message.delivery_id]
+        row.provider = channel.provider
+        attempt: dict[str, Any] = {
+            "delivery_id": message.delivery_id, "attempt_no": message.attempt,
+            "started_at": started, "duration_ms": per_msg_ms, "provider": channel.provider,
+        }
+        if isinstance(res, SendResult):
+            row.state, row.pmid, row.provider = SENT, res.provider_message_id, res.provider
+            attempt.update(outcome="sent", provider_message_id=res.provider_message_id)
+        else:
+            _classify(row, res, attempt, message, settings, budget[row.id], now, outcome)
+        attempt_rows.append(attempt)
+    for row in rows.values():
+        if row.state == FAILED and row.err and row.err.startswith("TemplateRenderError"):
+            attempt_rows.append({
+                "delivery_id": row.id, "attempt_no": attempts_meta[row.id], "started_at": started,
+                "duration_ms": 0.0, "outcome": "permanent", "provider": None,
+                "error_class": "TemplateRenderError", "error_message": row.err[:2000],
+            })
+        outcome.states[row.state] += 1
+
+    with session_factory() as session:
+        if attempt_rows:
+            session.execute(insert(DeliveryAttempt), attempt_rows)
+        vals = list(rows.values())
+        session.execute(_WRITE_BACK, {
+            "token": token,
+            "ids": [r.id for r in vals], "states": [r.state for r in vals],
+            "next_ats": [r.next_at for r in vals], "providers": [r.provider for r in vals],
+            "pmids": [r.pmid for r in vals], "subjects": [r.subject for r in vals],
+            "bodies": [r.body for r in vals], "errs": [r.err for r in vals],
+            "skips": [r.skip for r in vals],
+        })
+    return outcome
+
+
+def _classify(
+    row: _Row, err: DeliveryError, attempt: dict[str, Any], message: OutboundMessage,
+    settings: Settings, max_attempts: int, now: datetime, outcome: DeliverOutcome,
+) -> None:
+    attempt.update(
+        error_class=type(err).__name__, error_code=err.code, error_message=str(err)[:2000],
+        outcome="permanent" if isinstance(err, PermanentError)
+        else "rate_limited" if isinstance(err, RateLimitedError) else "transient",
+    )
+    row.err = f"{type(err).__name__}: {err}"[:2000]
+    if isinstance(err, PermanentError):
+        row.state = FAILED
+        return
+    if message.attempt >= max_attempts:
+        row.state = DEAD
+        return
+    retry_after = err.retry_after_s if isinstance(err, RateLimitedError) else None
+    wait = backoff_s(message.attempt, settings.backoff_base_s, settings.backoff_max_s, retry_after)
+    row.state, row.next_at = RETRYING, now + timedelta(seconds=wait)
+    if wait <= settings.max_countdown_s:
+        outcome.retry_soon.append((row.id, wait))

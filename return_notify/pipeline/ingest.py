@@ -1,0 +1,244 @@
+"""Ingest a batch of raw events in one transaction: validate, dedupe, apply lifecycle
+rules, resolve channels and create delivery rows. Returns the delivery ids to enqueue,
+which the caller sends only after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import Session
+
+from return_notify.config.rules import DEFAULT_RULES, channels_for
+from return_notify.errors import EventValidationError
+from return_notify.events import Milestone, ReturnEvent, parse_event
+from return_notify.lifecycle import RANK, Disposition, ReturnState, decide, supersedes
+from return_notify.storage.models import (
+    PENDING,
+    SKIPPED,
+    WAITING,
+    Delivery,
+    Event,
+    RejectedEvent,
+    Return,
+    Tenant,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestResult:
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    by_disposition: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    deliveries: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    superseded: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "received": self.received, "accepted": self.accepted,
+            "duplicates": self.duplicates, "rejected": self.rejected,
+            "superseded": self.superseded, **dict(self.by_disposition),
+            "deliveries": {k: len(v) for k, v in self.deliveries.items()},
+        }
+
+
+def _json_safe(raw: Any) -> Any:
+    try:
+        json.dumps(raw)
+        return raw
+    except (TypeError, ValueError):
+        return repr(raw)[:10_000]
+
+
+def record_rejected(session: Session, raw: Any, err: EventValidationError) -> None:
+    tenant = raw.get("tenant") if isinstance(raw, dict) else None
+    session.execute(pg_insert(RejectedEvent).values(
+        tenant=str(tenant)[:128] if tenant is not None else None,
+        event_id=str(err.event_id)[:256] if err.event_id else None,
+        errors=err.errors, payload=_json_safe(raw),
+    ))
+    log.warning("rejected event %s: %s", err.event_id or "?", err)
+
+
+def _tenant_ids(session: Session, slugs: set[str]) -> dict[str, int]:
+    session.execute(
+        pg_insert(Tenant).values([{"slug": s} for s in sorted(slugs)])
+        .on_conflict_do_nothing(index_elements=["slug"])
+    )
+    rows = session.execute(select(Tenant.slug, Tenant.id).where(Tenant.slug.in_(slugs)))
+    return {slug: tid for slug, tid in rows}
+
+
+def _lock_returns(
+    session: Session, keys: dict[tuple[int, str], ReturnEvent]
+) -> dict[tuple[int, str], tuple[int, ReturnState]]:
+    """Upsert and lock every return of the batch, in key order (no deadlocks between
+    concurrent batches); returns each one's id and state before this batch."""
+    rows = []
+    for (tid, rid), ev in sorted(keys.items()):
+        rows.append({
+            "tenant_id": tid, "return_id": rid, "customer_id": ev.customer.id,
+            "region": ev.region, "product_category": ev.product_category,
+        })
+    stmt = pg_insert(Return).values(rows)
+    stmt = stmt.on_conflict_do_update(
+        constraint="uq_returns_tenant_ref", set_={"updated_at": text("now()")}
+    ).returning(Return.id, Return.tenant_id, Return.return_id, Return.milestone,
+                Return.milestone_at)
+    out = {}
+    for rid_pk, tid, rid, milestone, at in session.execute(stmt):
+        state = ReturnState(Milestone(milestone) if milestone else None, at)
+        out[(tid, rid)] = (rid_pk, state)
+    return out
+
+
+def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
+    """Ingest ``raw_events`` inside ``session``'s transaction (the caller commits)."""
+    result = IngestResult(received=len(raw_events))
+    valid: list[ReturnEvent] = []
+    seen: set[tuple[str, str]] = set()
+    for raw in raw_events:
+        try:
+            ev = parse_event(raw)
+        except EventValidationError as err:
+            record_rejected(session, raw, err)
+            result.rejected += 1
+            continue
+        key = (ev.tenant, ev.event_id)
+        if key in seen:
+            result.duplicates += 1
+            continue
+        seen.add(key)
+        valid.append(ev)
+    if not valid:
+        return result
+
+    tenants = _tenant_ids(session, {ev.tenant for ev in valid})
+    by_return: dict[tuple[int, str], ReturnEvent] = {}
+    for ev in valid:
+        by_return.setdefault((tenants[ev.tenant], ev.return_id), ev)
+    returns = _lock_returns(session, by_return)
+
+    existing = set(session.execute(
+        select(Event.tenant_id, Event.event_id).where(
+            Event.tenant_id.in_(set(tenants.values())),
+            Event.event_id.in_([ev.event_id for ev in valid]),
+        )
+    ).tuples())
+
+    state: dict[int, ReturnState] = {pk: st for pk, st in returns.values()}
+    initial = dict(state)
+    event_rows: list[dict[str, Any]] = []
+    decisions: list[tuple[ReturnEvent, int, int, Disposition, tuple[str, ...]]] = []
+    for ev in valid:
+        tid = tenants[ev.tenant]
+        if (tid, ev.event_id) in existing:
+            result.duplicates += 1
+            continue
+        pk = returns[(tid, ev.return_id)][0]
+        decision = decide(state[pk], ev.milestone, ev.occurred_at)
+        state[pk] = decision.new_state
+        disposition = decision.disposition
+        chans: tuple[str, ...] = ()
+        if decision.notify:
+            chans = channels_for(
+                ev.milestone, ev.customer.email is not None, ev.customer.phone is not None
+            )
+            if not chans:
+                disposition = Disposition.NO_CHANNEL
+        decisions.append((ev, tid, pk, disposition, chans))
+        event_rows.append({
+            "tenant_id": tid, "event_id": ev.event_id, "return_pk": pk,
+            "milestone": ev.milestone.value, "occurred_at": ev.occurred_at,
+            "disposition": disposition.value, "reason": decision.reason,
+            "source": ev.source, "payload": ev.model_dump(mode="json", exclude_none=True),
+        })
+    if not event_rows:
+        return result
+
+    inserted = session.execute(
+        pg_insert(Event).values(event_rows)
+        .on_conflict_do_nothing(constraint="uq_events_tenant_event")
+        .returning(Event.id, Event.tenant_id, Event.event_id)
+    ).all()
+    event_pk = {(tid, eid): pk for pk, tid, eid in inserted}
+    result.duplicates += len(event_rows) - len(inserted)
+    result.accepted = len(inserted)
+
+    delivery_rows: list[dict[str, Any]] = []
+    for ev, tid, rpk, disposition, chans in decisions:
+        epk = event_pk.get((tid, ev.event_id))
+        if epk is None:
+            continue  # lost a race with a concurrent duplicate: that one notifies
+        if chans:
+            for ch in chans:
+                recipient = {"email": ev.customer.email, "sms": ev.customer.phone}.get(
+                    ch, ev.customer.id
+                )
+                delivery_rows.append({
+                    "tenant_id": tid, "event_pk": epk, "return_pk": rpk, "channel": ch,
+                    "milestone": ev.milestone.value,
+                    "urgency": DEFAULT_RULES[ev.milestone].urgency,
+                    "recipient": recipient, "locale": ev.customer.locale, "state": PENDING,
+                    "occurred_at": ev.occurred_at,
+                })
+        result.by_disposition[disposition.value] += 1
+
+    if delivery_rows:
+        for did, ch in session.execute(
+            pg_insert(Delivery).values(delivery_rows)
+            .on_conflict_do_nothing(constraint="uq_deliveries_event_channel")
+            .returning(Delivery.id, Delivery.channel)
+        ):
+            result.deliveries[ch].append(did)
+
+    changed = {pk: st for pk, st in state.items() if st != initial[pk]}
+    if changed:
+        result.superseded = _skip_superseded(session, changed)
+        session.execute(
+            text(
+                "UPDATE returns r SET milestone = v.m, milestone_rank = v.rk, "
+                "milestone_at = v.at, updated_at = now() "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:ms AS text[]), "
+                "CAST(:rks AS smallint[]), CAST(:ats AS timestamptz[])) AS v(id, m, rk, at) "
+                "WHERE r.id = v.id"
+            ),
+            {
+                "ids": list(changed),
+                "ms": [st.milestone.value if st.milestone else None for st in changed.values()],
+                "rks": [RANK[st.milestone] if st.milestone else 0 for st in changed.values()],
+                "ats": [st.occurred_at for st in changed.values()],
+            },
+        )
+    return result
+
+
+def _skip_superseded(session: Session, changed: dict[int, ReturnState]) -> int:
+    """Skip waiting (retrying/scheduled) deliveries that a newer milestone made stale."""
+    rows = session.execute(
+        select(Delivery.id, Delivery.return_pk, Delivery.milestone).where(
+            Delivery.return_pk.in_(list(changed)), Delivery.state.in_(WAITING)
+        ).with_for_update(skip_locked=True)
+    ).all()
+    stale_ids = [
+        did for did, rpk, m in rows
+        if changed[rpk].milestone is not None and supersedes(changed[rpk].milestone, m)
+    ]
+    if stale_ids:
+        session.execute(
+            update(Delivery).where(Delivery.id.in_(stale_ids), Delivery.state.in_(WAITING))
+            .values(state=SKIPPED, skip_reason="superseded", next_attempt_at=None,
+                    updated_at=text("now()"))
+        )
+    return len(stale_ids)
+

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy 2 models, engine/session per process, Alembic migrations."""

@@ -1,0 +1,34 @@
+"""Run Alembic migrations programmatically (`return-notify db upgrade`)."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+
+from return_notify.storage.db import database_url, get_engine
+
+# Serialises concurrent `db upgrade` runs (several containers starting at once).
+_LOCK_KEY = 0x52534E  # "RSN"
+
+
+def alembic_config(url: str | None = None) -> Config:
+    ini = files("return_notify.storage").joinpath("alembic.ini")
+    cfg = Config(str(ini))
+    cfg.set_main_option("script_location", str(files("return_notify.storage").joinpath("migrations")))
+    cfg.set_main_option("sqlalchemy.url", (url or database_url()).replace("%", "%%"))
+    return cfg
+
+
+def upgrade(revision: str = "head") -> str:
+    """Upgrade the database to ``revision``; returns the revision now current."""
+    cfg = alembic_config()
+    engine = get_engine()
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+    return row[0] if row else ""

@@ -1,0 +1,1 @@
+"""Thin Celery tasks: deserialise, call the pipeline's plain functions, record, enqueue."""

@@ -1,0 +1,81 @@
+"""The Celery app of the workers and beat (``celery -A return_notify.workers.app``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+import os
+
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready
+
+from return_notify.config.celery import DELIVER_TASK, celery_config
+from return_notify.config.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app() -> Celery:
+    app = Celery("return_notify", set_as_current=True)
+    app.conf.update(celery_config(get_settings()))
+    app.conf.imports = (
+        "return_notify.tasks.ingest",
+        "return_notify.tasks.deliver",
+        "return_notify.tasks.maintenance",
+    )
+    return app
+
+
+app = create_app()
+
+
+def enqueue_deliveries(
+    by_channel: dict[str, list[int]], *, batch_size: int | None = None,
+    countdown: float | None = None,
+) -> int:
+    """Send deliver messages, ``batch_size`` delivery ids each, to each channel's queue.
+
+    Call only after the transaction that created or changed the deliveries committed.
+    """
+    size = batch_size or get_settings().deliver_batch_size
+    sent = 0
+    with app.producer_or_acquire() as producer:
+        for channel, ids in by_channel.items():
+            for i in range(0, len(ids), size):
+                chunk = ids[i : i + size]
+                opts: dict[str, Any] = {"queue": channel, "routing_key": channel,
+                                        "producer": producer}
+                if countdown:
+                    opts["countdown"] = countdown
+                app.send_task(DELIVER_TASK, args=[channel, chunk], **opts)
+                sent += 1
+    return sent
+
+
+@worker_ready.connect
+def _announce_ready(**_: Any) -> None:
+    """Touch $RSN_READY_FILE once the worker consumes: supervisors and tests wait on it."""
+    path = os.environ.get("RSN_READY_FILE")
+    if path:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(str(os.getpid()))
+
+
+@worker_process_init.connect
+def _init_process(**_: Any) -> None:
+    """A forked pool child builds its own engine and provider clients (never the parent's)."""
+    from return_notify.channels.registry import reset_channels
+    from return_notify.storage.db import dispose_engine
+
+    dispose_engine()
+    reset_channels()
+
+
+@worker_process_shutdown.connect
+def _shutdown_process(**_: Any) -> None:
+    from return_notify.channels.registry import reset_channels
+    from return_notify.storage.db import dispose_engine
+
+    reset_channels()
+    dispose_engine()
