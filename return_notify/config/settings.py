@@ -50,7 +50,7 @@ class Settings(BaseSettings):
 
     # --- pipeline -----------------------------------------------------------------------
     ingest_batch_size: int = Field(default=200, ge=1, le=1000, description="events per message")
-    deliver_batch_size: int = Field(default=50, ge=1, le=500, description="deliveries per message")
+    deliver_batch_size: int = Field(default=200, ge=1, le=1000, description="deliveries per message")
     max_attempts: int = Field(default=6, ge=1, description="tries before a delivery is dead")
     backoff_base_s: float = 2.0
     backoff_max_s: float = 3600.0

@@ -24,10 +24,7 @@ from return_notify.storage.models import (
     SKIPPED,
     WAITING,
     Delivery,
-    Event,
     RejectedEvent,
-    Return,
-    Tenant,
 )
 
 log = logging.getLogger(__name__)
@@ -70,13 +67,62 @@ def record_rejected(session: Session, raw: Any, err: EventValidationError) -> No
     log.warning("rejected event %s: %s", err.event_id or "?", err)
 
 
+# Set-based statements over arrays: one cached statement whatever the batch size, where a
+# multi-row VALUES insert would be recompiled by SQLAlchemy for every new row count.
+_UPSERT_TENANTS = text(
+    "INSERT INTO tenants (slug) SELECT unnest(CAST(:slugs AS text[])) "
+    "ON CONFLICT (slug) DO NOTHING"
+)
+_SELECT_TENANTS = text("SELECT slug, id FROM tenants WHERE slug = ANY(CAST(:slugs AS text[]))")
+_UPSERT_RETURNS = text("""
+INSERT INTO returns (tenant_id, return_id, customer_id, region, product_category)
+SELECT * FROM unnest(CAST(:tids AS int[]), CAST(:rids AS text[]), CAST(:cids AS text[]),
+                     CAST(:regions AS text[]), CAST(:cats AS text[]))
+ON CONFLICT ON CONSTRAINT uq_returns_tenant_ref DO UPDATE SET updated_at = now()
+RETURNING id, tenant_id, return_id, milestone, milestone_at
+""")
+_EXISTING_EVENTS = text("""
+SELECT e.tenant_id, e.event_id FROM events e
+JOIN unnest(CAST(:tids AS int[]), CAST(:eids AS text[])) AS k(tid, eid)
+  ON e.tenant_id = k.tid AND e.event_id = k.eid
+""")
+_INSERT_EVENTS = text("""
+INSERT INTO events (tenant_id, event_id, return_pk, milestone, occurred_at, disposition,
+                    reason, source, payload)
+SELECT tid, eid, rpk, m, at, disp, reason, src, CAST(payload AS jsonb)
+FROM unnest(CAST(:tids AS int[]), CAST(:eids AS text[]), CAST(:rpks AS bigint[]),
+            CAST(:ms AS text[]), CAST(:ats AS timestamptz[]), CAST(:disps AS text[]),
+            CAST(:reasons AS text[]), CAST(:srcs AS text[]), CAST(:payloads AS text[]))
+     AS v(tid, eid, rpk, m, at, disp, reason, src, payload)
+ON CONFLICT ON CONSTRAINT uq_events_tenant_event DO NOTHING
+RETURNING id, tenant_id, event_id
+""")
+_INSERT_DELIVERIES = text("""
+INSERT INTO deliveries (tenant_id, event_pk, return_pk, channel, milestone, urgency,
+                        recipient, locale, state, occurred_at)
+SELECT * FROM unnest(CAST(:tids AS int[]), CAST(:epks AS bigint[]), CAST(:rpks AS bigint[]),
+                     CAST(:chs AS text[]), CAST(:ms AS text[]), CAST(:urg AS text[]),
+                     CAST(:rcpts AS text[]), CAST(:locales AS text[]), CAST(:states AS text[]),
+                     CAST(:ats AS timestamptz[]))
+ON CONFLICT ON CONSTRAINT uq_deliveries_event_channel DO NOTHING
+RETURNING id, channel
+""")
+
+_tenant_cache: dict[str, int] = {}
+
+
 def _tenant_ids(session: Session, slugs: set[str]) -> dict[str, int]:
-    session.execute(
-        pg_insert(Tenant).values([{"slug": s} for s in sorted(slugs)])
-        .on_conflict_do_nothing(index_elements=["slug"])
-    )
-    rows = session.execute(select(Tenant.slug, Tenant.id).where(Tenant.slug.in_(slugs)))
-    return {slug: tid for slug, tid in rows}
+    missing = sorted(slugs - _tenant_cache.keys())
+    if missing:
+        session.execute(_UPSERT_TENANTS, {"slugs": missing})
+        for slug, tid in session.execute(_SELECT_TENANTS, {"slugs": missing}):
+            _tenant_cache[slug] = tid
+    return {s: _tenant_cache[s] for s in slugs}
+
+
+def forget_tenants() -> None:
+    """Drop the per-process tenant id cache (tests that recreate the database)."""
+    _tenant_cache.clear()
 
 
 def _lock_returns(
@@ -84,19 +130,14 @@ def _lock_returns(
 ) -> dict[tuple[int, str], tuple[int, ReturnState]]:
     """Upsert and lock every return of the batch, in key order (no deadlocks between
     concurrent batches); returns each one's id and state before this batch."""
-    rows = []
-    for (tid, rid), ev in sorted(keys.items()):
-        rows.append({
-            "tenant_id": tid, "return_id": rid, "customer_id": ev.customer.id,
-            "region": ev.region, "product_category": ev.product_category,
-        })
-    stmt = pg_insert(Return).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        constraint="uq_returns_tenant_ref", set_={"updated_at": text("now()")}
-    ).returning(Return.id, Return.tenant_id, Return.return_id, Return.milestone,
-                Return.milestone_at)
+    items = sorted(keys.items())
+    params = {
+        "tids": [k[0] for k, _ in items], "rids": [k[1] for k, _ in items],
+        "cids": [ev.customer.id for _, ev in items], "regions": [ev.region for _, ev in items],
+        "cats": [ev.product_category for _, ev in items],
+    }
     out = {}
-    for rid_pk, tid, rid, milestone, at in session.execute(stmt):
+    for rid_pk, tid, rid, milestone, at in session.execute(_UPSERT_RETURNS, params):
         state = ReturnState(Milestone(milestone) if milestone else None, at)
         out[(tid, rid)] = (rid_pk, state)
     return out
@@ -129,12 +170,9 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
         by_return.setdefault((tenants[ev.tenant], ev.return_id), ev)
     returns = _lock_returns(session, by_return)
 
-    existing = set(session.execute(
-        select(Event.tenant_id, Event.event_id).where(
-            Event.tenant_id.in_(set(tenants.values())),
-            Event.event_id.in_([ev.event_id for ev in valid]),
-        )
-    ).tuples())
+    existing = set(session.execute(_EXISTING_EVENTS, {
+        "tids": [tenants[ev.tenant] for ev in valid], "eids": [ev.event_id for ev in valid],
+    }).tuples())
 
     state: dict[int, ReturnState] = {pk: st for pk, st in returns.values()}
     initial = dict(state)
@@ -158,19 +196,16 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
                 disposition = Disposition.NO_CHANNEL
         decisions.append((ev, tid, pk, disposition, chans))
         event_rows.append({
-            "tenant_id": tid, "event_id": ev.event_id, "return_pk": pk,
-            "milestone": ev.milestone.value, "occurred_at": ev.occurred_at,
-            "disposition": disposition.value, "reason": decision.reason,
-            "source": ev.source, "payload": ev.model_dump(mode="json", exclude_none=True),
+            "tid": tid, "eid": ev.event_id, "rpk": pk, "m": ev.milestone.value,
+            "at": ev.occurred_at, "disp": disposition.value, "reason": decision.reason,
+            "src": ev.source, "payload": ev.model_dump_json(exclude_none=True),
         })
     if not event_rows:
         return result
 
-    inserted = session.execute(
-        pg_insert(Event).values(event_rows)
-        .on_conflict_do_nothing(constraint="uq_events_tenant_event")
-        .returning(Event.id, Event.tenant_id, Event.event_id)
-    ).all()
+    inserted = session.execute(_INSERT_EVENTS, _columns(event_rows, {
+        "tids": "tid", "eids": "eid", "rpks": "rpk", "ms": "m", "ats": "at", "disps": "disp",
+        "reasons": "reason", "srcs": "src", "payloads": "payload"})).all()
     event_pk = {(tid, eid): pk for pk, tid, eid in inserted}
     result.duplicates += len(event_rows) - len(inserted)
     result.accepted = len(inserted)
@@ -186,20 +221,16 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
                     ch, ev.customer.id
                 )
                 delivery_rows.append({
-                    "tenant_id": tid, "event_pk": epk, "return_pk": rpk, "channel": ch,
-                    "milestone": ev.milestone.value,
-                    "urgency": DEFAULT_RULES[ev.milestone].urgency,
-                    "recipient": recipient, "locale": ev.customer.locale, "state": PENDING,
-                    "occurred_at": ev.occurred_at,
+                    "tid": tid, "epk": epk, "rpk": rpk, "ch": ch, "m": ev.milestone.value,
+                    "urg": DEFAULT_RULES[ev.milestone].urgency, "rcpt": recipient,
+                    "locale": ev.customer.locale, "state": PENDING, "at": ev.occurred_at,
                 })
         result.by_disposition[disposition.value] += 1
 
     if delivery_rows:
-        for did, ch in session.execute(
-            pg_insert(Delivery).values(delivery_rows)
-            .on_conflict_do_nothing(constraint="uq_deliveries_event_channel")
-            .returning(Delivery.id, Delivery.channel)
-        ):
+        for did, ch in session.execute(_INSERT_DELIVERIES, _columns(delivery_rows, {
+            "tids": "tid", "epks": "epk", "rpks": "rpk", "chs": "ch", "ms": "m", "urg": "urg",
+            "rcpts": "rcpt", "locales": "locale", "states": "state", "ats": "at"})):
             result.deliveries[ch].append(did)
 
     changed = {pk: st for pk, st in state.items() if st != initial[pk]}
@@ -221,6 +252,11 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
             },
         )
     return result
+
+
+def _columns(rows: list[dict[str, Any]], names: dict[str, str]) -> dict[str, list[Any]]:
+    """Rows to one array per column, for the ``unnest`` statements."""
+    return {param: [r[key] for r in rows] for param, key in names.items()}
 
 
 def _skip_superseded(session: Session, changed: dict[int, ReturnState]) -> int:
