@@ -34,9 +34,9 @@ def deliver(self: Any, channel: str, delivery_ids: list[int]) -> dict[str, Any]:
                             get_channel(channel), settings)
     # Short waits ride a Celery countdown (well under the visibility timeout); longer ones
     # stay in PostgreSQL (next_attempt_at) for the sweeper.
-    by_delay: dict[int, list[int]] = defaultdict(list)
+    by_delay: dict[float, list[int]] = defaultdict(list)
     for did, wait in outcome.retry_soon:
-        by_delay[max(1, int(round(wait)))].append(did)
+        by_delay[max(0.1, round(wait, 1))].append(did)
     for delay, ids in by_delay.items():
         enqueue_deliveries({channel: ids}, countdown=delay)
     return {"claimed": outcome.claimed, **dict(outcome.states)}
