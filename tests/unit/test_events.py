@@ -1,0 +1,76 @@
+"""The v1 event contract: strict, with per-field errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from return_notify.errors import EventValidationError
+from return_notify.events import Milestone, event_json_schema, parse_event
+from tests.helpers import event
+
+
+def fields(raw: object) -> list[str]:
+    with pytest.raises(EventValidationError) as info:
+        parse_event(raw)
+    return [e["field"] for e in info.value.errors]
+
+
+def test_a_complete_event_parses() -> None:
+    ev = parse_event(event("refund_processed", data={"refund_amount": "10.00"}))
+    assert ev.milestone is Milestone.REFUND_PROCESSED
+    assert ev.customer.phone == "+14155550123"
+    assert ev.occurred_at.tzinfo is not None
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"shipment_weight": "2kg"}, "shipment_weight"),
+    ({"milestone": "teleported"}, "milestone"),
+    ({"tenant": "Not A Slug!"}, "tenant"),
+    ({"occurred_at": "2026-11-27T10:00:00"}, "occurred_at"),  # no offset
+    ({"return_id": "x" * 65}, "return_id"),
+    ({"event_id": ""}, "event_id"),
+    ({"schema_version": 2}, "schema_version"),
+])
+def test_each_contract_breach_names_its_field(change: dict[str, object], field: str) -> None:
+    assert fields({**event(), **change}) == [field]
+
+
+@pytest.mark.parametrize(("customer", "field"), [
+    ({"id": "c", "phone": "555-0100"}, "customer.phone"),
+    ({"id": "c", "email": "not-an-email"}, "customer.email"),
+    ({"id": "c", "locale": "english please"}, "customer.locale"),
+    ({"id": "c", "timezone": "Mars/Olympus"}, "customer.timezone"),
+    ({"id": "c", "nickname": "x"}, "customer.nickname"),
+    ({"name": "no id"}, "customer.id"),
+])
+def test_customer_fields_are_checked(customer: dict[str, str], field: str) -> None:
+    assert fields({**event(), "customer": customer}) == [field]
+
+
+def test_unknown_field_message_is_explicit() -> None:
+    with pytest.raises(EventValidationError) as info:
+        parse_event({**event(), "colour": "red"})
+    assert "unknown field" in info.value.errors[0]["message"]
+    assert "colour" in str(info.value)
+
+
+def test_non_objects_and_bad_json_are_rejected_clearly() -> None:
+    assert fields("{not json") == ["(event)"]
+    assert fields([1, 2]) == ["(event)"]
+    assert fields(None) == ["(event)"]
+
+
+def test_oversized_data_is_rejected() -> None:
+    assert fields({**event(), "data": {"blob": "x" * 20_000}}) == ["data"]
+
+
+def test_shipped_schema_file_matches_the_model() -> None:
+    path = Path(__file__).parents[2] / "return_notify" / "schema" / "return-event-v1.json"
+    assert json.loads(path.read_text()) == event_json_schema()
+    schema = event_json_schema()
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) >= {"event_id", "tenant", "return_id", "milestone",
+                                       "occurred_at", "customer"}
