@@ -1,0 +1,49 @@
+"""README's first command, `return-notify demo`, as a newcomer runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def _run_demo(env: dict[str, str]) -> dict[str, Any]:
+    before = {p.pid for p in psutil.process_iter()}
+    proc = subprocess.run([sys.executable, "-m", "return_notify.cli", "demo", "--json"],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    leftovers = [p for p in psutil.process_iter(["pid", "cmdline"])
+                 if p.pid not in before and p.info["cmdline"]
+                 and any("return_notify" in c or "redis-server" in c or "postgres" in c
+                         for c in p.info["cmdline"])]
+    assert not leftovers, f"demo left processes running: {[p.info for p in leftovers]}"
+    return summary
+
+
+def _check(summary: dict[str, Any]) -> None:
+    assert summary["published"] >= 2000 and summary["returns"] >= 500
+    assert summary["duplicate_sends"] == 0
+    assert summary["non_terminal"] == 0
+    assert summary["duplicates_ignored"] > 0
+    assert summary["stale_not_notified"] > 0
+    assert summary["rejected"] > 0
+    by_channel = summary["stats"]["deliveries"]["by_channel"]
+    assert set(by_channel) == {"email", "sms", "inapp"}
+    assert summary["stats"]["latency_s"]["occurred_to_sent_p95"] is not None
+
+
+def test_demo_on_configured_servers(svc: Any) -> None:
+    _check(_run_demo({**os.environ, **svc.env(RSN_REDIS_KEY_PREFIX=svc.redis_key_prefix + "demo:")}))
+
+
+def test_demo_on_embedded_servers_when_no_urls_are_set() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSN_")}
+    _check(_run_demo(env))
