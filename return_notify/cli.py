@@ -64,11 +64,17 @@ def _parse_since(since: str | None) -> datetime | None:
 
 @app.command()
 def worker(
-    queues: Annotated[str, typer.Option("-Q", "--queues", help="Comma-separated queues.")] = ",".join(ALL_QUEUES),
+    queues: Annotated[
+        str, typer.Option("-Q", "--queues", help="Comma-separated queues.")
+    ] = ",".join(ALL_QUEUES),
     pool: Annotated[str, typer.Option("-P", "--pool", help="prefork, threads, solo, gevent.")] = "prefork",
-    concurrency: Annotated[int | None, typer.Option("-c", "--concurrency", help="Pool size (default: CPU count).")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("-c", "--concurrency", help="Pool size (default: CPU count).")
+    ] = None,
     loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "INFO",
-    hostname: Annotated[str | None, typer.Option("-n", "--hostname", help="Node name, e.g. email@%h.")] = None,
+    hostname: Annotated[
+        str | None, typer.Option("-n", "--hostname", help="Node name, e.g. email@%h.")
+    ] = None,
     autoscale: Annotated[str | None, typer.Option(help="MAX,MIN pool processes, e.g. 8,2.")] = None,
     logfile: Annotated[str | None, typer.Option(help="Write the log here instead of stderr.")] = None,
 ) -> None:
@@ -79,8 +85,12 @@ def worker(
     unknown = set(queues.split(",")) - set(ALL_QUEUES)
     if unknown:
         _fail(f"unknown queue(s) {sorted(unknown)}; known: {', '.join(ALL_QUEUES)}")
-    argv = ["worker", "-Q", queues, "-P", pool, "-l", loglevel, "-E", "--without-gossip",
+    from return_notify.config.settings import get_settings
+
+    argv = ["worker", "-Q", queues, "-P", pool, "-l", loglevel, "--without-gossip",
             "--without-mingle"]
+    if get_settings().task_events:
+        argv.append("-E")
     if concurrency:
         argv += ["-c", str(concurrency)]
     if hostname:
@@ -110,7 +120,9 @@ def beat(
 def flower(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 5555,
     address: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
-    basic_auth: Annotated[str | None, typer.Option(envvar="RSN_FLOWER_BASIC_AUTH", help="user:password")] = None,
+    basic_auth: Annotated[
+        str | None, typer.Option(envvar="RSN_FLOWER_BASIC_AUTH", help="user:password")
+    ] = None,
 ) -> None:
     """Run Flower on the project's Celery app (live throughput per worker and task)."""
     _require_urls(db=False)
@@ -296,7 +308,9 @@ def dlq_list_cmd(
 
 @dlq_app.command("replay")
 def dlq_replay_cmd(
-    ids: Annotated[list[int] | None, typer.Argument(help="Delivery ids (omit with --all or a filter).")] = None,
+    ids: Annotated[
+        list[int] | None, typer.Argument(help="Delivery ids (omit with --all or a filter).")
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Replay every dead delivery.")] = False,
     tenant: Annotated[str | None, typer.Option()] = None,
     channel: Annotated[str | None, typer.Option()] = None,

@@ -41,6 +41,24 @@ class Settings(BaseSettings):
     twilio_base_url: str = "https://api.twilio.com"
     public_base_url: str = "http://127.0.0.1:8000"
     provider_timeout_s: float = 10.0
+    email_from_name: str | None = Field(
+        default=None, description="Display name in From (\"Acme Returns\"); unset: address only"
+    )
+    email_reply_to: str | None = Field(default=None, description="Reply-To address; unset: none")
+    email_providers: str = Field(
+        default="",
+        description="Email failover order, e.g. 'sendgrid,smtp': the next provider is tried when "
+        "one fails transiently; set, it replaces RSN_EMAIL_PROVIDER",
+    )
+    unsubscribe_mailto: str | None = Field(
+        default=None, description="Address for the mailto: List-Unsubscribe variant; unset: https only"
+    )
+    twilio_messaging_service_sid: str | None = Field(
+        default=None, description="MG... Messaging Service; used when RSN_TWILIO_FROM is unset"
+    )
+    sms_max_segments: int = Field(
+        default=3, ge=1, le=10, description="longer SMS are cut to fit (a trailing URL is kept)"
+    )
 
     # --- sandbox provider (demo, tests, benchmarks) ---------------------------------------
     sandbox_latency_ms: float = 0.0
@@ -64,6 +82,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = 3600
 
     # --- workers ------------------------------------------------------------------------
+    task_events: bool = Field(
+        default=True, description="send task events (Flower's live view); costs ~1/3 of a no-op"
+    )
     worker_concurrency: int | None = None
     task_soft_time_limit_s: int = 120
     task_time_limit_s: int = 180

@@ -32,11 +32,12 @@ def pipeline_stats(
         f"SELECT d.channel, d.state, count(*) AS n FROM deliveries d JOIN tenants t "
         f"ON t.id = d.tenant_id WHERE {d_where} GROUP BY 1, 2 ORDER BY 1, 2"), params):
         by_channel.setdefault(row.channel, {})[row.state] = row.n
+    secs = "extract(epoch FROM d.sent_at - d.occurred_at)"
     lat = session.execute(text(
         f"SELECT count(*) AS n, "
-        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM d.sent_at - d.occurred_at)) AS p50, "
-        f"percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM d.sent_at - d.occurred_at)) AS p95, "
-        f"percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM d.sent_at - d.occurred_at)) AS p99, "
+        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {secs}) AS p50, "
+        f"percentile_cont(0.95) WITHIN GROUP (ORDER BY {secs}) AS p95, "
+        f"percentile_cont(0.99) WITHIN GROUP (ORDER BY {secs}) AS p99, "
         f"min(d.sent_at) AS first_sent, max(d.sent_at) AS last_sent "
         f"FROM deliveries d JOIN tenants t ON t.id = d.tenant_id "
         f"WHERE d.sent_at IS NOT NULL AND {d_where}"), params).one()

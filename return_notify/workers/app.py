@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from celery import Celery
-import os
-
 from celery.signals import worker_process_init, worker_process_shutdown, worker_ready
 
 from return_notify.config.celery import DELIVER_TASK, celery_config
