@@ -18,6 +18,7 @@ TENANTS = {
     "maison-claire": ("EU-FR", "fr-FR", "Europe/Paris", "EUR", "beauty"),
     "tienda-sol": ("EU-ES", "es-ES", "Europe/Madrid", "EUR", "electronics"),
 }
+TenantProfile = tuple[str, str, str, str, str]  # region, locale, timezone, currency, category
 CARRIERS = ("ups", "dhl", "fedex", "usps", "colissimo")
 NAMES = ("Ana", "Ben", "Chloé", "Dmitri", "Elif", "Farah", "Gustav", "Hana", None)
 HAPPY = ["return_initiated", "return_approved", "label_created", "shipment_dispatched",
@@ -83,12 +84,12 @@ def _data(milestone: str, rng: random.Random, currency: str, ref: str) -> dict[s
 
 def make_stream(
     n_events: int = 2400, min_returns: int = 500, seed: int = 7, dup_rate: float = 0.03,
-    ooo_rate: float = 0.04, invalid: int = 6, tenants: dict[str, tuple[str, ...]] | None = None,
-    prefix: str = "",
+    ooo_rate: float = 0.04, invalid: int = 6,
+    tenants: dict[str, tuple[str, str, str, str, str]] | None = None, prefix: str = "",
 ) -> Stream:
     """Build a stream of at least ``n_events`` events over at least ``min_returns`` returns."""
     rng = random.Random(seed)
-    tenants = tenants or TENANTS
+    tenants = tenants or dict(TENANTS)
     per_return: list[list[dict[str, Any]]] = []
     total = 0
     while total < n_events or len(per_return) < min_returns:
@@ -104,7 +105,7 @@ def make_stream(
             customer["email"] = f"customer{k}@example.com"
         if rng.random() < 0.6:
             customer["phone"] = f"+1555{k % 10_000_000:07d}"
-        evs = []
+        evs: list[dict[str, Any]] = []
         for j, m in enumerate(_path(rng)):
             evs.append({
                 "event_id": f"{prefix}{slug}-{k}-{j}", "tenant": slug, "return_id": ref,

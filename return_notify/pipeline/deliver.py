@@ -102,7 +102,7 @@ def claim(session: Session, channel: str, ids: list[int], lease_s: float) -> tup
     rows = session.execute(
         _CLAIM, {"ids": ids, "channel": channel, "token": token, "lease": lease_s}
     ).all()
-    return token, rows
+    return token, list(rows)
 
 
 def deliver_batch(

@@ -268,7 +268,7 @@ def _skip_superseded(session: Session, changed: dict[int, ReturnState]) -> int:
     ).all()
     stale_ids = [
         did for did, rpk, m in rows
-        if changed[rpk].milestone is not None and supersedes(changed[rpk].milestone, m)
+        if (new := changed[rpk].milestone) is not None and supersedes(new, m)
     ]
     if stale_ids:
         session.execute(

@@ -14,7 +14,8 @@ def list_deliveries(
     session: Session, *, state: str | None = None, channel: str | None = None,
     tenant: str | None = None, return_id: str | None = None, limit: int = 50,
 ) -> list[dict[str, Any]]:
-    where, params = ["TRUE"], {"limit": limit}
+    where: list[str] = ["TRUE"]
+    params: dict[str, Any] = {"limit": limit}
     for col, val, name in (("d.state", state, "state"), ("d.channel", channel, "channel"),
                            ("t.slug", tenant, "tenant"), ("r.return_id", return_id, "rid")):
         if val:

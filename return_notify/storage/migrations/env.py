@@ -12,7 +12,7 @@ target_metadata = Base.metadata
 
 
 def run_migrations_online() -> None:
-    url = config.get_main_option("sqlalchemy.url")
+    url = config.get_main_option("sqlalchemy.url") or ""
     connectable = config.attributes.get("connection")
     if connectable is None:
         engine = create_engine(url, poolclass=pool.NullPool)
