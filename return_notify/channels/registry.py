@@ -1,4 +1,10 @@
-"""Which channel object serves each channel in this process, built from settings."""
+"""Which channel object serves each channel in this process, built from settings.
+
+email: ``RSN_EMAIL_PROVIDERS`` (a failover order such as ``sendgrid,smtp``) when set,
+else ``RSN_EMAIL_PROVIDER``; sms: ``RSN_SMS_PROVIDER``; the sandbox is the default for
+both. A provider whose credentials are missing raises ``ConfigurationError`` naming the
+environment variables to set. Provider SDKs are imported only when their provider is used.
+"""
 
 from __future__ import annotations
 
@@ -13,23 +19,95 @@ from return_notify.storage.db import get_engine
 _lock = threading.Lock()
 _channels: dict[str, Channel] = {}
 
+EMAIL_PROVIDERS = ("sendgrid", "smtp", "sandbox")
+SMS_PROVIDERS = ("twilio", "sandbox")
+
+
+def _sandbox(channel: str, settings: Settings) -> Channel:
+    return SandboxChannel(
+        channel,
+        engine=get_engine() if settings.sandbox_record else None,
+        latency_ms=settings.sandbox_latency_ms,
+        transient_failure_rate=settings.sandbox_transient_failure_rate,
+        permanent_failure_rate=settings.sandbox_permanent_failure_rate,
+    )
+
+
+def _require(provider: str, missing: list[str]) -> None:
+    if missing:
+        raise ConfigurationError(f"{provider} is configured but {' and '.join(missing)} "
+                                 f"{'is' if len(missing) == 1 else 'are'} not set")
+
+
+def email_provider_order(settings: Settings) -> list[str]:
+    """``RSN_EMAIL_PROVIDERS`` split on commas, else ``[RSN_EMAIL_PROVIDER]``; validated."""
+    order = [p.strip().lower() for p in settings.email_providers.split(",") if p.strip()]
+    if not order:
+        return [settings.email_provider]
+    unknown = [p for p in order if p not in EMAIL_PROVIDERS]
+    if unknown or len(set(order)) != len(order):
+        raise ConfigurationError(
+            f"RSN_EMAIL_PROVIDERS={settings.email_providers!r}: use distinct names from "
+            f"{', '.join(EMAIL_PROVIDERS)} (e.g. 'sendgrid,smtp')"
+        )
+    return order
+
+
+def _email(provider: str, settings: Settings) -> Channel:
+    if provider == "sandbox":
+        return _sandbox("email", settings)
+    from return_notify.channels.smtp_email import EmailIdentity
+
+    identity = EmailIdentity(
+        from_email=settings.email_from, from_name=settings.email_from_name,
+        reply_to=settings.email_reply_to, public_base_url=settings.public_base_url,
+        unsubscribe_mailto=settings.unsubscribe_mailto,
+    )
+    if provider == "sendgrid":
+        key = settings.sendgrid_api_key.get_secret_value() if settings.sendgrid_api_key else ""
+        _require("sendgrid", [] if key else ["RSN_SENDGRID_API_KEY"])
+        from return_notify.channels.sendgrid_email import SendGridChannel
+
+        return SendGridChannel(key, identity, base_url=settings.sendgrid_base_url,
+                               timeout_s=settings.provider_timeout_s)
+    url = settings.smtp_url.get_secret_value() if settings.smtp_url else ""
+    _require("smtp", [] if url else ["RSN_SMTP_URL"])
+    from return_notify.channels.smtp_email import SmtpChannel
+
+    return SmtpChannel(url, identity, timeout_s=settings.provider_timeout_s)
+
+
+def _sms(settings: Settings) -> Channel:
+    if settings.sms_provider == "sandbox":
+        return _sandbox("sms", settings)
+    sid = settings.twilio_account_sid or ""
+    token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else ""
+    missing = [name for name, value in (
+        ("RSN_TWILIO_ACCOUNT_SID", sid), ("RSN_TWILIO_AUTH_TOKEN", token),
+    ) if not value]
+    if not settings.twilio_from and not settings.twilio_messaging_service_sid:
+        missing.append("RSN_TWILIO_FROM (or RSN_TWILIO_MESSAGING_SERVICE_SID)")
+    _require("twilio", missing)
+    from return_notify.channels.twilio_sms import TwilioChannel
+
+    return TwilioChannel(
+        sid, token,
+        from_number=settings.twilio_from,
+        messaging_service_sid=settings.twilio_messaging_service_sid,
+        base_url=settings.twilio_base_url, public_base_url=settings.public_base_url,
+        timeout_s=settings.provider_timeout_s, max_segments=settings.sms_max_segments,
+    )
+
 
 def build_channel(channel: str, settings: Settings) -> Channel:
-    provider = {"email": settings.email_provider, "sms": settings.sms_provider}.get(
-        channel, "sandbox"
-    )
-    if provider == "sandbox" or channel == "inapp":
-        return SandboxChannel(
-            channel,
-            engine=get_engine() if settings.sandbox_record else None,
-            latency_ms=settings.sandbox_latency_ms,
-            transient_failure_rate=settings.sandbox_transient_failure_rate,
-            permanent_failure_rate=settings.sandbox_permanent_failure_rate,
-        )
-    raise ConfigurationError(
-        f"RSN_{'EMAIL' if channel == 'email' else 'SMS'}_PROVIDER={provider} is not available "
-        "in this version; use 'sandbox'"
-    )
+    if channel == "email":
+        from return_notify.channels.failover import FailoverChannel
+
+        channels = [_email(p, settings) for p in email_provider_order(settings)]
+        return channels[0] if len(channels) == 1 else FailoverChannel(channels)
+    if channel == "sms":
+        return _sms(settings)
+    return _sandbox(channel, settings)
 
 
 def get_channel(channel: str) -> Channel:
