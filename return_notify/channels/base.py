@@ -6,8 +6,10 @@ database: the deliver task owns retries, rate limits and the record of every att
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +47,11 @@ class Channel(ABC):
     #: provider name recorded on deliveries and attempts ("sandbox", "sendgrid", ...)
     provider: str = "base"
     channel: str = ""
+    #: provider calls in flight at once in ``send_many``: network providers wait on I/O,
+    #: so a batch is sent by a small thread pool (set from ``RSN_PROVIDER_CONCURRENCY``)
+    max_parallel: int = 1
+    _pool: ThreadPoolExecutor | None = None
+    _pool_lock = threading.Lock()
 
     @abstractmethod
     def send(self, message: OutboundMessage) -> SendResult:
@@ -59,17 +66,31 @@ class Channel(ABC):
         Providers with a batch API override this; the default sends one by one and turns
         unexpected exceptions into ``TransientError`` so one bad message never sinks a batch.
         """
-        results: list[SendResult | DeliveryError] = []
-        for message in messages:
-            try:
-                results.append(self.send(message))
-            except DeliveryError as exc:
-                results.append(exc)
-            except Exception as exc:  # noqa: BLE001 - classified at the boundary
-                results.append(
-                    TransientError(f"{type(exc).__name__}: {exc}", provider=self.provider)
-                )
-        return results
+        if self.max_parallel > 1 and len(messages) > 1:
+            return list(self._executor().map(self._send_one, messages))
+        return [self._send_one(m) for m in messages]
+
+    def _send_one(self, message: OutboundMessage) -> SendResult | DeliveryError:
+        try:
+            return self.send(message)
+        except DeliveryError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - classified at the boundary
+            return TransientError(f"{type(exc).__name__}: {exc}", provider=self.provider)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_parallel,
+                                                thread_name_prefix=f"send-{self.provider}")
+            return self._pool
 
     def close(self) -> None:
         """Release connections; called when a worker process shuts down."""
+        self.shutdown_pool()
+
+    def shutdown_pool(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None

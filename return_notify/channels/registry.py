@@ -100,6 +100,13 @@ def _sms(settings: Settings) -> Channel:
 
 
 def build_channel(channel: str, settings: Settings) -> Channel:
+    ch = _build(channel, settings)
+    if ch.provider != "sandbox":
+        ch.max_parallel = settings.provider_concurrency
+    return ch
+
+
+def _build(channel: str, settings: Settings) -> Channel:
     if channel == "email":
         from return_notify.channels.failover import FailoverChannel
 

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     twilio_base_url: str = "https://api.twilio.com"
     public_base_url: str = "http://127.0.0.1:8000"
     provider_timeout_s: float = 10.0
+    provider_concurrency: int = Field(
+        default=16, ge=1, le=256, description="provider calls in flight per worker process"
+    )
     email_from_name: str | None = Field(
         default=None, description="Display name in From (\"Acme Returns\"); unset: address only"
     )

@@ -155,10 +155,14 @@ def deliver_batch(
     attempt_rows: list[dict[str, Any]] = []
     for message, res in zip(to_send, results, strict=True):
         row = rows[message.delivery_id]
-        row.provider = channel.provider
+        # with failover, the provider that actually answered, not the chain's name
+        provider = res.provider or channel.provider
+        row.provider = provider
         attempt: dict[str, Any] = {
             "delivery_id": message.delivery_id, "attempt_no": message.attempt,
-            "started_at": started, "duration_ms": per_msg_ms, "provider": channel.provider,
+            "started_at": started, "duration_ms": per_msg_ms, "provider": provider,
+            "provider_message_id": None, "error_class": None, "error_code": None,
+            "error_message": None,
         }
         if isinstance(res, SendResult):
             row.state, row.pmid, row.provider = SENT, res.provider_message_id, res.provider
@@ -171,7 +175,8 @@ def deliver_batch(
             attempt_rows.append({
                 "delivery_id": row.id, "attempt_no": attempts_meta[row.id], "started_at": started,
                 "duration_ms": 0.0, "outcome": "permanent", "provider": None,
-                "error_class": "TemplateRenderError", "error_message": row.err[:2000],
+                "provider_message_id": None, "error_class": "TemplateRenderError",
+                "error_code": None, "error_message": row.err[:2000],
             })
         outcome.states[row.state] += 1
 

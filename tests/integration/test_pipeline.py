@@ -227,3 +227,18 @@ def test_render_failure_is_permanent_and_recorded(tenant: str, monkeypatch: Any)
             d=r.deliveries["email"][0])
     assert err == [("TemplateRenderError",)]
 
+
+
+def test_one_batch_with_mixed_outcomes_records_each(tenant: str) -> None:
+    evs = [event("refund_processed", tenant=tenant, email=e, phone=None)
+           for e in ("ok@example.com", "fail-permanent@example.com", "fail-transient-1@example.com")]
+    r = ingest(evs)
+    assert len(r.deliveries["email"]) == 3
+    deliver(IngestResult(deliveries={"email": r.deliveries["email"]}))  # type: ignore[arg-type]
+    got = dict(q("SELECT d.recipient, d.state FROM deliveries d WHERE d.id = ANY(:i)",
+                 i=r.deliveries["email"]))
+    assert got == {"ok@example.com": "sent", "fail-permanent@example.com": "failed",
+                   "fail-transient-1@example.com": "retrying"}
+    outcomes = q("SELECT outcome, count(*) FROM delivery_attempts WHERE delivery_id = ANY(:i) "
+                 "GROUP BY 1 ORDER BY 1", i=r.deliveries["email"])
+    assert outcomes == [("permanent", 1), ("sent", 1), ("transient", 1)]
