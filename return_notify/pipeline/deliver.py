@@ -57,7 +57,8 @@ SET state = 'sending', claim_token = :token, attempts = d.attempts + 1,
 FROM c, events e, returns r, tenants t
 WHERE d.id = c.id AND e.id = d.event_pk AND r.id = d.return_pk AND t.id = d.tenant_id
 RETURNING d.id, c.prev_state, d.milestone, d.recipient, d.locale, d.attempts, d.replays,
-          e.payload, r.milestone AS current_milestone, t.slug, t.name
+          d.occurred_at, d.tenant_id, e.payload, r.milestone AS current_milestone, t.slug,
+          t.name, r.region
 """)
 
 _WRITE_BACK = text("""
@@ -82,6 +83,12 @@ class DeliverOutcome:
     states: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     #: (delivery id, seconds from now) to re-enqueue with a short countdown
     retry_soon: list[tuple[int, float]] = field(default_factory=list)
+    #: one dict per provider call (the attempt rows), for metrics
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: seconds from the event's occurred_at to sent, one per message sent in this batch
+    sent_latencies_s: list[float] = field(default_factory=list)
+    #: tenant slug per claimed delivery id, for per-tenant metrics
+    tenants: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -124,10 +131,13 @@ def deliver_batch(
     rows: dict[int, _Row] = {}
     to_send: list[OutboundMessage] = []
     attempts_meta: dict[int, int] = {}
+    occurred: dict[int, datetime] = {}
     budget: dict[int, int] = {}
     for c in claimed:
         row = _Row(c.id)
         rows[c.id] = row
+        occurred[c.id] = c.occurred_at
+        outcome.tenants[c.id] = c.slug
         attempts_meta[c.id] = c.attempts
         budget[c.id] = settings.max_attempts * (1 + (c.replays or 0))
         if c.prev_state in WAITING and c.current_milestone and supersedes(
@@ -152,6 +162,7 @@ def deliver_batch(
     t0 = time.perf_counter()
     results = channel.send_many(to_send) if to_send else []
     per_msg_ms = (time.perf_counter() - t0) * 1000.0 / max(1, len(to_send))
+    done_at = datetime.now(UTC)
     attempt_rows: list[dict[str, Any]] = []
     for message, res in zip(to_send, results, strict=True):
         row = rows[message.delivery_id]
@@ -167,6 +178,7 @@ def deliver_batch(
         if isinstance(res, SendResult):
             row.state, row.pmid, row.provider = SENT, res.provider_message_id, res.provider
             attempt.update(outcome="sent", provider_message_id=res.provider_message_id)
+            outcome.sent_latencies_s.append((done_at - occurred[row.id]).total_seconds())
         else:
             _classify(row, res, attempt, message, settings, budget[row.id], now, outcome)
         attempt_rows.append(attempt)
@@ -180,6 +192,7 @@ def deliver_batch(
             })
         outcome.states[row.state] += 1
 
+    outcome.attempts = attempt_rows
     with session_factory() as session:
         if attempt_rows:
             session.execute(insert(DeliveryAttempt), attempt_rows)

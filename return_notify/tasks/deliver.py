@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from return_notify.channels.registry import get_channel
 from return_notify.config.celery import DELIVER_TASK
 from return_notify.config.settings import get_settings
+from return_notify.metrics import observe_deliver
 from return_notify.pipeline.deliver import deliver_batch
 from return_notify.storage.db import session_scope
 from return_notify.workers.app import app, enqueue_deliveries
@@ -32,6 +33,7 @@ def deliver(self: Any, channel: str, delivery_ids: list[int]) -> dict[str, Any]:
     settings = get_settings()
     outcome = deliver_batch(session_scope, channel, [int(i) for i in delivery_ids],
                             get_channel(channel), settings)
+    observe_deliver(channel, outcome)
     # Short waits ride a Celery countdown (well under the visibility timeout); longer ones
     # stay in PostgreSQL (next_attempt_at) for the sweeper.
     by_delay: dict[float, list[int]] = defaultdict(list)

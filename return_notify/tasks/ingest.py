@@ -9,6 +9,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from return_notify.config.celery import INGEST_TASK
 from return_notify.errors import EventValidationError
+from return_notify.metrics import observe_ingest
 from return_notify.pipeline.ingest import IngestResult, ingest_batch, record_rejected
 from return_notify.storage.db import session_scope
 from return_notify.workers.app import app, enqueue_deliveries
@@ -42,6 +43,7 @@ def ingest(self: Any, events: list[Any]) -> dict[str, Any]:
             return {"rejected": 1}
         result = _one_by_one(events)
     enqueue_deliveries(dict(result.deliveries))
+    observe_ingest(result)
     summary = result.summary()
     log.info("ingested %s", summary)
     return summary
