@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     sandbox_permanent_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     sandbox_record: bool = True
 
+    rate_limits: str = Field(
+        default="",
+        description="global limits, e.g. 'provider:twilio=100/s,provider:sendgrid=10000/m,tenant:*=50/s'",
+    )
+
     # --- pipeline -----------------------------------------------------------------------
     ingest_batch_size: int = Field(default=200, ge=1, le=1000, description="events per message")
     deliver_batch_size: int = Field(default=200, ge=1, le=1000, description="deliveries per message")
@@ -92,6 +97,34 @@ class Settings(BaseSettings):
     task_soft_time_limit_s: int = 120
     task_time_limit_s: int = 180
     max_tasks_per_child: int = 10_000
+
+    # --- operations: metrics, Flower, logs, data protection (appended) -------------------
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="worker Prometheus endpoint port (the main process serves every pool "
+        "process's metrics); unset: worker metrics off",
+    )
+    metrics_address: str = Field(
+        default="127.0.0.1", description="bind address of the worker metrics endpoint"
+    )
+    metrics_dir: str | None = Field(
+        default=None,
+        description="prometheus_client multiprocess directory (wiped at worker start); "
+        "unset: PROMETHEUS_MULTIPROC_DIR, else a fresh temporary directory per worker",
+    )
+    metrics_per_tenant: bool = Field(
+        default=True, description="also count deliveries per tenant (one series per tenant)"
+    )
+    flower_basic_auth: SecretStr | None = Field(
+        default=None, description="user:password for Flower (comma-separate several)"
+    )
+    log_json: bool = Field(
+        default=False, description="one JSON object per log line, with event_id/delivery_id"
+    )
+    retention_days: int = Field(
+        default=30, ge=0,
+        description="purge rendered content and personal data older than this; 0: never",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -25,6 +25,7 @@ from return_notify.errors import DeliveryError, PermanentError, RateLimitedError
 from return_notify.lifecycle import supersedes
 from return_notify.pipeline.backoff import backoff_s
 from return_notify.pipeline.context import build_context
+from return_notify.ratelimit import Limit, RateLimiter, spread_wait
 from return_notify.rendering import TemplateRenderError, render
 from return_notify.storage.models import (
     DEAD,
@@ -46,7 +47,8 @@ WITH c AS (
       AND d.channel = :channel
       AND (d.state = 'pending'
            OR (d.state IN ('retrying', 'scheduled')
-               AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= now()))
+               AND (d.next_attempt_at IS NULL
+                    OR d.next_attempt_at <= now() + interval '500 milliseconds'))
            OR (d.state = 'sending' AND d.lease_until < now()))
     ORDER BY d.id
     FOR UPDATE OF d SKIP LOCKED
@@ -64,6 +66,7 @@ RETURNING d.id, c.prev_state, d.milestone, d.recipient, d.locale, d.attempts, d.
 _WRITE_BACK = text("""
 UPDATE deliveries d
 SET state = v.state, next_attempt_at = v.next_at, provider = v.provider,
+    attempts = d.attempts - CASE WHEN v.throttled THEN 1 ELSE 0 END,
     provider_message_id = COALESCE(v.pmid, d.provider_message_id),
     subject = COALESCE(v.subject, d.subject), body = COALESCE(v.body, d.body),
     last_error = v.err, skip_reason = v.skip,
@@ -71,8 +74,9 @@ SET state = v.state, next_attempt_at = v.next_at, provider = v.provider,
     lease_until = NULL, claim_token = NULL, updated_at = now()
 FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[]), CAST(:next_ats AS timestamptz[]),
             CAST(:providers AS text[]), CAST(:pmids AS text[]), CAST(:subjects AS text[]),
-            CAST(:bodies AS text[]), CAST(:errs AS text[]), CAST(:skips AS text[]))
-     AS v(id, state, next_at, provider, pmid, subject, body, err, skip)
+            CAST(:bodies AS text[]), CAST(:errs AS text[]), CAST(:skips AS text[]),
+            CAST(:throttled AS boolean[]))
+     AS v(id, state, next_at, provider, pmid, subject, body, err, skip, throttled)
 WHERE d.id = v.id AND d.claim_token = :token
 """)
 
@@ -89,6 +93,9 @@ class DeliverOutcome:
     sent_latencies_s: list[float] = field(default_factory=list)
     #: tenant slug per claimed delivery id, for per-tenant metrics
     tenants: dict[int, str] = field(default_factory=dict)
+    #: deliveries held back by the global rate limiter, and their summed wait
+    throttled: int = 0
+    throttle_wait_s: float = 0.0
 
 
 @dataclass
@@ -102,6 +109,7 @@ class _Row:
     body: str | None = None
     err: str | None = None
     skip: str | None = None
+    throttled: bool = False
 
 
 def claim(session: Session, channel: str, ids: list[int], lease_s: float) -> tuple[str, list[Any]]:
@@ -118,6 +126,7 @@ def deliver_batch(
     ids: list[int],
     channel: Channel,
     settings: Settings,
+    limiter: RateLimiter | None = None,
 ) -> DeliverOutcome:
     """Claim (one transaction), send (no transaction open), record (one transaction)."""
     outcome = DeliverOutcome()
@@ -133,6 +142,7 @@ def deliver_batch(
     attempts_meta: dict[int, int] = {}
     occurred: dict[int, datetime] = {}
     budget: dict[int, int] = {}
+    candidates: list[Any] = []
     for c in claimed:
         row = _Row(c.id)
         rows[c.id] = row
@@ -145,6 +155,13 @@ def deliver_batch(
         ):
             row.state, row.skip = SKIPPED, "superseded"
             continue
+        candidates.append(c)
+
+    if limiter is not None and candidates:
+        candidates = _throttle(limiter, channel.provider, candidates, rows, now, settings, outcome)
+
+    for c in candidates:
+        row = rows[c.id]
         try:
             ctx = build_context(c.payload, c.slug, c.name, settings.public_base_url)
             rendered = render(channel_name, c.milestone, ctx, locale=c.locale)
@@ -203,9 +220,44 @@ def deliver_batch(
             "next_ats": [r.next_at for r in vals], "providers": [r.provider for r in vals],
             "pmids": [r.pmid for r in vals], "subjects": [r.subject for r in vals],
             "bodies": [r.body for r in vals], "errs": [r.err for r in vals],
-            "skips": [r.skip for r in vals],
+            "skips": [r.skip for r in vals], "throttled": [r.throttled for r in vals],
         })
     return outcome
+
+
+def _throttle(
+    limiter: RateLimiter, provider: str, candidates: list[Any], rows: dict[int, _Row],
+    now: datetime, settings: Settings, outcome: DeliverOutcome,
+) -> list[Any]:
+    """Keep what the tenant and provider buckets allow now; the rest waits (no attempt is
+    spent) until tokens arrive: a short countdown, or the sweeper for longer waits."""
+    allowed: list[Any] = []
+    waiting: list[tuple[Any, float]] = []
+    by_tenant: dict[str, list[Any]] = defaultdict(list)
+    for c in candidates:
+        by_tenant[c.slug].append(c)
+    for slug, group in by_tenant.items():
+        g = limiter.acquire(f"tenant:{slug}", len(group))
+        allowed.extend(group[: g.granted])
+        rate = (limiter.limit_for(f"tenant:{slug}") or Limit(1.0, 1.0)).rate_per_s
+        waiting.extend((c, spread_wait(g.wait_s, i, rate)) for i, c in enumerate(group[g.granted:]))
+    if allowed:
+        g = limiter.acquire(f"provider:{provider}", len(allowed))
+        rate = (limiter.limit_for(f"provider:{provider}") or Limit(1.0, 1.0)).rate_per_s
+        over = allowed[g.granted:]
+        allowed = allowed[: g.granted]
+        for c in over:
+            limiter.give_back(f"tenant:{c.slug}", 1)
+        waiting.extend((c, spread_wait(g.wait_s, i, rate)) for i, c in enumerate(over))
+    for c, wait in waiting:
+        row = rows[c.id]
+        row.state, row.next_at, row.throttled = RETRYING, now + timedelta(seconds=wait), True
+        row.err = f"rate limited: waiting {wait:.2f}s for a token"
+        outcome.throttled += 1
+        outcome.throttle_wait_s += wait
+        if wait <= settings.max_countdown_s:
+            outcome.retry_soon.append((c.id, wait))
+    return allowed
 
 
 def _classify(
