@@ -92,6 +92,10 @@ def _apply(svc: Services) -> None:
         dispose_engine()
         reset_channels()
         forget_tenants()
+        import sys
+
+        if "return_notify.workers.app" in sys.modules:
+            sys.modules["return_notify.workers.app"].reconfigure()
 
 
 def _flush_prefix(broker: str, prefix: str) -> None:

@@ -114,6 +114,10 @@ def _build(channel: str, settings: Settings) -> Channel:
         return channels[0] if len(channels) == 1 else FailoverChannel(channels)
     if channel == "sms":
         return _sms(settings)
+    if channel == "inapp" and settings.inapp_provider == "inbox":
+        from return_notify.channels.inapp_inbox import InboxChannel
+
+        return InboxChannel()
     return _sandbox(channel, settings)
 
 

@@ -106,8 +106,11 @@ class TwilioChannel(Channel):
             {"from_": self._from} if self._from else {"messaging_service_sid": self._service or ""}
         )
         try:
+            # the delivery id in the callback URL (covered by Twilio's signature) lets a
+            # status arriving before the send is recorded still find its delivery
+            callback = f"{self._status_callback}?delivery_id={message.delivery_id}"
             created = self._client.messages.create(
-                to=message.recipient, body=body, status_callback=self._status_callback, **sender
+                to=message.recipient, body=body, status_callback=callback, **sender
             )
         except TwilioException as exc:
             raise self._log(message, self._classify(exc)) from exc

@@ -27,6 +27,9 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         # Redis re-delivers an unacked message after this many seconds: it must exceed the
         # longest task runtime plus the longest countdown we ever use (max_countdown_s).
         "visibility_timeout": settings.visibility_timeout_s,
+        # Message priorities on Redis: one list per step, served 0 first (transactional
+        # deliveries at 0, retries and sweeps at 3, informational at 6).
+        "priority_steps": [0, 3, 6, 9],
     }
     if settings.redis_key_prefix:
         # Every key (queues, unacked hash, bindings) lives under this prefix, so several

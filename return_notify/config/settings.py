@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     twilio_base_url: str = "https://api.twilio.com"
     public_base_url: str = "http://127.0.0.1:8000"
     provider_timeout_s: float = 10.0
+    sms_fallback_to_email: bool = Field(
+        default=True, description="an undeliverable SMS (STOP, invalid number) goes by email"
+    )
+    inapp_provider: Literal["inbox", "sandbox"] = "inbox"
     provider_concurrency: int = Field(
         default=16, ge=1, le=256, description="provider calls in flight per worker process"
     )

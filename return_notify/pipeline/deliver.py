@@ -23,6 +23,7 @@ from return_notify.channels.base import Channel, OutboundMessage, SendResult
 from return_notify.config.settings import Settings
 from return_notify.errors import DeliveryError, PermanentError, RateLimitedError
 from return_notify.lifecycle import supersedes
+from return_notify.pipeline import policy
 from return_notify.pipeline.backoff import backoff_s
 from return_notify.pipeline.context import build_context
 from return_notify.ratelimit import Limit, RateLimiter, spread_wait
@@ -33,6 +34,7 @@ from return_notify.storage.models import (
     RETRYING,
     SENT,
     SKIPPED,
+    SUPPRESSED,
     WAITING,
     DeliveryAttempt,
 )
@@ -65,7 +67,9 @@ RETURNING d.id, c.prev_state, d.milestone, d.recipient, d.locale, d.attempts, d.
 
 _WRITE_BACK = text("""
 UPDATE deliveries d
-SET state = v.state, next_attempt_at = v.next_at, provider = v.provider,
+SET state = CASE WHEN v.state = 'sent' AND d.state IN ('delivered', 'failed') THEN d.state
+                 ELSE v.state END,  -- a provider webhook got there first: keep its news
+    next_attempt_at = v.next_at, provider = v.provider,
     attempts = d.attempts - CASE WHEN v.throttled THEN 1 ELSE 0 END,
     provider_message_id = COALESCE(v.pmid, d.provider_message_id),
     subject = COALESCE(v.subject, d.subject), body = COALESCE(v.body, d.body),
@@ -96,6 +100,8 @@ class DeliverOutcome:
     #: deliveries held back by the global rate limiter, and their summed wait
     throttled: int = 0
     throttle_wait_s: float = 0.0
+    #: email deliveries created for undeliverable SMS, to enqueue after the commit
+    fallback_email: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -132,7 +138,10 @@ def deliver_batch(
     outcome = DeliverOutcome()
     with session_factory() as session:
         token, claimed = claim(session, channel_name, sorted(set(ids)), settings.lease_s)
+        blocked = policy.suppressed(session, channel_name, claimed, settings)
     outcome.claimed = len(claimed)
+    fallback: list[int] = []
+    opted_out: list[tuple[int, str]] = []
     if not claimed:
         return outcome
 
@@ -141,6 +150,7 @@ def deliver_batch(
     to_send: list[OutboundMessage] = []
     attempts_meta: dict[int, int] = {}
     occurred: dict[int, datetime] = {}
+    tenant_ids: dict[int, int] = {}
     budget: dict[int, int] = {}
     candidates: list[Any] = []
     for c in claimed:
@@ -148,12 +158,18 @@ def deliver_batch(
         rows[c.id] = row
         occurred[c.id] = c.occurred_at
         outcome.tenants[c.id] = c.slug
+        tenant_ids[c.id] = c.tenant_id
         attempts_meta[c.id] = c.attempts
         budget[c.id] = settings.max_attempts * (1 + (c.replays or 0))
         if c.prev_state in WAITING and c.current_milestone and supersedes(
             c.current_milestone, c.milestone
         ):
             row.state, row.skip = SKIPPED, "superseded"
+            continue
+        if c.id in blocked:  # checked before every send; never spends an attempt
+            row.state, row.skip, row.throttled = SUPPRESSED, blocked[c.id][:64], True
+            if channel_name == "sms":
+                fallback.append(c.id)
             continue
         candidates.append(c)
 
@@ -163,7 +179,9 @@ def deliver_batch(
     for c in candidates:
         row = rows[c.id]
         try:
-            ctx = build_context(c.payload, c.slug, c.name, settings.public_base_url)
+            unsub = policy.unsubscribe_token(c.slug, c.recipient) if channel_name == "email" else None
+            ctx = build_context(c.payload, c.slug, c.name, settings.public_base_url,
+                                unsubscribe_url=_unsubscribe_url(settings, unsub))
             rendered = render(channel_name, c.milestone, ctx, locale=c.locale)
         except TemplateRenderError as exc:
             row.state, row.err = FAILED, f"TemplateRenderError: {exc}"
@@ -172,7 +190,7 @@ def deliver_batch(
         to_send.append(OutboundMessage(
             delivery_id=c.id, channel=channel_name, recipient=c.recipient or "",
             text=rendered.text, subject=rendered.subject, html=rendered.html,
-            attempt=c.attempts, tenant=c.slug, metadata={"delivery_id": c.id},
+            attempt=c.attempts, tenant=c.slug, metadata=_metadata(c, ctx, unsub),
         ))
 
     started = datetime.now(UTC)
@@ -198,6 +216,11 @@ def deliver_batch(
             outcome.sent_latencies_s.append((done_at - occurred[row.id]).total_seconds())
         else:
             _classify(row, res, attempt, message, settings, budget[row.id], now, outcome)
+            if (channel_name == "sms" and isinstance(res, PermanentError)
+                    and str(res.code) in policy.SMS_UNDELIVERABLE):
+                fallback.append(row.id)
+                if str(res.code) in policy.SMS_OPTED_OUT:
+                    opted_out.append((tenant_ids[row.id], message.recipient))
         attempt_rows.append(attempt)
     for row in rows.values():
         if row.state == FAILED and row.err and row.err.startswith("TemplateRenderError"):
@@ -222,7 +245,25 @@ def deliver_batch(
             "bodies": [r.body for r in vals], "errs": [r.err for r in vals],
             "skips": [r.skip for r in vals], "throttled": [r.throttled for r in vals],
         })
+        for tid, rcpt in opted_out:
+            policy.record_opt_out(session, tid, rcpt, settings)
+        outcome.fallback_email = policy.fall_back_to_email(session, fallback, settings)
     return outcome
+
+
+def _unsubscribe_url(settings: Settings, token: str | None) -> str | None:
+    if token is None:
+        return None
+    return f"{settings.public_base_url.rstrip('/')}/v1/unsubscribe/{token}"
+
+
+def _metadata(c: Any, ctx: dict[str, Any], unsub: str | None) -> dict[str, Any]:
+    """Ids and links only (never PII): what providers and the inbox need."""
+    meta: dict[str, Any] = {"delivery_id": c.id, "milestone": c.milestone,
+                            "return_id": ctx["return_id"], "cta_url": ctx["cta_url"]}
+    if unsub:
+        meta["unsubscribe_token"] = unsub
+    return meta
 
 
 def _throttle(

@@ -39,6 +39,8 @@ class IngestResult:
     by_disposition: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     deliveries: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     superseded: int = 0
+    #: delivery ids of transactional milestones: they jump the queue in a backlog
+    urgent: set[int] = field(default_factory=set)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -105,7 +107,7 @@ SELECT * FROM unnest(CAST(:tids AS int[]), CAST(:epks AS bigint[]), CAST(:rpks A
                      CAST(:rcpts AS text[]), CAST(:locales AS text[]), CAST(:states AS text[]),
                      CAST(:ats AS timestamptz[]))
 ON CONFLICT ON CONSTRAINT uq_deliveries_event_channel DO NOTHING
-RETURNING id, channel
+RETURNING id, channel, urgency
 """)
 
 _tenant_cache: dict[str, int] = {}
@@ -228,10 +230,12 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
         result.by_disposition[disposition.value] += 1
 
     if delivery_rows:
-        for did, ch in session.execute(_INSERT_DELIVERIES, _columns(delivery_rows, {
+        for did, ch, urgency in session.execute(_INSERT_DELIVERIES, _columns(delivery_rows, {
             "tids": "tid", "epks": "epk", "rpks": "rpk", "chs": "ch", "ms": "m", "urg": "urg",
             "rcpts": "rcpt", "locales": "locale", "states": "state", "ats": "at"})):
             result.deliveries[ch].append(did)
+            if urgency == "transactional":
+                result.urgent.add(did)
 
     changed = {pk: st for pk, st in state.items() if st != initial[pk]}
     if changed:

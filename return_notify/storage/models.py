@@ -108,6 +108,7 @@ class Delivery(Base):
         Index("ix_deliveries_state_due", "state", "next_attempt_at"),
         Index("ix_deliveries_return", "return_pk"),
         Index("ix_deliveries_created", "created_at"),
+        Index("ix_deliveries_provider_msg", "provider", "provider_message_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -44,4 +44,6 @@ def deliver(self: Any, channel: str, delivery_ids: list[int]) -> dict[str, Any]:
         by_delay[max(0.05, math.ceil(wait * 20) / 20)].append(did)
     for delay, ids in by_delay.items():
         enqueue_deliveries({channel: ids}, countdown=delay)
+    if outcome.fallback_email:
+        enqueue_deliveries({"email": outcome.fallback_email}, urgent=set(outcome.fallback_email))
     return {"claimed": outcome.claimed, **dict(outcome.states)}

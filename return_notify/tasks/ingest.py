@@ -42,7 +42,7 @@ def ingest(self: Any, events: list[Any]) -> dict[str, Any]:
             _reject_poison(events[0])
             return {"rejected": 1}
         result = _one_by_one(events)
-    enqueue_deliveries(dict(result.deliveries))
+    enqueue_deliveries(dict(result.deliveries), urgent=result.urgent)
     observe_ingest(result)
     summary = result.summary()
     log.info("ingested %s", summary)
@@ -67,6 +67,7 @@ def _one_by_one(events: list[Any]) -> IngestResult:
         total.rejected += r.rejected
         for ch, ids in r.deliveries.items():
             total.deliveries[ch].extend(ids)
+        total.urgent |= r.urgent
     return total
 
 

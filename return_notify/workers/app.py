@@ -29,26 +29,48 @@ def create_app() -> Celery:
 app = create_app()
 
 
+def reconfigure() -> None:
+    """Re-read settings into the app and drop pooled broker connections (tests and tools
+    that change RSN_* in a running process; workers never need it)."""
+    app.conf.update(celery_config(get_settings()))
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+
+
+#: Redis message priorities (kombu: 0 is served first). Transactional milestones (refund
+#: processed, label created, exceptions, ...) go ahead of informational ones in a backlog.
+PRIORITY_URGENT, PRIORITY_DEFAULT, PRIORITY_INFO = 0, 3, 6
+
+
 def enqueue_deliveries(
     by_channel: dict[str, list[int]], *, batch_size: int | None = None,
-    countdown: float | None = None,
+    countdown: float | None = None, urgent: set[int] | None = None,
 ) -> int:
     """Send deliver messages, ``batch_size`` delivery ids each, to each channel's queue.
 
+    With ``urgent`` given, those ids go out at the urgent priority and the others at the
+    informational one; without it, at the default priority (retries, sweeps, replays).
     Call only after the transaction that created or changed the deliveries committed.
     """
     size = batch_size or get_settings().deliver_batch_size
     sent = 0
     with app.producer_or_acquire() as producer:
         for channel, ids in by_channel.items():
-            for i in range(0, len(ids), size):
-                chunk = ids[i : i + size]
-                opts: dict[str, Any] = {"queue": channel, "routing_key": channel,
-                                        "producer": producer}
-                if countdown:
-                    opts["countdown"] = countdown
-                app.send_task(DELIVER_TASK, args=[channel, chunk], **opts)
-                sent += 1
+            if urgent is None:
+                groups = [(PRIORITY_DEFAULT, ids)]
+            else:
+                groups = [(PRIORITY_URGENT, [i for i in ids if i in urgent]),
+                          (PRIORITY_INFO, [i for i in ids if i not in urgent])]
+            for priority, group in groups:
+                for i in range(0, len(group), size):
+                    opts: dict[str, Any] = {"queue": channel, "routing_key": channel,
+                                            "producer": producer, "priority": priority}
+                    if countdown:
+                        opts["countdown"] = countdown
+                    app.send_task(DELIVER_TASK, args=[channel, group[i : i + size]], **opts)
+                    sent += 1
     return sent
 
 

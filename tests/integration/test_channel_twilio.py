@@ -69,7 +69,7 @@ def test_send_puts_the_documented_create_message_request_on_the_wire(
     assert (user, password) == (FAKE_ACCOUNT_SID, FAKE_AUTH_TOKEN)
     assert req.headers["content-type"] == "application/x-www-form-urlencoded"
     assert req.body == {
-        "To": "+14155550100", "From": "+15005550006", "StatusCallback": CALLBACK,
+        "To": "+14155550100", "From": "+15005550006", "StatusCallback": CALLBACK + "?delivery_id=7",
         "Body": "Shop: your return RMA-1001 is in transit. Track: https://trk.example/abc",
     }
 
@@ -202,7 +202,7 @@ def test_registry_builds_twilio_from_settings(twilio: TwilioFakeServer) -> None:
 
     # then
     body = twilio.messages()[0].body
-    assert result.provider == "twilio" and body["StatusCallback"] == CALLBACK
+    assert result.provider == "twilio" and body["StatusCallback"].startswith(CALLBACK + "?delivery_id=")
     assert count_segments(body["Body"]) == 1 and body["Body"].endswith("https://t.example/1")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+import return_notify.storage.models_api  # noqa: F401 - registers the API tables
 from return_notify.storage.models import Base
 
 config = context.config

@@ -1,0 +1,86 @@
+"""``create_app()``: the FastAPI application behind ``return-notify api`` (docs at ``/docs``).
+
+Nothing connects at import or construction time: the database engine is the process's
+own (``storage.db.get_engine``, built on first use, rebuilt after a fork) and Redis
+clients are made per check or per live stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+from return_notify.api import events, health, inbox, returns, unsubscribe, webhooks
+from return_notify.errors import ConfigurationError
+from return_notify.events import ReturnEvent
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Return status notifications over HTTP.
+
+* **Retailer backends** publish return milestone events (`POST /v1/events`, tenant API key)
+  and look up what a customer was told (`GET /v1/returns/{return_id}`).
+* **Retailer apps** show the in-app inbox with a customer inbox token (`/v1/inbox…`).
+* **Providers** report delivery and opt-outs (`/v1/webhooks/…`, signature-checked).
+* **Recipients** unsubscribe in one click (`/v1/unsubscribe/{token}`, RFC 8058).
+"""
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    from return_notify.storage.db import dispose_engine
+
+    dispose_engine()
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                         routes=app.routes)
+    event_schema = ReturnEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(event_schema.pop("$defs", {}))
+    components["ReturnEvent"] = event_schema
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app() -> FastAPI:
+    """A new application; safe to call per test (no global state besides the engine)."""
+    from return_notify import __version__
+
+    app = FastAPI(title="return-notify", version=__version__, description=DESCRIPTION,
+                  lifespan=_lifespan)
+    for module in (events, returns, inbox, webhooks, unsubscribe, health):
+        app.include_router(module.router)
+
+    @app.exception_handler(ConfigurationError)
+    async def _config_error(request: Request, exc: ConfigurationError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.error("%s %s: database unavailable (%s)", request.method, request.url.path,
+                  type(exc.orig).__name__)
+        return JSONResponse({"detail": "the database is unavailable; retry shortly"},
+                            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                            headers={"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error; the server log has the details"},
+                            status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app

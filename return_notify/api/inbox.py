@@ -1,0 +1,197 @@
+"""The customer inbox for the retailer's app: list, mark read, and a live SSE stream.
+
+Authenticated per customer by an inbox token (``Authorization: Bearer`` or ``?token=``)
+that the retailer's backend mints with ``return_notify.inbox.mint_inbox_token``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+import redis
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Header, HTTPException, Path, Query, status
+from pydantic import BaseModel
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+
+from return_notify.api.auth import Customer, CustomerAuth
+from return_notify.config.settings import get_settings
+from return_notify.inbox import (
+    inbox_channel_name,
+    list_items,
+    mark_all_read,
+    mark_read,
+    unread_count,
+)
+from return_notify.masking import mask
+from return_notify.storage.db import session_scope
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["inbox"])
+
+_MAX_ID = 2**63 - 1
+PING_S = 15
+RECONNECT_MS = 3000
+CATCH_UP_MAX = 100
+
+
+class InboxItemView(BaseModel):
+    id: str
+    title: str | None
+    body: str
+    cta_url: str | None
+    milestone: str | None
+    return_id: str | None
+    created_at: str
+    read_at: str | None
+
+
+class InboxPage(BaseModel):
+    items: list[InboxItemView]
+    next_cursor: str | None
+    unread_count: int
+
+
+class ReadResult(BaseModel):
+    item: InboxItemView
+    unread_count: int
+
+
+class ReadAllResult(BaseModel):
+    updated: int
+    unread_count: int
+
+
+def _cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not cursor.isdigit() or int(cursor) > _MAX_ID:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            detail="cursor must be the next_cursor of a previous page")
+    return int(cursor)
+
+
+@router.get("/v1/inbox", response_model=InboxPage, summary="The customer's inbox, newest first")
+def get_inbox(
+    customer: Customer,
+    limit: Annotated[int, Query(ge=1, le=100, description="Items per page")] = 20,
+    cursor: Annotated[str | None, Query(max_length=20, description="next_cursor of the "
+                                        "previous page")] = None,
+    unread_only: Annotated[bool, Query(description="Only unread items")] = False,
+) -> dict[str, Any]:
+    with session_scope() as s:
+        items, next_cursor = list_items(s, customer.tenant_id, customer.customer_id, limit=limit,
+                                        before_id=_cursor(cursor), unread_only=unread_only)
+        unread = unread_count(s, customer.tenant_id, customer.customer_id)
+    return {"items": items, "next_cursor": next_cursor, "unread_count": unread}
+
+
+@router.post("/v1/inbox/read-all", response_model=ReadAllResult, summary="Mark every item read")
+def read_all(customer: Customer) -> dict[str, Any]:
+    with session_scope() as s:
+        updated = mark_all_read(s, customer.tenant_id, customer.customer_id)
+    return {"updated": updated, "unread_count": 0}
+
+
+@router.post("/v1/inbox/{item_id}/read", response_model=ReadResult,
+             summary="Mark one item read (idempotent)",
+             responses={404: {"description": "No such item in this customer's inbox"}})
+def read_one(customer: Customer, item_id: Annotated[int, Path(ge=1, le=_MAX_ID)]) -> dict[str, Any]:
+    with session_scope() as s:
+        item = mark_read(s, customer.tenant_id, customer.customer_id, item_id)
+        unread = unread_count(s, customer.tenant_id, customer.customer_id)
+    if item is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no inbox item {item_id}")
+    return {"item": item, "unread_count": unread}
+
+
+def _since(tenant_id: int, customer_id: str, last_id: int) -> tuple[list[dict[str, Any]], int]:
+    """Items a reconnecting client missed (after ``Last-Event-ID``), oldest first."""
+    with session_scope() as s:
+        items: list[dict[str, Any]] = []
+        cursor: int | None = None
+        while len(items) < CATCH_UP_MAX:
+            page, nxt = list_items(s, tenant_id, customer_id, limit=CATCH_UP_MAX,
+                                   before_id=cursor)
+            fresh = [i for i in page if int(i["id"]) > last_id]
+            items += fresh
+            if nxt is None or len(fresh) < len(page):
+                break
+            cursor = int(nxt)
+        unread = unread_count(s, tenant_id, customer_id)
+    return list(reversed(items[:CATCH_UP_MAX])), unread
+
+
+@router.get(
+    "/v1/inbox/stream",
+    summary="Live inbox updates (Server-Sent Events)",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}},
+                     "description": "`ready` once subscribed (with unread_count), then one "
+                     "`inbox_item` per new item (id = item id), `token_expired` at the end"},
+               503: {"description": "Redis unreachable"}},
+)
+async def stream(
+    customer: Customer,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """For ``EventSource``: pass the token as ``?token=``; reconnects resume from the
+    ``Last-Event-ID`` the browser sends, so nothing is missed between connections."""
+    settings = get_settings()
+    if not settings.broker_url:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="RSN_BROKER_URL is unset")
+    channel = inbox_channel_name(settings.redis_key_prefix, customer.tenant, customer.customer_id)
+    client = aioredis.Redis.from_url(settings.broker_url, socket_connect_timeout=2.0)
+    pubsub = client.pubsub()
+    try:
+        await pubsub.subscribe(channel)
+    except redis.RedisError as exc:
+        await pubsub.aclose()
+        await client.aclose()
+        log.warning("inbox stream: Redis unreachable (%s)", type(exc).__name__)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            detail="live updates are unavailable; retry shortly") from None
+    last_id = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    log.info("inbox stream opened for %s/%s", customer.tenant, mask(customer.customer_id))
+    return EventSourceResponse(_events(pubsub, client, customer, last_id), ping=PING_S)
+
+
+async def _events(pubsub: Any, client: aioredis.Redis, customer: CustomerAuth, last_id: int
+                  ) -> AsyncIterator[ServerSentEvent]:
+    try:
+        missed, unread = await run_in_threadpool(
+            _since, customer.tenant_id, customer.customer_id, min(last_id, _MAX_ID))
+        yield ServerSentEvent(event="ready", data=json.dumps({"unread_count": unread}),
+                              retry=RECONNECT_MS)
+        if last_id:
+            for item in missed:
+                yield ServerSentEvent(event="inbox_item", id=item["id"], data=json.dumps(item))
+        while True:
+            if time.time() >= customer.expires_at:
+                yield ServerSentEvent(event="token_expired", data="{}")
+                return
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is None or message.get("type") != "message":
+                continue
+            data = message["data"].decode() if isinstance(message["data"], bytes) \
+                else str(message["data"])
+            try:
+                item_id = str(json.loads(data)["id"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            yield ServerSentEvent(event="inbox_item", id=item_id, data=data)
+    except redis.RedisError as exc:  # the client's EventSource reconnects (retry above)
+        log.warning("inbox stream ended: Redis error (%s)", type(exc).__name__)
+    finally:
+        with anyio.CancelScope(shield=True):
+            try:
+                await pubsub.aclose()
+                await client.aclose()
+            except redis.RedisError:
+                pass

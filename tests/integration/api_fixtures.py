@@ -1,0 +1,267 @@
+"""Fixtures and builders for the API tests: a scratch PostgreSQL database, a Redis prefix.
+
+The admin URL is ``RSN_DATABASE_URL`` if set (its database is swapped for a fresh
+``rsn_api_<tag>``), else ``postgresql://postgres@127.0.0.1:5432/postgres``; Redis is
+``RSN_BROKER_URL`` or ``redis://127.0.0.1:6379/0`` under a unique key prefix. Both are
+removed afterwards and the environment restored. Import the fixtures into a test module:
+``from tests.integration.api_fixtures import api_env, client  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from twilio.request_validator import RequestValidator
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+PUBLIC_BASE_URL = "https://notify.example.com"
+TWILIO_TOKEN = "twilio-test-auth-token"
+INBOX_MASTER = "inbox-master-secret-for-tests"
+UNSUBSCRIBE_SECRET = "unsubscribe-secret-for-tests"
+
+_KEYS = ("RSN_DATABASE_URL", "RSN_BROKER_URL", "RSN_REDIS_KEY_PREFIX", "RSN_PUBLIC_BASE_URL",
+         "RSN_TWILIO_AUTH_TOKEN", "RSN_INBOX_TOKEN_SECRET", "RSN_UNSUBSCRIBE_SECRET",
+         "RSN_SENDGRID_WEBHOOK_PUBLIC_KEY", "RSN_WEBHOOK_REPLAY_WINDOW_S",
+         "RSN_API_PUBLISH_TIMEOUT_S")
+
+
+@dataclass(frozen=True)
+class ApiEnv:
+    database_url: str
+    broker_url: str
+    prefix: str
+    sendgrid_key: ec.EllipticCurvePrivateKey
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.broker_url)
+
+    def queued_events(self) -> list[dict[str, Any]]:
+        """Events in the ``events`` queue (decoded Celery messages), oldest first."""
+        r = self.redis()
+        try:
+            raw = r.lrange(f"{self.prefix}events", 0, -1)
+        finally:
+            r.close()
+        out: list[dict[str, Any]] = []
+        for message in reversed(raw):  # kombu LPUSHes: the last element is the oldest
+            args = json.loads(base64.b64decode(json.loads(message)["body"]))[0]
+            out.extend(args[0])
+        return out
+
+    def clear_queue(self) -> None:
+        r = self.redis()
+        try:
+            r.delete(f"{self.prefix}events")
+        finally:
+            r.close()
+
+
+def reset_caches() -> None:
+    """Forget every per-process cache that depends on the environment."""
+    from return_notify.api.settings import reset_api_settings
+    from return_notify.channels.registry import reset_channels
+    from return_notify.config.settings import reset_settings
+    from return_notify.pipeline.ingest import forget_tenants
+    from return_notify.storage.db import dispose_engine
+
+    reset_settings()
+    reset_api_settings()
+    dispose_engine()
+    reset_channels()
+    forget_tenants()
+
+
+@contextmanager
+def env_override(**values: str | None) -> Iterator[None]:
+    """Temporarily set (or with None, unset) RSN_* variables, resetting cached settings."""
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            _set(k, v)
+        reset_caches()
+        yield
+    finally:
+        for k, v in saved.items():
+            _set(k, v)
+        reset_caches()
+
+
+def _set(key: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value
+
+
+def closed_port_url() -> str:
+    """A Redis URL on a local port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def _public_key_b64(key: ec.EllipticCurvePrivateKey) -> str:
+    der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode()
+
+
+@pytest.fixture(scope="module")
+def api_env() -> Iterator[ApiEnv]:
+    base = os.environ.get("RSN_DATABASE_URL") or DEFAULT_ADMIN_URL
+    url = make_url(base.replace("postgresql://", "postgresql+psycopg2://", 1))
+    admin_url = url.set(database="postgres").render_as_string(hide_password=False)
+    tag = uuid.uuid4().hex[:10]
+    db_name = f"rsn_api_{tag}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{db_name}"'))
+    key = ec.generate_private_key(ec.SECP256R1())
+    env = ApiEnv(url.set(database=db_name).render_as_string(hide_password=False),
+                 os.environ.get("RSN_BROKER_URL") or DEFAULT_BROKER_URL,
+                 f"rsn-api-test-{tag}:", key)
+    saved = {k: os.environ.get(k) for k in _KEYS}
+    for k, v in {
+        "RSN_DATABASE_URL": env.database_url, "RSN_BROKER_URL": env.broker_url,
+        "RSN_REDIS_KEY_PREFIX": env.prefix, "RSN_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "RSN_TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "RSN_INBOX_TOKEN_SECRET": INBOX_MASTER,
+        "RSN_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET,
+        "RSN_SENDGRID_WEBHOOK_PUBLIC_KEY": _public_key_b64(key),
+        "RSN_WEBHOOK_REPLAY_WINDOW_S": None, "RSN_API_PUBLISH_TIMEOUT_S": "1",
+    }.items():
+        _set(k, v)
+    reset_caches()
+    try:
+        from return_notify.storage.migrate import upgrade
+
+        upgrade()
+        yield env
+    finally:
+        reset_caches()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+        admin.dispose()
+        r = env.redis()
+        try:
+            keys = list(r.scan_iter(match=env.prefix + "*", count=1000))
+            if keys:
+                r.delete(*keys)
+        finally:
+            r.close()
+        for k, v in saved.items():
+            _set(k, v)
+        reset_caches()
+
+
+@pytest.fixture
+def client(api_env: ApiEnv) -> Iterator[TestClient]:
+    from return_notify.api.app import create_app
+
+    with TestClient(create_app(), base_url=PUBLIC_BASE_URL) as c:
+        yield c
+
+
+# ------------------------------------------------------------------ builders ------------
+
+def uid(prefix: str = "") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def make_tenant(slug: str | None = None, name: str | None = None) -> tuple[int, str, str]:
+    """A tenant with one API key: (tenant id, slug, key)."""
+    from return_notify.api.auth import create_tenant, issue_api_key
+    from return_notify.storage.db import session_scope
+
+    slug = slug or uid("t-")
+    with session_scope() as s:
+        tid, _ = create_tenant(s, slug, name)
+        key = issue_api_key(s, tid, "test")
+    return tid, slug, key
+
+
+def event(tenant: str, **over: Any) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "event_id": uid("ev-"), "tenant": tenant, "return_id": uid("RMA-"),
+        "milestone": "return_approved", "occurred_at": datetime.now(UTC).isoformat(),
+        "customer": {"id": "cust-1", "name": "Ana", "email": "ana@example.com"},
+        "data": {},
+    }
+    ev.update(over)
+    return ev
+
+
+def make_delivery(tenant_id: int, *, channel: str = "email", state: str = "sent",
+                  recipient: str = "ana@example.com", provider: str | None = "sendgrid",
+                  provider_message_id: str | None = None, return_ref: str | None = None,
+                  milestone: str = "return_approved", subject: str | None = "Approved",
+                  body: str | None = "Your return is approved.") -> int:
+    """A return, an event and one delivery row, as the pipeline would have left them."""
+    from return_notify.storage.db import session_scope
+
+    with session_scope() as s:
+        rpk = s.execute(text(
+            "INSERT INTO returns (tenant_id, return_id, milestone, customer_id) "
+            "VALUES (:t, :r, :m, 'cust-1') ON CONFLICT ON CONSTRAINT uq_returns_tenant_ref "
+            "DO UPDATE SET milestone = EXCLUDED.milestone RETURNING id"
+        ), {"t": tenant_id, "r": return_ref or uid("RMA-"), "m": milestone}).scalar_one()
+        epk = s.execute(text(
+            "INSERT INTO events (tenant_id, event_id, return_pk, milestone, occurred_at, "
+            "disposition, payload) VALUES (:t, :e, :r, :m, now(), 'notified', '{}') RETURNING id"
+        ), {"t": tenant_id, "e": uid("ev-"), "r": rpk, "m": milestone}).scalar_one()
+        return int(s.execute(text(
+            "INSERT INTO deliveries (tenant_id, event_pk, return_pk, channel, milestone, "
+            "recipient, state, provider, provider_message_id, subject, body, occurred_at, "
+            "sent_at) VALUES (:t, :e, :r, :c, :m, :rc, :st, :p, :pm, :su, :b, now(), "
+            "CASE WHEN :st IN ('sent', 'delivered') THEN now() END) RETURNING id"
+        ), {"t": tenant_id, "e": epk, "r": rpk, "c": channel, "m": milestone, "rc": recipient,
+            "st": state, "p": provider, "pm": provider_message_id, "su": subject,
+            "b": body}).scalar_one())
+
+
+def delivery(delivery_id: int) -> dict[str, Any]:
+    from return_notify.storage.db import session_scope
+
+    with session_scope() as s:
+        row = s.execute(text("SELECT * FROM deliveries WHERE id = :id"),
+                        {"id": delivery_id}).mappings().one()
+    return dict(row)
+
+
+def suppressions(channel: str, address: str) -> list[dict[str, Any]]:
+    from return_notify.storage.db import session_scope
+
+    with session_scope() as s:
+        rows = s.execute(text(
+            "SELECT tenant_id, channel, address, sender, reason, source FROM suppressions "
+            "WHERE channel = :c AND address = :a ORDER BY id"), {"c": channel, "a": address})
+        return [dict(r) for r in rows.mappings()]
+
+
+def twilio_signature(path: str, params: dict[str, str]) -> str:
+    return RequestValidator(TWILIO_TOKEN).compute_signature(PUBLIC_BASE_URL + path, params)
+
+
+def sendgrid_headers(env: ApiEnv, body: bytes, timestamp: int) -> dict[str, str]:
+    ts = str(timestamp)
+    sig = env.sendgrid_key.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))
+    return {"Content-Type": "application/json",
+            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(sig).decode(),
+            "X-Twilio-Email-Event-Webhook-Timestamp": ts}

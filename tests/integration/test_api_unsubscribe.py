@@ -1,0 +1,132 @@
+"""One-click unsubscribe, health and the HTTP-side CLI commands, on real services."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from return_notify.suppression import make_unsubscribe_token, unsubscribe_url
+from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
+    INBOX_MASTER,
+    PUBLIC_BASE_URL,
+    UNSUBSCRIBE_SECRET,
+    ApiEnv,
+    api_env,
+    client,
+    closed_port_url,
+    env_override,
+    make_tenant,
+    suppressions,
+    uid,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_get_shows_a_confirmation_page_and_changes_nothing(client: TestClient) -> None:
+    _, slug, _ = make_tenant(name="Acme Outfitters")
+    email = f"{uid('ana')}@example.com"
+    url = unsubscribe_url(slug, email)
+    assert url.startswith(PUBLIC_BASE_URL + "/v1/unsubscribe/u1.")
+    assert email not in url and email.split("@")[0] not in url
+    r = client.get(url)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert "Acme Outfitters" in r.text and '<form method="post"' in r.text
+    assert "List-Unsubscribe" in r.text
+    assert email not in r.text  # masked
+    assert suppressions("email", email) == []
+
+
+def test_one_click_post_suppresses_and_is_idempotent(client: TestClient) -> None:
+    from return_notify.storage.db import session_scope
+    from return_notify.suppression import is_suppressed
+
+    tid, slug, _ = make_tenant()
+    email = f"{uid('Bo')}@Example.com"
+    url = unsubscribe_url(slug, email)
+    body = {"content": b"List-Unsubscribe=One-Click",
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+    r = client.post(url, **body)  # type: ignore[arg-type]
+    again = client.post(url, **body)  # type: ignore[arg-type]
+    assert r.status_code == 200 and again.status_code == 200
+    assert r.json() == {"unsubscribed": True, "address": "b***@example.com"}
+    rows = suppressions("email", email.lower())
+    assert [(x["tenant_id"], x["reason"], x["source"]) for x in rows] == [
+        (tid, "unsubscribe", "one-click")]
+    with session_scope() as s:
+        assert is_suppressed(s, tid, "email", email) == "unsubscribe"
+    page = client.get(url)
+    assert "You are unsubscribed" in page.text
+
+
+def test_browser_post_gets_an_html_confirmation(client: TestClient) -> None:
+    _, slug, _ = make_tenant()
+    r = client.post(unsubscribe_url(slug, f"{uid('x')}@example.com"),
+                    headers={"Accept": "text/html"}, data={"List-Unsubscribe": "One-Click"})
+    assert r.status_code == 200 and "You are unsubscribed" in r.text
+
+
+@pytest.mark.parametrize("kind", ["garbage", "wrong-secret", "truncated"])
+def test_invalid_tokens_change_nothing(client: TestClient, kind: str) -> None:
+    _, slug, _ = make_tenant()
+    email = f"{uid('z')}@example.com"
+    good = make_unsubscribe_token(slug, "email", email, UNSUBSCRIBE_SECRET)
+    token = {"garbage": "u1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+             "wrong-secret": make_unsubscribe_token(slug, "email", email, "other-secret"),
+             "truncated": good[:-4]}[kind]
+    assert client.get(f"/v1/unsubscribe/{token}").status_code == 400
+    r = client.post(f"/v1/unsubscribe/{token}")
+    assert r.status_code == 400 and r.json()["detail"]
+    assert suppressions("email", email) == []
+
+
+def test_healthz_ok_and_503_when_redis_is_down(client: TestClient) -> None:
+    from return_notify.api.app import create_app
+
+    ok = client.get("/healthz")
+    assert ok.status_code == 200, ok.text
+    from alembic.script import ScriptDirectory
+
+    from return_notify.storage.migrate import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config("postgresql://x/y")).get_current_head()
+    assert ok.json()["database"]["revision"] == head
+    assert ok.json()["redis"]["ok"] is True
+    with env_override(RSN_BROKER_URL=closed_port_url()), TestClient(create_app()) as c:
+        down = c.get("/healthz")
+    assert down.status_code == 503
+    assert down.json()["redis"]["ok"] is False and down.json()["database"]["ok"] is True
+
+
+def test_openapi_docs_are_served(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert "ReturnEvent" in spec["components"]["schemas"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_cli_tenants_create_list_and_inbox_token(api_env: ApiEnv) -> None:
+    from return_notify.cli_api import register
+    from return_notify.inbox import verify_inbox_token
+
+    app = typer.Typer()
+    app.command("noop")(lambda: None)
+    register(app)
+    runner = CliRunner()
+    slug = uid("cli-")
+    created = runner.invoke(app, ["tenants", "create", slug, "--json"])
+    assert created.exit_code == 0, created.output
+    out = json.loads(created.output)
+    assert out["created"] is True and out["api_key"].startswith("rsn_")
+    listed = runner.invoke(app, ["tenants", "list", "--json"])
+    row = next(r for r in json.loads(listed.output) if r["slug"] == slug)
+    assert row["active_keys"] == 1 and out["api_key"] not in listed.output
+    token = runner.invoke(app, ["inbox", "token", "--tenant", slug, "--customer", "c-9"])
+    assert token.exit_code == 0
+    assert verify_inbox_token(token.output.strip(), INBOX_MASTER).customer_id == "c-9"
+    bad = runner.invoke(app, ["tenants", "create", "Not A Slug"])
+    assert bad.exit_code == 1
