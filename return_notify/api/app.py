@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from return_notify.api import events, health, inbox, returns, unsubscribe, webhooks
+from return_notify.api import admin_rules, events, health, inbox, returns, unsubscribe, webhooks
 from return_notify.errors import ConfigurationError
 from return_notify.events import ReturnEvent
 
@@ -63,6 +63,7 @@ def create_app() -> FastAPI:
                   lifespan=_lifespan)
     for module in (events, returns, inbox, webhooks, unsubscribe, health):
         app.include_router(module.router)
+    app.include_router(admin_rules.router)
 
     @app.exception_handler(ConfigurationError)
     async def _config_error(request: Request, exc: ConfigurationError) -> JSONResponse:

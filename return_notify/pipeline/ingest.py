@@ -15,10 +15,10 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from return_notify.config.rules import DEFAULT_RULES, channels_for
 from return_notify.errors import EventValidationError
 from return_notify.events import Milestone, ReturnEvent, parse_event
 from return_notify.lifecycle import RANK, Disposition, ReturnState, decide, supersedes
+from return_notify.rules import prefetch, resolve
 from return_notify.storage.models import (
     PENDING,
     SKIPPED,
@@ -167,6 +167,7 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
         return result
 
     tenants = _tenant_ids(session, {ev.tenant for ev in valid})
+    prefetch(session, tenants.values())  # the batch's rules: at most one query
     by_return: dict[tuple[int, str], ReturnEvent] = {}
     for ev in valid:
         by_return.setdefault((tenants[ev.tenant], ev.return_id), ev)
@@ -179,7 +180,7 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
     state: dict[int, ReturnState] = {pk: st for pk, st in returns.values()}
     initial = dict(state)
     event_rows: list[dict[str, Any]] = []
-    decisions: list[tuple[ReturnEvent, int, int, Disposition, tuple[str, ...]]] = []
+    decisions: list[tuple[ReturnEvent, int, int, Disposition, tuple[str, ...], str]] = []
     for ev in valid:
         tid = tenants[ev.tenant]
         if (tid, ev.event_id) in existing:
@@ -190,13 +191,14 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
         state[pk] = decision.new_state
         disposition = decision.disposition
         chans: tuple[str, ...] = ()
+        urgency = "informational"
         if decision.notify:
-            chans = channels_for(
-                ev.milestone, ev.customer.email is not None, ev.customer.phone is not None
-            )
+            rule = resolve(session, tid, ev.region, ev.product_category, ev.milestone)
+            chans = rule.reachable(ev.customer.email is not None, ev.customer.phone is not None)
+            urgency = rule.urgency
             if not chans:
                 disposition = Disposition.NO_CHANNEL
-        decisions.append((ev, tid, pk, disposition, chans))
+        decisions.append((ev, tid, pk, disposition, chans, urgency))
         event_rows.append({
             "tid": tid, "eid": ev.event_id, "rpk": pk, "m": ev.milestone.value,
             "at": ev.occurred_at, "disp": disposition.value, "reason": decision.reason,
@@ -213,7 +215,7 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
     result.accepted = len(inserted)
 
     delivery_rows: list[dict[str, Any]] = []
-    for ev, tid, rpk, disposition, chans in decisions:
+    for ev, tid, rpk, disposition, chans, urgency in decisions:
         epk = event_pk.get((tid, ev.event_id))
         if epk is None:
             continue  # lost a race with a concurrent duplicate: that one notifies
@@ -224,7 +226,7 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
                 )
                 delivery_rows.append({
                     "tid": tid, "epk": epk, "rpk": rpk, "ch": ch, "m": ev.milestone.value,
-                    "urg": DEFAULT_RULES[ev.milestone].urgency, "rcpt": recipient,
+                    "urg": urgency, "rcpt": recipient,
                     "locale": ev.customer.locale, "state": PENDING, "at": ev.occurred_at,
                 })
         result.by_disposition[disposition.value] += 1
