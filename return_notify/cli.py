@@ -433,5 +433,16 @@ def main() -> None:
     app()
 
 
+def _register_extensions() -> None:
+    from return_notify.cli_api import register as register_api
+    from return_notify.cli_rules import register as register_rules
+
+    register_api(app)
+    register_rules(app)
+
+
+_register_extensions()
+
+
 if __name__ == "__main__":
     main()
