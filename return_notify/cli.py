@@ -437,8 +437,11 @@ def _register_extensions() -> None:
     from return_notify.cli_api import register as register_api
     from return_notify.cli_rules import register as register_rules
 
+    from return_notify.cli_sources import register as register_sources
+
     register_api(app)
     register_rules(app)
+    register_sources(app)
 
 
 _register_extensions()

@@ -17,7 +17,16 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from return_notify.api import admin_rules, events, health, inbox, returns, unsubscribe, webhooks
+from return_notify.api import (
+    admin_rules,
+    events,
+    health,
+    inbox,
+    returns,
+    sources,
+    unsubscribe,
+    webhooks,
+)
 from return_notify.errors import ConfigurationError
 from return_notify.events import ReturnEvent
 
@@ -63,7 +72,10 @@ def create_app() -> FastAPI:
                   lifespan=_lifespan)
     for module in (events, returns, inbox, webhooks, unsubscribe, health):
         app.include_router(module.router)
+    from return_notify.api import templates as admin_templates  # branding and templates admin
+    app.include_router(admin_templates.router)
     app.include_router(admin_rules.router)
+    app.include_router(sources.router)
 
     @app.exception_handler(ConfigurationError)
     async def _config_error(request: Request, exc: ConfigurationError) -> JSONResponse:

@@ -19,6 +19,7 @@ from return_notify.errors import EventValidationError
 from return_notify.events import Milestone, ReturnEvent, parse_event
 from return_notify.lifecycle import RANK, Disposition, ReturnState, decide, supersedes
 from return_notify.rules import prefetch, resolve
+from return_notify.sources.tracking import remember_trackings, tracking_of
 from return_notify.storage.models import (
     PENDING,
     SKIPPED,
@@ -213,6 +214,11 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
     event_pk = {(tid, eid): pk for pk, tid, eid in inserted}
     result.duplicates += len(event_rows) - len(inserted)
     result.accepted = len(inserted)
+    # the tracking numbers of labels, so carrier webhooks find their return
+    trackings = [(tid, rpk, *found) for ev, tid, rpk, _, _, _ in decisions
+                 if (tid, ev.event_id) in event_pk and (found := tracking_of(ev)) is not None]
+    if trackings:
+        remember_trackings(session, trackings)
 
     delivery_rows: list[dict[str, Any]] = []
     for ev, tid, rpk, disposition, chans, urgency in decisions:
