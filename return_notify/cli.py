@@ -362,31 +362,41 @@ def stats(
 def templates_preview(
     milestone: Annotated[str, typer.Option(help="e.g. refund_processed.")],
     channel: Annotated[str, typer.Option(help="email, sms or inapp.")] = "email",
-    tenant: Annotated[str, typer.Option()] = "acme-outfitters",
-    locale: Annotated[str | None, typer.Option()] = None,
+    tenant: Annotated[str, typer.Option(
+        help="Tenant slug: its branding and overrides are used when RSN_DATABASE_URL is set.")
+    ] = "acme-outfitters",
+    locale: Annotated[str | None, typer.Option(help="Customer locale, e.g. de-AT.")] = None,
     html: Annotated[bool, typer.Option(help="Print the HTML part (email).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Render a default template with sample data."""
+    """Render a tenant's message with sample data (packaged templates without a database)."""
+    from return_notify.config.settings import get_settings
     from return_notify.events import Milestone
-    from return_notify.pipeline.context import build_context
-    from return_notify.rendering import TemplateRenderError, render
-    from return_notify.sample_data import _data
+    from return_notify.rendering import TemplateRenderError
+    from return_notify.template_preview import PreviewTenant, preview, resolve_tenant
 
     try:
         m = Milestone(milestone)
     except ValueError:
         _fail(f"unknown milestone {milestone!r}; one of: {', '.join(x.value for x in Milestone)}")
         return
-    import random
+    info = PreviewTenant(tenant)
+    if get_settings().database_url:
+        from sqlalchemy.exc import SQLAlchemyError
 
-    payload = {"return_id": "RMA-100042", "milestone": m.value,
-               "occurred_at": datetime.now(UTC).isoformat(),
-               "customer": {"id": "c-1", "name": "Ana"},
-               "data": _data(m.value, random.Random(1), "USD", "RMA-100042")}
-    ctx = build_context(payload, tenant, None, "https://returns.example.com")
+        from return_notify.storage.db import session_scope
+
+        try:
+            with session_scope() as s:
+                info = resolve_tenant(s, tenant)
+            if info.templates is None:
+                err_console.print(f"[yellow]note:[/] no tenant {tenant!r} in the database; "
+                                  "packaged templates and default branding")
+        except SQLAlchemyError as exc:
+            err_console.print(f"[yellow]note:[/] tenant {tenant!r} not read from the database "
+                              f"({type(exc).__name__}); packaged templates and default branding")
     try:
-        r = render(channel, m.value, ctx, locale=locale)
+        r = preview(info, channel, m.value, locale)
     except TemplateRenderError as exc:
         _fail(str(exc))
         return
@@ -394,7 +404,9 @@ def templates_preview(
         _print_json({"subject": r.subject, "text": r.text, "html": r.html})
         return
     if r.subject:
-        console.print(f"[bold]{r.subject}[/]\n")
+        from rich.markup import escape
+
+        console.print(f"[bold]{escape(r.subject)}[/]\n", highlight=False)
     sys.stdout.write((r.html if html and r.html else r.text) + "\n")
 
 
@@ -442,6 +454,9 @@ def _register_extensions() -> None:
     register_api(app)
     register_rules(app)
     register_sources(app)
+    from return_notify.cli_templates import register as register_templates
+
+    register_templates(templates_app)
 
 
 _register_extensions()

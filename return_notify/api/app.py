@@ -72,6 +72,8 @@ def create_app() -> FastAPI:
                   lifespan=_lifespan)
     for module in (events, returns, inbox, webhooks, unsubscribe, health):
         app.include_router(module.router)
+    from return_notify.api import templates as admin_templates  # branding and templates admin
+    app.include_router(admin_templates.router)
     app.include_router(admin_rules.router)
     app.include_router(sources.router)
 

@@ -78,6 +78,17 @@ class Settings(BaseSettings):
         description="global limits, e.g. 'provider:twilio=100/s,provider:sendgrid=10000/m,tenant:*=50/s'",
     )
 
+    # --- templates ----------------------------------------------------------------------
+    template_render_timeout_ms: float = Field(
+        default=250.0, description="time limit of one part of a tenant template override"
+    )
+    template_max_ops: int = Field(
+        default=200_000, description="loop steps, calls and filters per part of an override"
+    )
+    template_cache_ttl_s: float = Field(
+        default=60.0, description="a worker re-reads branding and overrides at least this often"
+    )
+
     # --- pipeline -----------------------------------------------------------------------
     ingest_batch_size: int = Field(default=200, ge=1, le=1000, description="events per message")
     deliver_batch_size: int = Field(default=200, ge=1, le=1000, description="deliveries per message")

@@ -1,4 +1,10 @@
-"""Build the template context of a delivery from its stored event payload."""
+"""Build the template context of a delivery from its stored event payload.
+
+``locale`` and ``timezone`` are the customer's (BCP 47 tag, IANA zone; ``None`` when the
+event has none): ``rendering.render`` picks the template language from the locale and the
+``money``/``date`` filters format in that locale and timezone. Tenant branding keys start
+with defaults here and are filled from ``tenant_branding`` by ``branding.apply_branding``.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ _CTA_KEY = {
 
 
 def status_url(public_base_url: str, tenant: str, return_id: str) -> str:
+    """The public status page of a return (the default call-to-action)."""
     return f"{public_base_url.rstrip('/')}/r/{quote(tenant)}/{quote(return_id, safe='')}"
 
 
@@ -29,6 +36,7 @@ def build_context(
     public_base_url: str,
     unsubscribe_url: str | None = None,
 ) -> dict[str, Any]:
+    """The render context of one delivery (see the module docstring for the keys)."""
     data = dict(payload.get("data") or {})
     for key in DATA_KEYS:
         data.setdefault(key, None)
@@ -53,6 +61,8 @@ def build_context(
             "support_email": None,
         },
         "customer": {"name": customer.get("name")},
+        "locale": customer.get("locale"),
+        "timezone": customer.get("timezone"),
         "data": data,
         "occurred_at": occurred,
         "cta_url": str(cta),

@@ -38,6 +38,7 @@ from return_notify.storage.models import (
     WAITING,
     DeliveryAttempt,
 )
+from return_notify.template_store import load_tenant_templates
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,8 @@ def deliver_batch(
     with session_factory() as session:
         token, claimed = claim(session, channel_name, sorted(set(ids)), settings.lease_s)
         blocked = policy.suppressed(session, channel_name, claimed, settings)
+        # each tenant's branding and template overrides (one indexed query, cached)
+        templates = load_tenant_templates(session, [c.tenant_id for c in claimed])
     outcome.claimed = len(claimed)
     fallback: list[int] = []
     opted_out: list[tuple[int, str]] = []
@@ -182,7 +185,9 @@ def deliver_batch(
             unsub = policy.unsubscribe_token(c.slug, c.recipient) if channel_name == "email" else None
             ctx = build_context(c.payload, c.slug, c.name, settings.public_base_url,
                                 unsubscribe_url=_unsubscribe_url(settings, unsub))
-            rendered = render(channel_name, c.milestone, ctx, locale=c.locale)
+            tt = templates[c.tenant_id]
+            rendered = render(channel_name, c.milestone, tt.enrich(ctx), locale=c.locale,
+                              **tt.options())
         except TemplateRenderError as exc:
             row.state, row.err = FAILED, f"TemplateRenderError: {exc}"
             continue

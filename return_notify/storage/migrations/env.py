@@ -8,6 +8,7 @@ from sqlalchemy import create_engine, pool
 import return_notify.storage.models_api  # noqa: F401 - registers the API tables
 import return_notify.storage.models_rules  # noqa: F401
 import return_notify.storage.models_sources  # noqa: F401
+import return_notify.storage.models_templates  # noqa: F401
 from return_notify.storage.models import Base
 
 config = context.config
