@@ -448,14 +448,12 @@ def main() -> None:
 def _register_extensions() -> None:
     from return_notify.cli_api import register as register_api
     from return_notify.cli_rules import register as register_rules
-
     from return_notify.cli_sources import register as register_sources
+    from return_notify.cli_templates import register as register_templates
 
     register_api(app)
     register_rules(app)
     register_sources(app)
-    from return_notify.cli_templates import register as register_templates
-
     register_templates(templates_app)
 
 
