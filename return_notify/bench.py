@@ -80,6 +80,7 @@ def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
         dispose_engine()
         upgrade()
         env = ep.env(RSN_REDIS_KEY_PREFIX=prefix, RSN_SANDBOX_TRANSIENT_FAILURE_RATE="0",
+                     RSN_QUIET_HOURS_ENABLED="false", RSN_THROTTLE_MIN_INTERVALS="",
                      RSN_SANDBOX_LATENCY_MS="0")
         logdir = tempfile.mkdtemp(prefix="rsn-bench-")
 

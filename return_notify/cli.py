@@ -447,6 +447,7 @@ def main() -> None:
 
 def _register_extensions() -> None:
     from return_notify.cli_api import register as register_api
+    from return_notify.cli_prefs import register as register_prefs
     from return_notify.cli_rules import register as register_rules
     from return_notify.cli_sources import register as register_sources
     from return_notify.cli_templates import register as register_templates
@@ -455,6 +456,7 @@ def _register_extensions() -> None:
     register_rules(app)
     register_sources(app)
     register_templates(templates_app)
+    register_prefs(app)
 
 
 _register_extensions()

@@ -56,7 +56,10 @@ def run_demo(n_returns: int = 500, n_events: int = 2000, workers: int = 2,
         dispose_engine()
         reset_channels()
         upgrade()
-        env = ep.env(RSN_SANDBOX_TRANSIENT_FAILURE_RATE="0.02")
+        # The burst shows the pipeline end to end: quiet hours and throttles (which depend on
+        # the time of day) would hold some messages back for hours, so they are off here.
+        env = ep.env(RSN_SANDBOX_TRANSIENT_FAILURE_RATE="0.02", RSN_QUIET_HOURS_ENABLED="false",
+                     RSN_THROTTLE_MIN_INTERVALS="")
         logdir = tempfile.mkdtemp(prefix="rsn-demo-")
         procs = []
         try:

@@ -19,6 +19,13 @@ from sqlalchemy.engine import make_url
 _KEYS = ("RSN_BROKER_URL", "RSN_DATABASE_URL", "RSN_REDIS_KEY_PREFIX")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Quiet hours and throttles depend on the time of day: tests that exercise them turn
+    # them on themselves; every other test (and the workers it starts) sees them off.
+    os.environ.setdefault("RSN_QUIET_HOURS_ENABLED", "false")
+    os.environ.setdefault("RSN_THROTTLE_MIN_INTERVALS", "")
+
+
 @dataclass(frozen=True)
 class Services:
     broker_url: str

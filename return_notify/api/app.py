@@ -76,6 +76,9 @@ def create_app() -> FastAPI:
     app.include_router(admin_templates.router)
     app.include_router(admin_rules.router)
     app.include_router(sources.router)
+    from return_notify.api import preferences as preferences_api
+
+    app.include_router(preferences_api.router)
 
     @app.exception_handler(ConfigurationError)
     async def _config_error(request: Request, exc: ConfigurationError) -> JSONResponse:

@@ -136,8 +136,9 @@ async def carrier_webhook(
 
 
 class SecretIn(BaseModel):
-    secret: str = Field(min_length=16, max_length=256,
-                        description="The webhook secret the provider signs with")
+    secret: str = Field(min_length=16, max_length=256, pattern=r"^[\x21-\x7e]+$",
+                        description="The webhook secret the provider signs with "
+                                    "(printable ASCII, no spaces)")
 
 
 @router.put("/v1/carriers/{provider}/secret", status_code=status.HTTP_204_NO_CONTENT,

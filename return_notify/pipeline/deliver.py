@@ -22,16 +22,17 @@ from sqlalchemy.orm import Session
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
 from return_notify.config.settings import Settings
 from return_notify.errors import DeliveryError, PermanentError, RateLimitedError
-from return_notify.lifecycle import supersedes
 from return_notify.pipeline import policy
 from return_notify.pipeline.backoff import backoff_s
 from return_notify.pipeline.context import build_context
+from return_notify.planning import quiet_hours_holds
 from return_notify.ratelimit import Limit, RateLimiter, spread_wait
 from return_notify.rendering import TemplateRenderError, render
 from return_notify.storage.models import (
     DEAD,
     FAILED,
     RETRYING,
+    SCHEDULED,
     SENT,
     SKIPPED,
     SUPPRESSED,
@@ -39,6 +40,7 @@ from return_notify.storage.models import (
     DeliveryAttempt,
 )
 from return_notify.template_store import load_tenant_templates
+from return_notify.throttle import QUIET_HOURS, is_stale
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ FROM c, events e, returns r, tenants t
 WHERE d.id = c.id AND e.id = d.event_pk AND r.id = d.return_pk AND t.id = d.tenant_id
 RETURNING d.id, c.prev_state, d.milestone, d.recipient, d.locale, d.attempts, d.replays,
           d.occurred_at, d.tenant_id, e.payload, r.milestone AS current_milestone, t.slug,
-          t.name, r.region
+          t.name, r.region, r.milestone_at AS current_at
 """)
 
 _WRITE_BACK = text("""
@@ -142,6 +144,7 @@ def deliver_batch(
         blocked = policy.suppressed(session, channel_name, claimed, settings)
         # each tenant's branding and template overrides (one indexed query, cached)
         templates = load_tenant_templates(session, [c.tenant_id for c in claimed])
+        held = quiet_hours_holds(session, channel_name, claimed)
     outcome.claimed = len(claimed)
     fallback: list[int] = []
     opted_out: list[tuple[int, str]] = []
@@ -164,8 +167,8 @@ def deliver_batch(
         tenant_ids[c.id] = c.tenant_id
         attempts_meta[c.id] = c.attempts
         budget[c.id] = settings.max_attempts * (1 + (c.replays or 0))
-        if c.prev_state in WAITING and c.current_milestone and supersedes(
-            c.current_milestone, c.milestone
+        if c.prev_state in WAITING and is_stale(
+            c.milestone, c.occurred_at, c.current_milestone, c.current_at
         ):
             row.state, row.skip = SKIPPED, "superseded"
             continue
@@ -173,6 +176,9 @@ def deliver_batch(
             row.state, row.skip, row.throttled = SUPPRESSED, blocked[c.id][:64], True
             if channel_name == "sms":
                 fallback.append(c.id)
+            continue
+        if c.id in held:  # a retry or a backlog reaching quiet hours: wait, spend nothing
+            row.state, row.next_at, row.skip, row.throttled = SCHEDULED, held[c.id], QUIET_HOURS, True
             continue
         candidates.append(c)
 

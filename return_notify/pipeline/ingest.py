@@ -17,16 +17,19 @@ from sqlalchemy.orm import Session
 
 from return_notify.errors import EventValidationError
 from return_notify.events import Milestone, ReturnEvent, parse_event
-from return_notify.lifecycle import RANK, Disposition, ReturnState, decide, supersedes
+from return_notify.lifecycle import RANK, Disposition, ReturnState, decide
+from return_notify.planning import Choice, DeliveryPlanner
+from return_notify.preferences import RECORDED_REASONS, rule_overrides_opt_out
 from return_notify.rules import prefetch, resolve
 from return_notify.sources.tracking import remember_trackings, tracking_of
 from return_notify.storage.models import (
-    PENDING,
+    SCHEDULED,
     SKIPPED,
     WAITING,
     Delivery,
     RejectedEvent,
 )
+from return_notify.throttle import is_stale
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,9 @@ class IngestResult:
     by_disposition: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     deliveries: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     superseded: int = 0
+    #: deliveries held (quiet hours, throttle, digest) and left out by preferences
+    scheduled: int = 0
+    preference_skipped: int = 0
     #: delivery ids of transactional milestones: they jump the queue in a backlog
     urgent: set[int] = field(default_factory=set)
 
@@ -47,7 +53,8 @@ class IngestResult:
         return {
             "received": self.received, "accepted": self.accepted,
             "duplicates": self.duplicates, "rejected": self.rejected,
-            "superseded": self.superseded, **dict(self.by_disposition),
+            "superseded": self.superseded, "scheduled": self.scheduled,
+            "preference_skipped": self.preference_skipped, **dict(self.by_disposition),
             "deliveries": {k: len(v) for k, v in self.deliveries.items()},
         }
 
@@ -102,13 +109,14 @@ RETURNING id, tenant_id, event_id
 """)
 _INSERT_DELIVERIES = text("""
 INSERT INTO deliveries (tenant_id, event_pk, return_pk, channel, milestone, urgency,
-                        recipient, locale, state, occurred_at)
+                        recipient, locale, state, occurred_at, next_attempt_at, skip_reason)
 SELECT * FROM unnest(CAST(:tids AS int[]), CAST(:epks AS bigint[]), CAST(:rpks AS bigint[]),
                      CAST(:chs AS text[]), CAST(:ms AS text[]), CAST(:urg AS text[]),
                      CAST(:rcpts AS text[]), CAST(:locales AS text[]), CAST(:states AS text[]),
-                     CAST(:ats AS timestamptz[]))
+                     CAST(:ats AS timestamptz[]), CAST(:nexts AS timestamptz[]),
+                     CAST(:holds AS text[]))
 ON CONFLICT ON CONSTRAINT uq_deliveries_event_channel DO NOTHING
-RETURNING id, channel, urgency
+RETURNING id, channel, urgency, state
 """)
 
 _tenant_cache: dict[str, int] = {}
@@ -173,6 +181,11 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
     for ev in valid:
         by_return.setdefault((tenants[ev.tenant], ev.return_id), ev)
     returns = _lock_returns(session, by_return)
+    planner = DeliveryPlanner.load(
+        session, tenant_ids=set(tenants.values()),
+        customers={(tenants[ev.tenant], ev.customer.id) for ev in valid},
+        return_pks={pk for pk, _ in returns.values()},
+    )
 
     existing = set(session.execute(_EXISTING_EVENTS, {
         "tids": [tenants[ev.tenant] for ev in valid], "eids": [ev.event_id for ev in valid],
@@ -181,7 +194,7 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
     state: dict[int, ReturnState] = {pk: st for pk, st in returns.values()}
     initial = dict(state)
     event_rows: list[dict[str, Any]] = []
-    decisions: list[tuple[ReturnEvent, int, int, Disposition, tuple[str, ...], str]] = []
+    decisions: list[tuple[ReturnEvent, int, int, Disposition, Choice | None, str]] = []
     for ev in valid:
         tid = tenants[ev.tenant]
         if (tid, ev.event_id) in existing:
@@ -191,15 +204,16 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
         decision = decide(state[pk], ev.milestone, ev.occurred_at)
         state[pk] = decision.new_state
         disposition = decision.disposition
-        chans: tuple[str, ...] = ()
+        choice: Choice | None = None
         urgency = "informational"
         if decision.notify:
             rule = resolve(session, tid, ev.region, ev.product_category, ev.milestone)
             chans = rule.reachable(ev.customer.email is not None, ev.customer.phone is not None)
             urgency = rule.urgency
-            if not chans:
+            choice = planner.choose(ev, tid, chans, override=rule_overrides_opt_out(rule))
+            if not choice.channels:
                 disposition = Disposition.NO_CHANNEL
-        decisions.append((ev, tid, pk, disposition, chans, urgency))
+        decisions.append((ev, tid, pk, disposition, choice, urgency))
         event_rows.append({
             "tid": tid, "eid": ev.event_id, "rpk": pk, "m": ev.milestone.value,
             "at": ev.occurred_at, "disp": disposition.value, "reason": decision.reason,
@@ -221,26 +235,41 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
         remember_trackings(session, trackings)
 
     delivery_rows: list[dict[str, Any]] = []
-    for ev, tid, rpk, disposition, chans, urgency in decisions:
+    for ev, tid, rpk, disposition, choice, urgency in decisions:
         epk = event_pk.get((tid, ev.event_id))
         if epk is None:
             continue  # lost a race with a concurrent duplicate: that one notifies
-        if chans:
-            for ch in chans:
+        if choice is not None:
+            recorded = [(ch, r) for ch, r in choice.skipped if r in RECORDED_REASONS]
+            for ch, reason in [*((c, None) for c in choice.channels), *recorded]:
                 recipient = {"email": ev.customer.email, "sms": ev.customer.phone}.get(
                     ch, ev.customer.id
                 )
+                if reason is None:  # to send: now, or held until p.at (p.reason says why)
+                    p = planner.plan(ev, tid, rpk, ch, choice)
+                    d_state, next_at, hold = p.state, p.at, p.reason
+                else:  # left out by the customer's preferences: recorded, never sent
+                    d_state, next_at, hold = SKIPPED, None, reason
                 delivery_rows.append({
                     "tid": tid, "epk": epk, "rpk": rpk, "ch": ch, "m": ev.milestone.value,
                     "urg": urgency, "rcpt": recipient,
-                    "locale": ev.customer.locale, "state": PENDING, "at": ev.occurred_at,
+                    "locale": choice.locale or ev.customer.locale, "state": d_state,
+                    "at": ev.occurred_at, "next": next_at, "hold": hold,
                 })
         result.by_disposition[disposition.value] += 1
 
     if delivery_rows:
-        for did, ch, urgency in session.execute(_INSERT_DELIVERIES, _columns(delivery_rows, {
-            "tids": "tid", "epks": "epk", "rpks": "rpk", "chs": "ch", "ms": "m", "urg": "urg",
-            "rcpts": "rcpt", "locales": "locale", "states": "state", "ats": "at"})):
+        for did, ch, urgency, d_state in session.execute(_INSERT_DELIVERIES, _columns(
+                delivery_rows, {
+                    "tids": "tid", "epks": "epk", "rpks": "rpk", "chs": "ch", "ms": "m",
+                    "urg": "urg", "rcpts": "rcpt", "locales": "locale", "states": "state",
+                    "ats": "at", "nexts": "next", "holds": "hold"})):
+            if d_state == SCHEDULED:  # the sweeper enqueues it when due
+                result.scheduled += 1
+                continue
+            if d_state == SKIPPED:
+                result.preference_skipped += 1
+                continue
             result.deliveries[ch].append(did)
             if urgency == "transactional":
                 result.urgent.add(did)
@@ -274,13 +303,15 @@ def _columns(rows: list[dict[str, Any]], names: dict[str, str]) -> dict[str, lis
 def _skip_superseded(session: Session, changed: dict[int, ReturnState]) -> int:
     """Skip waiting (retrying/scheduled) deliveries that a newer milestone made stale."""
     rows = session.execute(
-        select(Delivery.id, Delivery.return_pk, Delivery.milestone).where(
+        select(Delivery.id, Delivery.return_pk, Delivery.milestone, Delivery.occurred_at).where(
             Delivery.return_pk.in_(list(changed)), Delivery.state.in_(WAITING)
         ).with_for_update(skip_locked=True)
     ).all()
+    # is_stale, not supersedes: the waiting delivery about the new state itself (a held
+    # in_transit, the newest of a digest group) is current, not superseded by itself
     stale_ids = [
-        did for did, rpk, m in rows
-        if (new := changed[rpk].milestone) is not None and supersedes(new, m)
+        did for did, rpk, m, at in rows
+        if is_stale(m, at, changed[rpk].milestone, changed[rpk].occurred_at)
     ]
     if stale_ids:
         session.execute(
