@@ -196,3 +196,15 @@ def _report(r: dict[str, Any], json_out: bool, console: Console) -> None:
     ):
         t.add_row(k, v)
     Console().print(t)
+
+
+def run_scaling_bench(concurrency: list[int], latency_ms: float = 200.0, workers: int = 2,
+                      pool: str = "prefork", n_events: int | None = None,
+                      json_out: bool = False) -> int:
+    """``bench --providers local``: the notifications/s curve against delivery concurrency,
+    through the real SDKs and local provider servers answering after ``latency_ms``
+    (implementation in ``bench_scaling``)."""
+    from return_notify.bench_scaling import run_scaling
+
+    return run_scaling(concurrency, latency_ms=latency_ms, workers=workers, pool=pool,
+                       n_events=n_events, json_out=json_out)

@@ -121,16 +121,53 @@ def flower(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 5555,
     address: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     basic_auth: Annotated[
-        str | None, typer.Option(envvar="RSN_FLOWER_BASIC_AUTH", help="user:password")
+        str | None, typer.Option(help="user:password, comma-separated for several "
+                                      "(default: RSN_FLOWER_BASIC_AUTH).")
     ] = None,
+    no_auth: Annotated[bool, typer.Option(
+        "--no-auth", help="Run without credentials: anyone who reaches the port sees every "
+        "task and can control workers (the API answers 401 to all).")] = False,
+    persistent: Annotated[bool, typer.Option(
+        "--persistent/--no-persistent", help="Keep task and worker state across restarts.")] = True,
+    db: Annotated[str, typer.Option(help="State file of --persistent.")] = "flower-state.db",
+    state_save_interval: Annotated[int, typer.Option(
+        "--state-save-interval", "--state_save_interval",
+        help="Save the state every N ms (0: only on shutdown).")] = 60_000,
+    purge_offline_workers: Annotated[int | None, typer.Option(
+        "--purge-offline-workers", "--purge_offline_workers",
+        help="Forget workers offline for this many seconds.")] = None,
+    max_tasks: Annotated[int, typer.Option(help="Tasks kept in memory.")] = 100_000,
 ) -> None:
-    """Run Flower on the project's Celery app (live throughput per worker and task)."""
+    """Run Flower on the project's Celery app (live throughput per worker and task), with
+    basic auth, persistent state and task events on. /metrics and /healthcheck answer
+    without credentials: keep Flower's port off public networks."""
     _require_urls(db=False)
+    from return_notify.config.settings import get_settings
+
+    secret = get_settings().flower_basic_auth
+    credentials = basic_auth or (secret.get_secret_value() if secret else "")
+    oauth = bool(os.environ.get("FLOWER_AUTH"))  # Flower's own OAuth settings, if any
+    if credentials:
+        bad = [c for c in credentials.split(",") if not all(c.partition(":")[::2])]
+        if bad:
+            _fail("basic auth must be user:password (comma-separated for several)")
+    elif not oauth and not no_auth:
+        _fail("Flower shows every task and can control the workers: set "
+              "RSN_FLOWER_BASIC_AUTH=user:password (or --basic-auth), or pass --no-auth "
+              "explicitly for a private machine")
+    elif no_auth:
+        err_console.print("[bold yellow]warning:[/] Flower without authentication: anyone who "
+                          f"can reach {address}:{port} can see every task and control workers")
     from return_notify.workers.app import app as celery_app
 
-    argv = ["flower", f"--port={port}", f"--address={address}"]
-    if basic_auth:
-        argv.append(f"--basic-auth={basic_auth}")
+    argv = ["flower", f"--port={port}", f"--address={address}", "--enable_events=True",
+            f"--max_tasks={max_tasks}"]
+    if credentials:
+        argv.append(f"--basic-auth={credentials}")  # in-process: never on a command line
+    if persistent:
+        argv += ["--persistent=True", f"--db={db}", f"--state_save_interval={state_save_interval}"]
+    if purge_offline_workers:
+        argv.append(f"--purge_offline_workers={purge_offline_workers}")
     celery_app.start(argv)
 
 
@@ -342,19 +379,23 @@ def stats(
     tenant: Annotated[str | None, typer.Option()] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Counts by channel and state, and p50/p95 time from occurred_at to sent."""
+    """Counts by channel and state, latencies, and the business KPIs (success rate by
+    channel/provider/tenant/region, completion rate, funnel, engagement, load pattern)."""
     _require_urls()
+    from return_notify.kpis import compute_kpis
     from return_notify.pipeline.stats import pipeline_stats
     from return_notify.storage.db import session_scope
 
+    since_at = _parse_since(since)
     with session_scope() as s:
-        data = pipeline_stats(s, since=_parse_since(since), tenant=tenant)
+        data = pipeline_stats(s, since=since_at, tenant=tenant)
+        data["kpis"] = compute_kpis(s, since=since_at, tenant=tenant)
     if json_out:
         _print_json(data)
         return
-    from return_notify.report import stats_tables
+    from return_notify.report import kpi_tables, stats_tables
 
-    for t in stats_tables(data):
+    for t in [*stats_tables(data), *kpi_tables(data["kpis"])]:
         console.print(t)
 
 
@@ -429,15 +470,39 @@ def demo(
 
 @app.command()
 def bench(
-    events: Annotated[int, typer.Option(help="Events to publish.")] = 20_000,
+    events: Annotated[int | None, typer.Option(
+        help="Events to publish (default 20,000; with --providers local: sized per level).")] = None,
     workers: Annotated[int, typer.Option(help="Worker pool processes (same for both runs).")] = 2,
     noop_tasks: Annotated[int, typer.Option(help="No-op tasks for the bare-Celery ceiling.")] = 20_000,
+    providers: Annotated[str, typer.Option(
+        help="sandbox: the pipeline against the bare-Celery ceiling; local: the real SDKs "
+             "against local provider servers, notifications/s per --concurrency.")] = "sandbox",
+    latency_ms: Annotated[float, typer.Option(
+        help="--providers local: the provider servers answer after this long.")] = 200.0,
+    concurrency: Annotated[str, typer.Option(
+        help="--providers local: RSN_PROVIDER_CONCURRENCY levels, comma-separated.")] = "8,16,32,64",
+    pool: Annotated[str, typer.Option(
+        "-P", "--pool", help="--providers local: pool of the delivery worker.")] = "prefork",
     json_out: JsonOpt = False,
 ) -> None:
-    """Measure end-to-end events/s and notifications/s against the bare-Celery ceiling."""
+    """Measure end-to-end events/s and notifications/s against the bare-Celery ceiling, or
+    (--providers local) notifications/s against provider concurrency."""
+    if providers == "local":
+        try:
+            levels = [int(c) for c in concurrency.split(",") if c.strip()]
+        except ValueError:
+            levels = []
+        if not levels or min(levels) < 1:
+            _fail("--concurrency: positive integers, comma-separated (e.g. 8,16,32,64)")
+        from return_notify.bench import run_scaling_bench
+
+        raise typer.Exit(run_scaling_bench(levels, latency_ms=latency_ms, workers=workers,
+                                           pool=pool, n_events=events, json_out=json_out))
+    if providers != "sandbox":
+        _fail("--providers: sandbox or local")
     from return_notify.bench import run_bench
 
-    raise typer.Exit(run_bench(n_events=events, workers=workers, n_noop=noop_tasks,
+    raise typer.Exit(run_bench(n_events=events or 20_000, workers=workers, n_noop=noop_tasks,
                                json_out=json_out))
 
 
@@ -447,6 +512,7 @@ def main() -> None:
 
 def _register_extensions() -> None:
     from return_notify.cli_api import register as register_api
+    from return_notify.cli_ops import register as register_ops
     from return_notify.cli_prefs import register as register_prefs
     from return_notify.cli_rules import register as register_rules
     from return_notify.cli_sources import register as register_sources
@@ -457,6 +523,7 @@ def _register_extensions() -> None:
     register_sources(app)
     register_templates(templates_app)
     register_prefs(app)
+    register_ops(app)
 
 
 _register_extensions()

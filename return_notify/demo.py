@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import secrets
+import socket
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -62,9 +65,12 @@ def run_demo(n_returns: int = 500, n_events: int = 2000, workers: int = 2,
                      RSN_THROTTLE_MIN_INTERVALS="")
         logdir = tempfile.mkdtemp(prefix="rsn-demo-")
         procs = []
+        flower: _FlowerStarter | None = None
         try:
+            flower = _FlowerStarter(env, logdir, console)  # starts while the workers do
             procs.append(start_worker(env, concurrency=workers, logdir=logdir, loglevel="WARNING"))
             procs.append(start_beat(env, logdir=logdir))
+            flower.join()
             since = datetime.now(UTC)
             events = stamp(stream.events)
             size = get_settings().ingest_batch_size
@@ -83,6 +89,8 @@ def run_demo(n_returns: int = 500, n_events: int = 2000, workers: int = 2,
         finally:
             for p in reversed(procs):
                 p.stop(15)
+            if flower is not None:
+                flower.stop()
             dispose_engine()
 
 
@@ -114,6 +122,56 @@ def _watch(console: Console, session_scope: Any, since: datetime, tag: str, expe
             time.sleep(0.25)
     console.print("[bold red]timed out[/] waiting for the burst to settle")
     return 1
+
+
+class _FlowerStarter:
+    """Flower for the demo: on port 5555 (or a free one), with per-run credentials printed
+    at the start; the demo goes on without it if it cannot start."""
+
+    def __init__(self, env: dict[str, str], logdir: str, console: Console) -> None:
+        from return_notify.config.settings import get_settings
+
+        configured = get_settings().flower_basic_auth
+        self.auth = configured.get_secret_value() if configured else \
+            f"demo:{secrets.token_urlsafe(9)}"
+        self.port = _free_port(5555)
+        user, _, password = self.auth.partition(":")
+        shown = "from RSN_FLOWER_BASIC_AUTH" if configured else f"user [bold]{user}[/], " \
+            f"password [bold]{password}[/]"
+        console.print(f"Flower (live throughput per worker and task): "
+                      f"[bold]http://127.0.0.1:{self.port}[/] ({shown}; open while the demo runs)")
+        self._console, self._env, self._logdir = console, env, logdir
+        self._proc: Any = None
+        self._thread = threading.Thread(target=self._start, daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        from return_notify.runner import start_flower
+
+        try:
+            self._proc = start_flower(self._env, port=self.port, basic_auth=self.auth,
+                                      logdir=self._logdir, ready_timeout_s=30)
+        except RuntimeError as exc:
+            self._console.print(f"[yellow]Flower did not start ({str(exc).splitlines()[0]})[/]")
+
+    def join(self) -> None:
+        self._thread.join(35)
+
+    def stop(self) -> None:
+        self.join()
+        if self._proc is not None:
+            self._proc.stop(10)
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free port")
 
 
 class _nullctx:

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, cast
@@ -133,6 +134,16 @@ def _die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
     return preexec
 
 
+@dataclass(frozen=True)
+class _LaunchSpec:
+    """How a server was started, so a restart starts it the same way."""
+
+    argv: Callable[[int], list[str]]
+    probe: Callable[[int, int], bool]
+    death_signal: signal.Signals
+    unprivileged: bool
+
+
 class EmbeddedServers:
     """Context manager running real Redis and/or PostgreSQL servers in a temporary directory."""
 
@@ -145,6 +156,7 @@ class EmbeddedServers:
         self.directory: Path | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._ports: dict[str, int] = {}
+        self._specs: dict[str, _LaunchSpec] = {}
         self._owner_pid: int | None = None
         self._user: pwd.struct_passwd | None = None
 
@@ -205,16 +217,19 @@ class EmbeddedServers:
 
     def _launch(
         self, name: str, argv: Callable[[int], list[str]], probe: Callable[[int, int], bool],
-        death_signal: signal.Signals, unprivileged: bool = False,
+        death_signal: signal.Signals, unprivileged: bool = False, fixed_port: int | None = None,
     ) -> None:  # fmt: skip
         """Start a server on a free port (retried if taken meanwhile); wait until it serves.
 
         ``probe(port, pid)`` must also check the server is ours, not one that took the port.
+        ``fixed_port`` (a restart): that port only, retried briefly while the old socket lingers.
         """
         assert self.directory is not None
+        self._specs[name] = _LaunchSpec(argv, probe, death_signal, unprivileged)
         log_path = self.directory / f"{name}.log"
         for attempt in range(3):
-            port, started = _free_port(), time.monotonic()
+            port = fixed_port if fixed_port is not None else _free_port()
+            started = time.monotonic()
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen(
                     argv(port), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -240,6 +255,8 @@ class EmbeddedServers:
                     f"its log ends with:\n{_tail(log_path)}"
                 )
             logger.warning("port %d was taken before %s could bind it; retrying", port, name)
+            if fixed_port is not None:
+                time.sleep(0.5)
 
     def _start_redis(self) -> None:
         import redis as redis_py  # project dependency, imported when needed
@@ -341,6 +358,37 @@ class EmbeddedServers:
         with contextlib.closing(connect(self._ports["postgres"])) as conn:
             conn.autocommit = True
             conn.cursor().execute(f'CREATE DATABASE "{DB_NAME}"')
+
+    def restart_redis(self, down_s: float = 0.0) -> float:
+        """Stop Redis (SIGTERM: the AOF is flushed), stay down ``down_s`` seconds, start it
+        again on the same port with the same data directory; return once it serves.
+
+        Returns the seconds it was unreachable. Clients see connection errors meanwhile.
+        """
+        return self._restart("redis", signal.SIGTERM, down_s)
+
+    def restart_postgres(self, down_s: float = 0.0) -> float:
+        """Stop PostgreSQL (SIGINT: fast shutdown, open transactions roll back, committed
+        ones are kept), stay down ``down_s`` seconds, start it again on the same port with
+        the same data directory; return once it accepts connections.
+
+        Returns the seconds it was unreachable.
+        """
+        return self._restart("postgres", signal.SIGINT, down_s)
+
+    def _restart(self, name: str, sig: signal.Signals, down_s: float) -> float:
+        if self._owner_pid != os.getpid() or name not in self._procs or name not in self._specs:
+            raise EmbeddedServerError(f"embedded {name} is not running in this process")
+        port, spec = self._ports[name], self._specs[name]
+        started = time.monotonic()
+        _terminate(name, self._procs.pop(name), sig)
+        if down_s > 0:
+            time.sleep(down_s)
+        self._launch(name, spec.argv, spec.probe, spec.death_signal, spec.unprivileged,
+                     fixed_port=port)
+        took = time.monotonic() - started
+        logger.info("embedded %s restarted on port %d (unreachable %.2fs)", name, port, took)
+        return took
 
     def stop(self) -> None:
         """Stop the servers, kill leftovers, remove the directory. Safe to call repeatedly."""

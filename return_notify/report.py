@@ -34,3 +34,69 @@ def stats_tables(data: dict[str, Any], extra: dict[str, str] | None = None) -> l
     t3.add_row("p99", _ms(lat["occurred_to_sent_p99"]))
     t3.add_row("samples", f"{lat['samples']:,}")
     return [t1, t2, t3]
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.1f} %"
+
+
+def _secs(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v * 1000:,.0f} ms" if v < 10 else f"{v:,.1f} s" if v < 600 else f"{v / 60:,.1f} min"
+
+
+def kpi_tables(k: dict[str, Any]) -> list[Table]:
+    """The business KPIs (``kpis.compute_kpis``) as rich tables."""
+    tables: list[Table] = []
+    succ = Table("by", "value", "settled", "sent", "delivered", "failed", "dead", "not sent",
+                 "in flight", "success rate", title="Delivery success")
+    for dim, label in (("by_channel", "channel"), ("by_provider", "provider"),
+                       ("by_tenant", "tenant"), ("by_region", "region")):
+        for r in k["success"][dim]:
+            succ.add_row(label, str(r["key"]), f"{r['sent'] + r['failed'] + r['dead']:,}",
+                         f"{r['sent']:,}", f"{r['delivered']:,}", f"{r['failed']:,}",
+                         f"{r['dead']:,}", f"{r['not_sent']:,}", f"{r['in_flight']:,}",
+                         _pct(r["success_rate"]))
+        succ.add_section()
+    tables.append(succ)
+    lat = Table("channel", "→ sent avg", "p50", "p95", "n", "→ delivered avg", "p50", "p95",
+                "n", title="Time from occurred_at to sent / delivered")
+    rows = [("all", k["latency_s"]["all"]), *sorted(k["latency_s"]["by_channel"].items())]
+    for name, v in rows:
+        s, d = v["to_sent"], v["to_delivered"]
+        lat.add_row(name, _secs(s["avg"]), _secs(s["p50"]), _secs(s["p95"]), f"{s['n']:,}",
+                    _secs(d["avg"]), _secs(d["p50"]), _secs(d["p95"]), f"{d['n']:,}")
+    tables.append(lat)
+    comp = k["completion"]
+    ct = Table(comp["period"], "initiated", "completed", "rejected", "cancelled",
+               "completion rate", title="Return completion (cohort by initiation)")
+    for p in [*comp["periods"], {**comp["total"], "period": "total"}]:
+        ct.add_row(p["period"], f"{p['initiated']:,}", f"{p['completed']:,}",
+                   f"{p['rejected']:,}", f"{p['cancelled']:,}", _pct(p["rate"]))
+    tables.append(ct)
+    fn = Table("milestone", "returns reaching it", "share", title="Return funnel")
+    for f in k["funnel"]:
+        fn.add_row(f["milestone"], f"{f['returns']:,}", _pct(f["share"]))
+    tables.append(fn)
+    en = Table("milestone", "channel", "sent", "delivered", "undelivered", "bounced", "read",
+               "delivered %", "undelivered %", "read %", title="Engagement")
+    for e in k["engagement"]:
+        en.add_row(e["milestone"], e["channel"], f"{e['sent']:,}", f"{e['delivered']:,}",
+                   f"{e['undelivered']:,}", f"{e['bounced']:,}", f"{e['read']:,}",
+                   _pct(e["delivered_rate"]), _pct(e["undelivered_rate"]), _pct(e["read_rate"]))
+    tables.append(en)
+    load = k["load"]
+    lt = Table("load (events received, UTC)", "value", title="Load pattern")
+    busiest = sorted(range(24), key=lambda h: -load["by_hour_utc"][h])[:3]
+    lt.add_row("events", f"{load['events']:,}")
+    lt.add_row("busiest hours of day",
+               ", ".join(f"{h:02d}:00 ({load['by_hour_utc'][h]:,})" for h in busiest
+                         if load["by_hour_utc"][h]) or "-")
+    lt.add_row("by weekday", "  ".join(f"{d} {n:,}" for d, n in
+                                       zip(load["weekdays"], load["by_weekday"], strict=True)))
+    for key in ("peak_hour", "peak_minute"):
+        p = load[key]
+        lt.add_row(key.replace("_", " "), f"{p['events']:,} events at {p['at'][:16]}" if p else "-")
+    tables.append(lt)
+    return tables

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,9 +49,17 @@ def _signal_group(p: subprocess.Popen[bytes], sig: int) -> None:
 
 
 def stop_process(p: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int | None:
-    """Warm shutdown (SIGTERM: finish running tasks), then SIGKILL the whole group."""
+    """Warm shutdown, then SIGKILL the whole group.
+
+    SIGTERM goes to the main process only: a Celery worker then finishes its running tasks
+    and returns its prefetched messages. Sent to the whole group it would also reach the
+    pool children, which die mid-task (WorkerLostError) and whose sends are repeated.
+    """
     if p.poll() is None:
-        _signal_group(p, signal.SIGTERM)
+        try:
+            p.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         try:
             p.wait(timeout_s)
         except subprocess.TimeoutExpired:
@@ -131,3 +139,35 @@ def wait_for(proc: Proc, check: Callable[[], bool], timeout_s: float) -> None:
         time.sleep(0.1)
     proc.stop(5)
     raise RuntimeError(f"{proc.name} not ready after {timeout_s:.0f}s:\n{proc.log_tail()}")
+
+
+def start_flower(
+    env: dict[str, str], *, port: int, basic_auth: str | None = None,
+    logdir: str | None = None, state_db: str | None = None,
+    extra_args: Sequence[str] = (), ready_timeout_s: float = 60.0,
+) -> Proc:
+    """Start ``return-notify flower`` on 127.0.0.1:``port`` and wait for ``/healthcheck``.
+
+    The credentials travel in the environment (``RSN_FLOWER_BASIC_AUTH``), never on a
+    command line; ``basic_auth=None`` starts it with ``--no-auth``. ``extra["url"]`` is its URL.
+    """
+    logdir = logdir or tempfile.mkdtemp(prefix="rsn-logs-")
+    args = ["flower", "--port", str(port), "--address", "127.0.0.1",
+            "--db", state_db or str(Path(logdir) / "flower-state.db"), *extra_args]
+    if basic_auth is None:
+        args.append("--no-auth")
+    proc = _spawn("flower", args, {**env, "RSN_FLOWER_BASIC_AUTH": basic_auth or ""}, logdir)
+    url = f"http://127.0.0.1:{port}"
+    proc.extra["url"] = url
+    wait_for(proc, lambda: _answers(url + "/healthcheck"), ready_timeout_s)
+    return proc
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False

@@ -79,6 +79,9 @@ def create_app() -> FastAPI:
     from return_notify.api import preferences as preferences_api
 
     app.include_router(preferences_api.router)
+    from return_notify.metrics_api import instrument
+
+    instrument(app)  # request metrics and GET /metrics
 
     @app.exception_handler(ConfigurationError)
     async def _config_error(request: Request, exc: ConfigurationError) -> JSONResponse:

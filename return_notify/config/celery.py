@@ -66,9 +66,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Batched tasks are short and uniform; 4 per process keeps the pool fed without
         # hoarding messages a sibling worker could take.
         "worker_prefetch_multiplier": 4,
-        # Connection loss: cancel running acks_late tasks so they are not run twice in parallel
-        # once the broker re-delivers them (the DB state check makes the rerun a no-op).
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Connection loss: let running acks_late tasks finish. Their ack cannot reach the
+        # broker, so Redis re-delivers them after the visibility timeout and the rerun finds
+        # nothing to claim (state check + lease). Cancelling would kill a batch mid-send:
+        # its accepted sends are never recorded and go out again when the lease ends.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_connection_retry_on_startup": True,
         # Task events feed Flower's live throughput view (RSN_TASK_EVENTS=false turns them
         # off: they cost about a third of a no-op task's time on the broker).
@@ -93,6 +95,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         },
         "beat_schedule": {
             "sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_s},
+            # the retention purge of rendered content and PII, daily
+            "retention": {"task": "return_notify.retention", "schedule": 24 * 3600.0,
+                          "options": {"queue": MAINTENANCE_QUEUE}},
         },
         "timezone": "UTC",
         "enable_utc": True,

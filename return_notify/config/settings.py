@@ -102,7 +102,11 @@ class Settings(BaseSettings):
         default=300.0, description="a pending/sending delivery older than this is re-enqueued"
     )
     sweep_interval_s: float = 15.0
-    visibility_timeout_s: int = 3600
+    visibility_timeout_s: int = Field(
+        default=300, description="Redis re-delivers a message unacked this long (a killed "
+        "worker's, one held when the connection dropped); must exceed max countdown + task "
+        "time limit (checked at start)"
+    )
 
     # --- workers ------------------------------------------------------------------------
     task_events: bool = Field(

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
@@ -139,6 +140,7 @@ def deliver_batch(
 ) -> DeliverOutcome:
     """Claim (one transaction), send (no transaction open), record (one transaction)."""
     outcome = DeliverOutcome()
+    claimed_at = time.monotonic()  # the lease runs from (just after) here
     with session_factory() as session:
         token, claimed = claim(session, channel_name, sorted(set(ids)), settings.lease_s)
         blocked = policy.suppressed(session, channel_name, claimed, settings)
@@ -244,22 +246,37 @@ def deliver_batch(
         outcome.states[row.state] += 1
 
     outcome.attempts = attempt_rows
-    with session_factory() as session:
-        if attempt_rows:
-            session.execute(insert(DeliveryAttempt), attempt_rows)
-        vals = list(rows.values())
-        session.execute(_WRITE_BACK, {
-            "token": token,
-            "ids": [r.id for r in vals], "states": [r.state for r in vals],
-            "next_ats": [r.next_at for r in vals], "providers": [r.provider for r in vals],
-            "pmids": [r.pmid for r in vals], "subjects": [r.subject for r in vals],
-            "bodies": [r.body for r in vals], "errs": [r.err for r in vals],
-            "skips": [r.skip for r in vals], "throttled": [r.throttled for r in vals],
-        })
-        for tid, rcpt in opted_out:
-            policy.record_opt_out(session, tid, rcpt, settings)
-        outcome.fallback_email = policy.fall_back_to_email(session, fallback, settings)
-    return outcome
+    vals = list(rows.values())
+    params = {
+        "token": token,
+        "ids": [r.id for r in vals], "states": [r.state for r in vals],
+        "next_ats": [r.next_at for r in vals], "providers": [r.provider for r in vals],
+        "pmids": [r.pmid for r in vals], "subjects": [r.subject for r in vals],
+        "bodies": [r.body for r in vals], "errs": [r.err for r in vals],
+        "skips": [r.skip for r in vals], "throttled": [r.throttled for r in vals],
+    }
+    # The provider calls happened: their outcome must survive a database blip, or the rows
+    # stay 'sending' and go out again when the lease ends. Until then no one else may
+    # claim them, so retrying the write-back here cannot race a resend.
+    deadline = claimed_at + min(settings.lease_s, settings.task_soft_time_limit_s) - 1.0
+    delay_s = 0.2
+    while True:
+        try:
+            with session_factory() as session:
+                if attempt_rows:
+                    session.execute(insert(DeliveryAttempt), attempt_rows)
+                session.execute(_WRITE_BACK, params)
+                for tid, rcpt in opted_out:
+                    policy.record_opt_out(session, tid, rcpt, settings)
+                outcome.fallback_email = policy.fall_back_to_email(session, fallback, settings)
+            return outcome
+        except OperationalError:
+            if time.monotonic() + delay_s >= deadline:
+                raise
+            log.warning("recording %d delivery outcomes failed (database unreachable); "
+                        "retrying in %.1fs", len(vals), delay_s)
+            time.sleep(delay_s)
+            delay_s = min(2.0, delay_s * 2)
 
 
 def _unsubscribe_url(settings: Settings, token: str | None) -> str | None:

@@ -33,14 +33,19 @@ def pipeline_stats(
         f"ON t.id = d.tenant_id WHERE {d_where} GROUP BY 1, 2 ORDER BY 1, 2"), params):
         by_channel.setdefault(row.channel, {})[row.state] = row.n
     secs = "extract(epoch FROM d.sent_at - d.occurred_at)"
+    dlv = "extract(epoch FROM d.delivered_at - d.occurred_at)"
     lat = session.execute(text(
-        f"SELECT count(*) AS n, "
+        f"SELECT count(d.sent_at) AS n, avg({secs}) AS avg, "
         f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {secs}) AS p50, "
         f"percentile_cont(0.95) WITHIN GROUP (ORDER BY {secs}) AS p95, "
         f"percentile_cont(0.99) WITHIN GROUP (ORDER BY {secs}) AS p99, "
+        f"count(d.delivered_at) AS n_dlv, avg({dlv}) AS avg_dlv, "
+        f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {dlv}) AS p50_dlv, "
+        f"percentile_cont(0.95) WITHIN GROUP (ORDER BY {dlv}) AS p95_dlv, "
         f"min(d.sent_at) AS first_sent, max(d.sent_at) AS last_sent "
         f"FROM deliveries d JOIN tenants t ON t.id = d.tenant_id "
-        f"WHERE d.sent_at IS NOT NULL AND {d_where}"), params).one()
+        f"WHERE (d.sent_at IS NOT NULL OR d.delivered_at IS NOT NULL) AND {d_where}"),
+        params).one()
     total = sum(n for st in by_channel.values() for n in st.values())
     sent = sum(st.get("sent", 0) + st.get("delivered", 0) for st in by_channel.values())
     return {
@@ -56,6 +61,10 @@ def pipeline_stats(
         "latency_s": {
             "occurred_to_sent_p50": _f(lat.p50), "occurred_to_sent_p95": _f(lat.p95),
             "occurred_to_sent_p99": _f(lat.p99), "samples": lat.n,
+            "occurred_to_sent_avg": _f(lat.avg),
+            "occurred_to_delivered_avg": _f(lat.avg_dlv),
+            "occurred_to_delivered_p50": _f(lat.p50_dlv),
+            "occurred_to_delivered_p95": _f(lat.p95_dlv), "delivered_samples": lat.n_dlv,
         },
         "first_sent_at": lat.first_sent.isoformat() if lat.first_sent else None,
         "last_sent_at": lat.last_sent.isoformat() if lat.last_sent else None,

@@ -16,12 +16,31 @@ log = logging.getLogger(__name__)
 
 @app.task(name=SWEEP_TASK, acks_late=True, expires=60)
 def sweep() -> dict[str, int]:
+    restored = restore_unacked()
     with session_scope() as session:
         due = due_deliveries(session, get_settings().lease_s)
     if due:
         enqueue_deliveries(due)
         log.info("sweep re-enqueued %s", {k: len(v) for k, v in due.items()})
-    return {k: len(v) for k, v in due.items()}
+    return {**{k: len(v) for k, v in due.items()}, **({"restored": restored} if restored else {})}
+
+
+def restore_unacked() -> int:
+    """Requeue broker messages unacked for longer than the visibility timeout: those of a
+    killed worker, or those a worker held when its Redis connection dropped (ingest batches
+    live only in Redis). kombu itself does this when a worker starts and then only on
+    every 10th 10-second tick (~100 s); the sweep does it every RSN_SWEEP_INTERVAL_S."""
+    with app.connection_for_write() as conn:
+        channel: Any = conn.default_channel
+        qos: Any = getattr(channel, "qos", None)
+        if not hasattr(qos, "restore_visible"):  # not the Redis transport
+            return 0
+        before = int(channel.client.hlen(qos.unacked_key))
+        qos.restore_visible(num=None)  # all of them, under kombu's own Redis mutex
+        restored = before - int(channel.client.hlen(qos.unacked_key))  # others ack meanwhile
+    if restored > 0:
+        log.warning("requeued %d broker messages unacked beyond the visibility timeout", restored)
+    return max(0, restored)
 
 
 @app.task(name=NOOP_TASK, acks_late=True)

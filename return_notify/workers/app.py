@@ -22,6 +22,7 @@ def create_app() -> Celery:
         "return_notify.tasks.ingest",
         "return_notify.tasks.deliver",
         "return_notify.tasks.maintenance",
+        "return_notify.tasks.retention",
     )
     return app
 
