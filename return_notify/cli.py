@@ -458,13 +458,19 @@ def demo(
     returns: Annotated[int, typer.Option(help="Returns in the burst (≥ 500 by default).")] = 500,
     events: Annotated[int, typer.Option(help="Minimum events in the burst.")] = 2000,
     workers: Annotated[int, typer.Option(help="Worker pool processes.")] = 2,
+    providers: Annotated[str, typer.Option(
+        help="sandbox (records messages in PostgreSQL) or local: the real SendGrid and Twilio "
+        "SDKs against local servers that speak their APIs.")] = "sandbox",
     json_out: JsonOpt = False,
 ) -> None:
     """Start embedded Redis + PostgreSQL (unless RSN_* URLs are set), workers and beat,
     publish a realistic burst of return events and show them flow to notifications."""
     from return_notify.demo import run_demo
 
-    code = run_demo(n_returns=returns, n_events=events, workers=workers, json_out=json_out)
+    if providers not in ("sandbox", "local"):
+        _fail("--providers must be sandbox or local")
+    code = run_demo(n_returns=returns, n_events=events, workers=workers, json_out=json_out,
+                    providers=providers)
     raise typer.Exit(code)
 
 

@@ -35,7 +35,19 @@ def _counts(session: Any, since: datetime, prefix: str) -> tuple[int, dict[str, 
 
 
 def run_demo(n_returns: int = 500, n_events: int = 2000, workers: int = 2,
-             json_out: bool = False) -> int:
+             json_out: bool = False, providers: str = "sandbox") -> int:
+    """``providers="local"``: email and SMS go through the real SendGrid and Twilio SDKs to
+    the local provider servers (run in this process), which count what they accepted."""
+    from contextlib import nullcontext
+
+    from return_notify.localproviders import local_providers
+
+    ctx = local_providers() if providers == "local" else nullcontext()
+    with ctx as lp:
+        return _run_demo(n_returns, n_events, workers, json_out, lp)
+
+
+def _run_demo(n_returns: int, n_events: int, workers: int, json_out: bool, lp: Any) -> int:
     from return_notify.config.settings import get_settings
     from return_notify.producer import publish_raw_batches
     from return_notify.runner import start_beat, start_worker
@@ -63,6 +75,12 @@ def run_demo(n_returns: int = 500, n_events: int = 2000, workers: int = 2,
         # the time of day) would hold some messages back for hours, so they are off here.
         env = ep.env(RSN_SANDBOX_TRANSIENT_FAILURE_RATE="0.02", RSN_QUIET_HOURS_ENABLED="false",
                      RSN_THROTTLE_MIN_INTERVALS="")
+        if lp is not None:
+            env.update(lp.env())
+            lp.twilio.set_failure_rate(0.02, "server_error")
+            lp.sendgrid.set_failure_rate(0.02, "server_error")
+            console.print(f"providers: SendGrid SDK → {lp.sendgrid.base_url}, "
+                          f"Twilio SDK → {lp.twilio.base_url} (2 % transient failures)")
         logdir = tempfile.mkdtemp(prefix="rsn-demo-")
         procs = []
         flower: _FlowerStarter | None = None
@@ -80,6 +98,9 @@ def run_demo(n_returns: int = 500, n_events: int = 2000, workers: int = 2,
             code = _watch(console, session_scope, since, run_tag, expected, json_out)
             elapsed = time.monotonic() - t_pub
             summary = _summary(session_scope, since, stream, elapsed)
+            if lp is not None:  # what the local SendGrid and Twilio servers accepted
+                summary["duplicate_sends"] += lp.duplicate_sends()
+                summary["provider_accepted"] = sum(lp.accepted_per_delivery().values())
             summary["total_s"] = round(time.monotonic() - t_start, 1)
             summary["logs"] = logdir
             _render_summary(console, summary, json_out)

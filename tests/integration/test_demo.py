@@ -54,3 +54,19 @@ def test_demo_on_configured_servers(svc: Any) -> None:
 def test_demo_on_embedded_servers_when_no_urls_are_set() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RSN_")}
     _check(_run_demo(env))
+
+
+def test_demo_through_the_real_sdks_and_local_provider_servers(svc: Any) -> None:
+    env = {**os.environ, **svc.env(RSN_REDIS_KEY_PREFIX=svc.redis_key_prefix + "demo-local:")}
+    before = {p.pid for p in psutil.process_iter()}
+    proc = subprocess.run([sys.executable, "-m", "return_notify.cli", "demo", "--providers",
+                           "local", "--json"], env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    _check(summary)
+    by_channel = summary["stats"]["deliveries"]["by_channel"]
+    # every email and SMS recorded as sent was accepted by the SendGrid/Twilio servers, once
+    assert summary["provider_accepted"] == by_channel["email"]["sent"] + by_channel["sms"]["sent"]
+    assert not [p for p in psutil.process_iter(["pid", "cmdline", "exe"])
+                if p.pid not in before and _ours(p.info)]
