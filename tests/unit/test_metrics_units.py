@@ -10,6 +10,14 @@ import sys
 from return_notify.metrics import queue_keys
 
 
+def _value(text: str, series: str) -> float:
+    """The sample value of ``series`` (name and labels, then a space) in a scrape; 0 if absent."""
+    for line in text.splitlines():
+        if line.startswith(series):
+            return float(line[len(series):])
+    return 0.0
+
+
 def test_instrumented_app_counts_requests_by_route_template() -> None:
     # given
     from fastapi import FastAPI
@@ -25,17 +33,20 @@ def test_instrumented_app_counts_requests_by_route_template() -> None:
 
     instrument_app(app)
     client = TestClient(app)
+    series = 'rsn_api_requests_total{method="GET",route="/v1/returns/{return_id}",status="200"} '
+    timing = 'rsn_api_request_seconds_count{method="GET",route="/v1/returns/{return_id}"} '
+    # the counters are per process: other tests in this process may have counted already
+    before = client.get("/metrics").text
     # when
     for rid in ("RMA-1", "RMA-2", "RMA-3"):
         assert client.get(f"/v1/returns/{rid}").status_code == 200
     assert client.get("/nowhere").status_code == 404
     body = client.get("/metrics").text
     # then: one series per route template (never per id), statuses kept apart
-    assert ('rsn_api_requests_total{method="GET",route="/v1/returns/{return_id}",status="200"} '
-            '3.0') in body
+    assert _value(body, series) - _value(before, series) == 3.0
     assert 'route="unmatched",status="404"' in body
     assert "RMA-1" not in body
-    assert 'rsn_api_request_seconds_count{method="GET",route="/v1/returns/{return_id}"} 3.0' in body
+    assert _value(body, timing) - _value(before, timing) == 3.0
     assert "/metrics" not in json.dumps(client.get("/openapi.json").json()["paths"])
 
 
