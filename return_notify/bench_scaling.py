@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -138,6 +140,23 @@ def _events_per_level(concurrency: int, workers: int, latency_s: float) -> int:
 def run_scaling(concurrency: list[int], latency_ms: float = 200.0, workers: int = 2,
                 pool: str = "prefork", n_events: int | None = None, json_out: bool = False,
                 timeout_s: float = 600.0) -> int:
+    """Run every level and print the curve (a table, or JSON)."""
+    # SIGTERM unwinds like Ctrl-C, so the workers and provider servers are stopped too
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)) if main else None
+    try:
+        levels = _run_levels(concurrency, latency_ms, workers, pool, n_events, timeout_s)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+    result = {"latency_ms": latency_ms, "worker_processes": workers, "pool": pool,
+              "cpus": psutil.cpu_count(), "levels": [asdict(x) for x in levels]}
+    _report(result, json_out)
+    return 0
+
+
+def _run_levels(concurrency: list[int], latency_ms: float, workers: int, pool: str,
+                n_events: int | None, timeout_s: float) -> list[Level]:
     import redis
 
     from return_notify.channels.fakes.sendgrid_server import FAKE_API_KEY
@@ -225,10 +244,7 @@ def run_scaling(concurrency: list[int], latency_ms: float = 200.0, workers: int 
                 stop_process(proc, 5)
             r.close()
             dispose_engine()
-    result = {"latency_ms": latency_ms, "worker_processes": workers, "pool": pool,
-              "cpus": psutil.cpu_count(), "levels": [asdict(x) for x in levels]}
-    _report(result, json_out)
-    return 0
+    return levels
 
 
 def _wait(check: Any, timeout_s: float, what: str) -> None:
