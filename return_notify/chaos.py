@@ -56,6 +56,8 @@ CHAOS_ENV: dict[str, str] = {
     # a hung provider costs 1 s, not 10; 10 tries, backoff up to 8 s: outlast a 10 s outage
     "RSN_PROVIDER_TIMEOUT_S": "1", "RSN_MAX_ATTEMPTS": "10",
     "RSN_BACKOFF_BASE_S": "1", "RSN_BACKOFF_MAX_S": "8",
+    # a provider paused by its circuit breaker retries after 2 s, not 30: the outage lasts 10
+    "RSN_BREAKER_COOLDOWN_S": "2",
     "RSN_TASK_EVENTS": "false",  # no Flower here: spare the 2 cores
     # policies that hold deliveries for hours (quiet hours, per-return throttles, digests)
     # are off: the run measures recovery and must end whatever the local time

@@ -4,6 +4,11 @@ email: ``RSN_EMAIL_PROVIDERS`` (a failover order such as ``sendgrid,smtp``) when
 else ``RSN_EMAIL_PROVIDER``; sms: ``RSN_SMS_PROVIDER``; the sandbox is the default for
 both. A provider whose credentials are missing raises ``ConfigurationError`` naming the
 environment variables to set. Provider SDKs are imported only when their provider is used.
+
+Every network provider (SendGrid, SMTP, Twilio) is built behind its own circuit breaker
+(``channels.breaker``; ``RSN_BREAKER_TRIP_AFTER``, ``RSN_BREAKER_COOLDOWN_S``), also when it
+is the only provider of its channel; a failover chain is a chain of guarded providers. The
+channel objects, and so the breakers' state, live per process (``get_channel``).
 """
 
 from __future__ import annotations
@@ -53,6 +58,20 @@ def email_provider_order(settings: Settings) -> list[str]:
     return order
 
 
+def _guard(channel: Channel, settings: Settings) -> Channel:
+    """``channel`` behind a circuit breaker of its own (``RSN_BREAKER_TRIP_AFTER=0``: none)."""
+    if settings.breaker_trip_after == 0:
+        return channel
+    from return_notify.channels.breaker import BreakerChannel, CircuitBreaker
+    from return_notify.metrics import observe_breaker
+
+    observe_breaker(channel.provider, False)  # the gauge's series exists before any trip
+    return BreakerChannel(channel, CircuitBreaker(
+        channel.provider, settings.breaker_trip_after, settings.breaker_cooldown_s,
+        max_pause_s=settings.backoff_max_s, listener=observe_breaker,
+    ))
+
+
 def _email(provider: str, settings: Settings) -> Channel:
     if provider == "sandbox":
         return _sandbox("email", settings)
@@ -68,13 +87,13 @@ def _email(provider: str, settings: Settings) -> Channel:
         _require("sendgrid", [] if key else ["RSN_SENDGRID_API_KEY"])
         from return_notify.channels.sendgrid_email import SendGridChannel
 
-        return SendGridChannel(key, identity, base_url=settings.sendgrid_base_url,
-                               timeout_s=settings.provider_timeout_s)
+        return _guard(SendGridChannel(key, identity, base_url=settings.sendgrid_base_url,
+                                      timeout_s=settings.provider_timeout_s), settings)
     url = settings.smtp_url.get_secret_value() if settings.smtp_url else ""
     _require("smtp", [] if url else ["RSN_SMTP_URL"])
     from return_notify.channels.smtp_email import SmtpChannel
 
-    return SmtpChannel(url, identity, timeout_s=settings.provider_timeout_s)
+    return _guard(SmtpChannel(url, identity, timeout_s=settings.provider_timeout_s), settings)
 
 
 def _sms(settings: Settings) -> Channel:
@@ -90,13 +109,13 @@ def _sms(settings: Settings) -> Channel:
     _require("twilio", missing)
     from return_notify.channels.twilio_sms import TwilioChannel
 
-    return TwilioChannel(
+    return _guard(TwilioChannel(
         sid, token,
         from_number=settings.twilio_from,
         messaging_service_sid=settings.twilio_messaging_service_sid,
         base_url=settings.twilio_base_url, public_base_url=settings.public_base_url,
         timeout_s=settings.provider_timeout_s, max_segments=settings.sms_max_segments,
-    )
+    ), settings)
 
 
 def build_channel(channel: str, settings: Settings) -> Channel:

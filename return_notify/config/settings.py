@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     sms_max_segments: int = Field(
         default=3, ge=1, le=10, description="longer SMS are cut to fit (a trailing URL is kept)"
     )
+    breaker_trip_after: int = Field(
+        default=5, ge=0, description="a network provider pauses after this many consecutive "
+        "transient failures (per worker process); 0: no circuit breaker"
+    )
+    breaker_cooldown_s: float = Field(
+        default=30.0, gt=0, le=3600, description="how long a tripped provider pauses before "
+        "one trial call decides whether it resumes"
+    )
 
     # --- sandbox provider (demo, tests, benchmarks) ---------------------------------------
     sandbox_latency_ms: float = 0.0

@@ -9,6 +9,7 @@ by the claim token, so a late writer can never overwrite a newer claim's outcome
 from __future__ import annotations
 
 import logging
+import random
 import time
 import uuid
 from collections import defaultdict
@@ -16,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import Table, insert, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
+from return_notify.channels.breaker import TRIAL_WAIT_S, ProviderPausedError, paused_s
 from return_notify.config.settings import Settings
 from return_notify.errors import DeliveryError, PermanentError, RateLimitedError
 from return_notify.pipeline import policy
@@ -43,6 +45,7 @@ from return_notify.storage.models import (
 from return_notify.template_store import load_tenant_templates
 from return_notify.throttle import QUIET_HOURS, is_stale
 
+_ATTEMPTS: Table = DeliveryAttempt.__table__  # type: ignore[assignment]
 log = logging.getLogger(__name__)
 
 _CLAIM = text("""
@@ -66,7 +69,7 @@ FROM c, events e, returns r, tenants t
 WHERE d.id = c.id AND e.id = d.event_pk AND r.id = d.return_pk AND t.id = d.tenant_id
 RETURNING d.id, c.prev_state, d.milestone, d.recipient, d.locale, d.attempts, d.replays,
           d.occurred_at, d.tenant_id, e.payload, r.milestone AS current_milestone, t.slug,
-          t.name, r.region, r.milestone_at AS current_at
+          t.name, r.region, r.milestone_at AS current_at, d.template
 """)
 
 _WRITE_BACK = text("""
@@ -104,6 +107,13 @@ class DeliverOutcome:
     #: deliveries held back by the global rate limiter, and their summed wait
     throttled: int = 0
     throttle_wait_s: float = 0.0
+    #: one (bucket kind "tenant" or "provider", provider, wait s) per held-back delivery
+    throttle_waits: list[tuple[str, str, float]] = field(default_factory=list)
+    #: per claimed delivery: the producer's event id, and (state, reason) it moved to
+    event_ids: dict[int, str | None] = field(default_factory=dict)
+    results: dict[int, tuple[str, str | None]] = field(default_factory=dict)
+    #: deliveries waiting for a provider paused by its circuit breaker (no attempt spent)
+    paused: int = 0
     #: email deliveries created for undeliverable SMS, to enqueue after the commit
     fallback_email: list[int] = field(default_factory=list)
 
@@ -166,6 +176,7 @@ def deliver_batch(
         rows[c.id] = row
         occurred[c.id] = c.occurred_at
         outcome.tenants[c.id] = c.slug
+        outcome.event_ids[c.id] = (c.payload or {}).get("event_id")
         tenant_ids[c.id] = c.tenant_id
         attempts_meta[c.id] = c.attempts
         budget[c.id] = settings.max_attempts * (1 + (c.replays or 0))
@@ -184,6 +195,13 @@ def deliver_batch(
             continue
         candidates.append(c)
 
+    pause_s = paused_s(channel) if candidates else 0.0
+    if pause_s > 0:  # every provider is paused by its circuit breaker: call none, spend nothing
+        for c in candidates:
+            _wait_for_provider(rows[c.id], pause_s, f"{channel.provider} paused by its circuit "
+                               "breaker", now, settings, outcome)
+        candidates = []
+
     if limiter is not None and candidates:
         candidates = _throttle(limiter, channel.provider, candidates, rows, now, settings, outcome)
 
@@ -193,9 +211,12 @@ def deliver_batch(
             unsub = policy.unsubscribe_token(c.slug, c.recipient) if channel_name == "email" else None
             ctx = build_context(c.payload, c.slug, c.name, settings.public_base_url,
                                 unsubscribe_url=_unsubscribe_url(settings, unsub))
+            # the event's region/category and the rule's variant pick the override
+            # (template_scope: locale, then variant, then scope specificity)
             tt = templates[c.tenant_id]
             rendered = render(channel_name, c.milestone, tt.enrich(ctx), locale=c.locale,
-                              **tt.options())
+                              **tt.options(c.payload.get("region"),
+                                           c.payload.get("product_category"), c.template))
         except TemplateRenderError as exc:
             row.state, row.err = FAILED, f"TemplateRenderError: {exc}"
             continue
@@ -207,19 +228,21 @@ def deliver_batch(
         ))
 
     started = datetime.now(UTC)
-    t0 = time.perf_counter()
-    results = channel.send_many(to_send) if to_send else []
-    per_msg_ms = (time.perf_counter() - t0) * 1000.0 / max(1, len(to_send))
+    timed = channel.send_many_timed(to_send)  # each provider call timed on its own
     done_at = datetime.now(UTC)
     attempt_rows: list[dict[str, Any]] = []
-    for message, res in zip(to_send, results, strict=True):
+    for message, (res, call_ms) in zip(to_send, timed, strict=True):
         row = rows[message.delivery_id]
+        if isinstance(res, ProviderPausedError):  # not called (circuit breaker): no attempt
+            _wait_for_provider(row, res.retry_after_s or TRIAL_WAIT_S, str(res), done_at,
+                               settings, outcome)
+            continue
         # with failover, the provider that actually answered, not the chain's name
         provider = res.provider or channel.provider
         row.provider = provider
         attempt: dict[str, Any] = {
             "delivery_id": message.delivery_id, "attempt_no": message.attempt,
-            "started_at": started, "duration_ms": per_msg_ms, "provider": provider,
+            "started_at": started, "duration_ms": call_ms, "provider": provider,
             "provider_message_id": None, "error_class": None, "error_code": None,
             "error_message": None,
         }
@@ -244,6 +267,7 @@ def deliver_batch(
                 "error_code": None, "error_message": row.err[:2000],
             })
         outcome.states[row.state] += 1
+        outcome.results[row.id] = (row.state, row.skip or row.err)
 
     outcome.attempts = attempt_rows
     vals = list(rows.values())
@@ -264,7 +288,8 @@ def deliver_batch(
         try:
             with session_factory() as session:
                 if attempt_rows:
-                    session.execute(insert(DeliveryAttempt), attempt_rows)
+                    # Core executemany: the ORM's bulk path costs more CPU than the rows
+                    session.execute(insert(_ATTEMPTS), attempt_rows)
                 session.execute(_WRITE_BACK, params)
                 for tid, rcpt in opted_out:
                     policy.record_opt_out(session, tid, rcpt, settings)
@@ -301,7 +326,7 @@ def _throttle(
     """Keep what the tenant and provider buckets allow now; the rest waits (no attempt is
     spent) until tokens arrive: a short countdown, or the sweeper for longer waits."""
     allowed: list[Any] = []
-    waiting: list[tuple[Any, float]] = []
+    waiting: list[tuple[Any, float, str]] = []
     by_tenant: dict[str, list[Any]] = defaultdict(list)
     for c in candidates:
         by_tenant[c.slug].append(c)
@@ -309,7 +334,8 @@ def _throttle(
         g = limiter.acquire(f"tenant:{slug}", len(group))
         allowed.extend(group[: g.granted])
         rate = (limiter.limit_for(f"tenant:{slug}") or Limit(1.0, 1.0)).rate_per_s
-        waiting.extend((c, spread_wait(g.wait_s, i, rate)) for i, c in enumerate(group[g.granted:]))
+        waiting.extend((c, spread_wait(g.wait_s, i, rate), "tenant")
+                       for i, c in enumerate(group[g.granted:]))
     if allowed:
         g = limiter.acquire(f"provider:{provider}", len(allowed))
         rate = (limiter.limit_for(f"provider:{provider}") or Limit(1.0, 1.0)).rate_per_s
@@ -317,16 +343,33 @@ def _throttle(
         allowed = allowed[: g.granted]
         for c in over:
             limiter.give_back(f"tenant:{c.slug}", 1)
-        waiting.extend((c, spread_wait(g.wait_s, i, rate)) for i, c in enumerate(over))
-    for c, wait in waiting:
+        waiting.extend((c, spread_wait(g.wait_s, i, rate), "provider") for i, c in enumerate(over))
+    for c, wait, bucket in waiting:
         row = rows[c.id]
         row.state, row.next_at, row.throttled = RETRYING, now + timedelta(seconds=wait), True
         row.err = f"rate limited: waiting {wait:.2f}s for a token"
         outcome.throttled += 1
         outcome.throttle_wait_s += wait
+        outcome.throttle_waits.append((bucket, provider, wait))
         if wait <= settings.max_countdown_s:
             outcome.retry_soon.append((c.id, wait))
     return allowed
+
+
+def _wait_for_provider(
+    row: _Row, wait_s: float, reason: str, at: datetime, settings: Settings,
+    outcome: DeliverOutcome,
+) -> None:
+    """Park a delivery until its paused provider may be called again. Like a rate-limit
+    wait it spends no attempt (never dead, never in the DLQ); a wait beyond
+    ``max_countdown_s`` stays in PostgreSQL for the sweeper. Up to 10 % later, so that
+    the parked deliveries do not all come back in the same instant."""
+    wait = wait_s * random.uniform(1.0, 1.1)
+    row.state, row.next_at, row.throttled = RETRYING, at + timedelta(seconds=wait), True
+    row.err = f"waiting {wait:.1f}s: {reason}"[:2000]
+    outcome.paused += 1
+    if wait <= settings.max_countdown_s:
+        outcome.retry_soon.append((row.id, wait))
 
 
 def _classify(

@@ -1,4 +1,5 @@
-"""Email failover: SendGrid (real SDK, local server) first, SMTP (real server) second."""
+"""Email failover: SendGrid (real SDK, local server) first, SMTP (real server) second,
+each behind its circuit breaker; and the breaker of a provider that is alone."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from return_notify.channels.breaker import BreakerChannel, CircuitBreaker, ProviderPausedError
 from return_notify.channels.failover import FailoverChannel
 from return_notify.channels.fakes.sendgrid_server import FAKE_API_KEY, SendGridFakeServer
 from return_notify.channels.registry import build_channel
@@ -45,11 +47,13 @@ class FakeClock:
 
 
 def make_failover(sendgrid_url: str, smtp_url: str, clock: FakeClock | None = None) -> FailoverChannel:
-    return FailoverChannel(
-        [SendGridChannel(FAKE_API_KEY, IDENTITY, base_url=sendgrid_url, timeout_s=1.0),
-         SmtpChannel(smtp_url, IDENTITY, timeout_s=1.0)],
-        trip_after=3, cooldown_s=30.0, clock=clock or FakeClock(),
-    )
+    clock = clock or FakeClock()
+    return FailoverChannel([
+        BreakerChannel(SendGridChannel(FAKE_API_KEY, IDENTITY, base_url=sendgrid_url, timeout_s=1.0),
+                       CircuitBreaker("sendgrid", trip_after=3, cooldown_s=30.0, clock=clock)),
+        BreakerChannel(SmtpChannel(smtp_url, IDENTITY, timeout_s=1.0),
+                       CircuitBreaker("smtp", trip_after=3, cooldown_s=30.0, clock=clock)),
+    ])
 
 
 def test_primary_answers_and_the_secondary_is_untouched(
@@ -155,6 +159,46 @@ def test_registry_names_the_missing_or_wrong_setting(overrides: dict[str, str], 
         build_channel("email", make_settings(**overrides))
 
 
-def test_a_single_provider_is_not_wrapped(smtp: SmtpTestServer) -> None:
-    channel = build_channel("email", make_settings(email_provider="smtp", smtp_url=smtp.url()))
-    assert isinstance(channel, SmtpChannel)
+def test_when_both_providers_are_paused_neither_is_called(
+    sendgrid: SendGridFakeServer, smtp: SmtpTestServer
+) -> None:
+    # given SendGrid answering 503 and SMTP refusing the mailbox (450) until both trip
+    clock = FakeClock()
+    channel = make_failover(sendgrid.base_url, smtp.url(), clock)
+    sendgrid.set_failure_rate(1.0, "server_error", status=503)
+    for i in range(3):
+        with pytest.raises(TransientError):
+            channel.send(email_message("busy@customer.example", delivery_id=i))
+    sendgrid.set_failure_rate(0.0)
+
+    # when a message both would now accept comes 10 s later
+    clock.now += 10
+    with pytest.raises(RateLimitedError) as info:
+        channel.send(email_message())
+
+    # then neither was called: the wait is the cooldown left, and the pipeline parks it
+    assert isinstance(info.value, ProviderPausedError) and info.value.retry_after_s == 20
+    assert channel.paused_s() == 20
+    assert len(sendgrid.mails()) == 3 and smtp.messages == []
+
+
+def test_a_single_provider_is_guarded_by_its_own_breaker(smtp: SmtpTestServer) -> None:
+    # given SMTP alone, on a server that refuses mail for now ("busy" → 450, transient)
+    settings = make_settings(email_provider="smtp", smtp_url=smtp.url(),
+                             breaker_trip_after=2, breaker_cooldown_s=30)
+    channel = build_channel("email", settings)
+    assert isinstance(channel, BreakerChannel) and isinstance(channel.inner, SmtpChannel)
+    assert channel.provider == "smtp"
+
+    # when two sends fail transiently
+    for i in range(2):
+        with pytest.raises(TransientError) as failed:
+            channel.send(email_message("busy@customer.example", delivery_id=i))
+        assert failed.value.code == "450"
+
+    # then the third, which the server would accept, is not even tried: it waits
+    with pytest.raises(ProviderPausedError) as info:
+        channel.send(email_message("ann@customer.example"))
+    assert 0 < (info.value.retry_after_s or 0) <= 30
+    assert smtp.messages == []
+    channel.close()
