@@ -2,6 +2,8 @@
 ``quiet-hours get|set|clear`` and ``throttle get|set|clear``.
 
 ``cli.py`` calls ``register(app)``; the database is touched only when a command runs.
+The command line holds the database credentials, so it acts as the tenant's owner; its
+quiet-hours and throttle changes are audited as ``cli:<OS user>`` (``policy_store``).
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from return_notify.audit import Actor
 
 console = Console()
 err_console = Console(stderr=True)
@@ -53,6 +58,29 @@ def _tenant_id(slug: str) -> int:
         _fail(f"no tenant {slug!r} (see `return-notify tenants list`)")
         raise AssertionError  # unreachable
     return int(tid)
+
+
+def _actor() -> Actor:
+    """Who the audit log names for a change made here: ``cli:<OS user>``."""
+    import getpass
+
+    from return_notify.audit import Actor
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "operator"
+    return Actor(None, f"cli:{user}")
+
+
+def _region_key(region: str) -> str:
+    from return_notify.policy_store import region_key
+
+    try:
+        return region_key(region)
+    except ValueError as exc:
+        _fail(f"--region: {exc}")
+        raise AssertionError from None  # unreachable
 
 
 def _switches(values: list[str], what: str) -> dict[str, bool]:
@@ -187,13 +215,14 @@ def quiet_set(
     """Set (replace) the quiet hours of one region of a tenant."""
     from pydantic import ValidationError
 
-    from return_notify.api.preferences import effective_view, region_key
-    from return_notify.planning import delete_quiet_hours, get_quiet_hours, put_quiet_hours
+    from return_notify.api.preferences import effective_view
+    from return_notify.planning import get_quiet_hours
+    from return_notify.policy_store import remove_quiet_hours, scope_region, set_quiet_hours
     from return_notify.quiet_hours import QuietHoursConfig
     from return_notify.storage.db import session_scope
 
     tid = _tenant_id(tenant)
-    key = region_key(region)
+    key = _region_key(region)
     doc: dict[str, Any] = {"enforce_legal": enforce_legal, "enabled": not off}
     if allowed:
         doc["allowed"] = allowed
@@ -212,16 +241,16 @@ def quiet_set(
         doc["default_timezone"] = default_timezone
     with session_scope() as s:
         if clear:
-            delete_quiet_hours(s, tid, key)
+            remove_quiet_hours(s, tid, key, _actor())
         else:
             try:
                 cfg = QuietHoursConfig.model_validate(doc)
             except ValidationError as exc:
                 _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
                 raise AssertionError from None  # unreachable
-            put_quiet_hours(s, tid, key, cfg)
+            set_quiet_hours(s, tid, key, cfg, _actor())
         configs = get_quiet_hours(s, tid)
-    _out(effective_view(configs, None if key == "*" else key), json_out)
+    _out(effective_view(configs, scope_region(key)), json_out)
 
 
 # ------------------------------------------------------------------ throttle ------------
@@ -248,14 +277,15 @@ def throttle_set(
     """Merge intervals and digest windows into the tenant's overrides (0 switches one off)."""
     from pydantic import ValidationError
 
-    from return_notify.planning import get_throttle, put_throttle
+    from return_notify.planning import get_throttle
+    from return_notify.policy_store import set_throttle
     from return_notify.storage.db import session_scope
     from return_notify.throttle import ThrottleConfig, parse_pairs
 
     tid = _tenant_id(tenant)
     with session_scope() as s:
         if clear:
-            put_throttle(s, tid, None)
+            set_throttle(s, tid, None, _actor())
         else:
             own = get_throttle(s, tid) or ThrottleConfig()
             try:
@@ -266,7 +296,7 @@ def throttle_set(
                 msg = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
                 _fail(msg)
                 raise AssertionError from None  # unreachable
-            put_throttle(s, tid, cfg)
+            set_throttle(s, tid, cfg, _actor())
     throttle_get(tenant, json_out)
 
 

@@ -29,6 +29,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON out
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant slug.")]
 RegionOpt = Annotated[str | None, typer.Option(help="Region, e.g. EU (covers EU-DE); '*' = any.")]
 CategoryOpt = Annotated[str | None, typer.Option(help="Product category; '*' = any.")]
+_OVERRIDE_HELP = ("Send even on channels the customer opted out of (transactional rules only; "
+                  "never beats SMS STOP or an email unsubscribe).")
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -73,12 +75,13 @@ def _channels(value: str) -> list[str]:
 def _rules_table(rows: list[dict[str, Any]]) -> None:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("id", "milestone", "region", "category", "channels", "template", "urgency",
-                 "enabled", "v"):
+                 "enabled", "overrides opt-out", "v"):
         table.add_column(name, overflow="fold", no_wrap=name == "milestone")
     for r in rows:
         table.add_row(str(r["id"]), r["milestone"], r["region"] or "*", r["category"] or "*",
                       ",".join(r["channels"]), r["template"] or "-", r["urgency"] or "default",
-                      "yes" if r["enabled"] else "[red]no[/]", str(r["version"]))
+                      "yes" if r["enabled"] else "[red]no[/]",
+                      "[bold]yes[/]" if r["override_opt_out"] else "no", str(r["version"]))
     console.print(table)
 
 
@@ -123,6 +126,8 @@ def rules_create(
                                                 "(default: the milestone's).")] = None,
     disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled (mute).")]
     = False,
+    override_opt_out: Annotated[bool, typer.Option("--override-opt-out/--no-override-opt-out",
+                                                   help=_OVERRIDE_HELP)] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a rule for a (region, category, milestone) scope of a tenant."""
@@ -130,7 +135,7 @@ def rules_create(
 
     try:
         spec = RuleSpec.build(milestone, _channels(channels), region, category, template,
-                              urgency, not disabled)
+                              urgency, not disabled, override_opt_out)
     except ValueError as exc:
         _fail(str(exc))
     try:
@@ -170,11 +175,14 @@ def rules_update(
                                                 "'default'.")] = None,
     enabled: Annotated[bool | None, typer.Option("--enable/--disable",
                                                  help="Enable or disable (mute).")] = None,
+    override_opt_out: Annotated[bool | None, typer.Option(
+        "--override-opt-out/--no-override-opt-out", help=_OVERRIDE_HELP)] = None,
     expected_version: Annotated[int | None, typer.Option(help="Fail if the rule's version "
                                                          "differs.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Change a rule's channels, template, urgency or enabled flag (its scope is fixed)."""
+    """Change a rule's channels, template, urgency, enabled or override flag (its scope is
+    fixed)."""
     changes: dict[str, Any] = {}
     if channels is not None:
         changes["channels"] = _channels(channels)
@@ -184,8 +192,11 @@ def rules_update(
         changes["urgency"] = None if urgency in ("", "default") else urgency
     if enabled is not None:
         changes["enabled"] = enabled
+    if override_opt_out is not None:
+        changes["override_opt_out"] = override_opt_out
     if not changes:
-        _fail("nothing to change: give --channels, --template, --urgency or --enable/--disable")
+        _fail("nothing to change: give --channels, --template, --urgency, --enable/--disable "
+              "or --override-opt-out/--no-override-opt-out")
     _change(tenant, rule_id, changes, json_out, expected_version)
 
 
@@ -243,13 +254,15 @@ def rules_explain(
     r = ex.result
     console.print(f"[bold]{ex.milestone.value}[/] region {ex.region or '(none)'} category "
                   f"{ex.category or '(none)'} → channels [bold]{','.join(r.channels) or 'NONE'}"
-                  f"[/], urgency {r.urgency}, template {r.template or '(default)'}")
+                  f"[/], urgency {r.urgency}, template {r.template or '(default)'}, "
+                  f"overrides opt-outs: {'yes' if r.override_opt_out else 'no'}")
     console.print(f"because: {r.reason}")
     for c in ex.candidates:
         rule = c.rule
         what = "config default" if rule is None else (
             f"rule {rule.id} ({rule.scope_label}) → {','.join(rule.channels)}"
-            + ("" if rule.enabled else " [disabled]"))
+            + ("" if rule.enabled else " [disabled]")
+            + (" [overrides opt-outs]" if rule.override_opt_out else ""))
         console.print(f"  {c.outcome:<15} {what}", markup=False, soft_wrap=True)
         console.print(f"  {'':<15} {c.why}", markup=False, soft_wrap=True)
 

@@ -10,8 +10,9 @@ Three layers, most specific wins field by field (``effective_preferences``):
    so this needs no schema change; a malformed object is ignored with a warning).
 
 ``apply_preferences`` is pure. A rule may mark a transactional milestone to override a
-channel opt-out; that never touches the suppression list (SMS STOP, email unsubscribe,
-bounces), which the deliver step checks before every send, whatever ingest decided.
+channel opt-out (``override_opt_out``, see ``rules``); that never touches the suppression
+list (SMS STOP, email unsubscribe, bounces), which the deliver step checks before every
+send, whatever ingest decided.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from return_notify.events import Milestone
+from return_notify.rules import ResolvedRule
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +158,10 @@ def apply_preferences(
     return tuple(kept), tuple(skipped)
 
 
-def rule_overrides_opt_out(rule: Any) -> bool:
-    """Whether a rule overrides channel opt-outs: only a *transactional* rule that says so
-    (``override_opt_out = True``). Rules without the attribute never do."""
-    return getattr(rule, "urgency", None) == "transactional" and bool(
-        getattr(rule, "override_opt_out", False))
+def rule_overrides_opt_out(rule: ResolvedRule) -> bool:
+    """Whether the rule that applies to an event overrides channel opt-outs: only a
+    *transactional* rule marked ``override_opt_out`` (rules, admin API, CLI) does."""
+    return rule.urgency == "transactional" and rule.override_opt_out
 
 
 # --------------------------------------------------------------------- storage ---------

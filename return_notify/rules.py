@@ -1,7 +1,7 @@
 """Notification rules: which channels, template and urgency an event gets (most specific rule wins).
 
 A rule is ``(tenant, region or ANY, product category or ANY, milestone) → channels,
-template, urgency, enabled``; ``None`` stands for ANY.
+template, urgency, enabled, override_opt_out``; ``None`` stands for ANY.
 
 **Matching.** A rule's region covers the event's region and every sub-region, by whole
 ``-``-separated segments: ``EU`` matches ``EU``, ``EU-DE``, ``EU-DE-BY``, never ``EUR``.
@@ -22,6 +22,12 @@ without merging fields of less specific rules: if **enabled**, its channels, its
 (unset → the milestone's default urgency) and its template (unset → the default template);
 if **disabled**, *no channel* for that scope, even where a less specific rule or the default
 would notify (a mute). Delete the rule to fall back to less specific rules instead.
+
+**Overriding an opt-out.** ``override_opt_out`` lets a rule whose effective urgency is
+transactional (refund processed, exception, ...) reach a customer on a channel the customer
+switched off in their preferences. It never beats the suppression list (SMS STOP, email
+unsubscribe, bounces): that is checked at send time, whatever ingest decided. A rule that is
+not transactional cannot carry it (``validate_override``).
 
 ``decide``/``explain_rules``/``RuleIndex`` are pure. ``resolve`` serves ingest from a
 per-process cache (``CACHE_TTL_S``; ``prefetch`` loads a whole batch's tenants in one query;
@@ -117,6 +123,27 @@ def validate_template(value: str | None) -> str | None:
     return value
 
 
+def effective_urgency(milestone: Milestone | str, urgency: str | None) -> str:
+    """A rule's urgency, or the milestone's default urgency when the rule leaves it unset."""
+    return urgency or DEFAULT_RULES[Milestone(milestone)].urgency
+
+
+def validate_override(milestone: Milestone | str, urgency: str | None,
+                      override_opt_out: bool) -> bool:
+    """``override_opt_out`` checked against the rule's effective urgency (ValueError if not
+    transactional: an informational message never overrides a customer's opt-out)."""
+    if not isinstance(override_opt_out, bool):
+        raise ValueError("override_opt_out: true or false")
+    if override_opt_out:
+        eff = effective_urgency(milestone, urgency)
+        if eff != "transactional":
+            why = (f"its urgency is {urgency}" if urgency else
+                   f"{Milestone(milestone).value} is {eff} by default")
+            raise ValueError(f"override_opt_out is only for transactional rules, and {why}: "
+                             "set urgency to transactional, or turn override_opt_out off")
+    return override_opt_out
+
+
 def region_covers(scope: str, region: str) -> bool:
     """True when ``region`` is ``scope`` or one of its sub-regions (``EU`` covers ``EU-DE``)."""
     return region == scope or region.startswith(scope + "-")
@@ -136,6 +163,7 @@ class RuleRecord:
     urgency: str | None = None
     template: str | None = None
     enabled: bool = True
+    override_opt_out: bool = False
 
     @property
     def specificity(self) -> tuple[int, int]:
@@ -167,13 +195,17 @@ class RuleRecord:
 
 @dataclass(frozen=True)
 class ResolvedRule:
-    """What applies to an event: ``channels`` empty means notify on no channel."""
+    """What applies to an event: ``channels`` empty means notify on no channel.
+
+    ``override_opt_out``: the channels go out even where the customer opted out of them
+    (only ever true for a transactional rule; never beats the suppression list)."""
 
     channels: tuple[str, ...]
     urgency: str
     template: str | None
     rule_id: int | None
     reason: str
+    override_opt_out: bool = False
 
     def reachable(self, has_email: bool, has_phone: bool) -> tuple[str, ...]:
         """The channels the customer can actually be reached on (in-app always)."""
@@ -216,8 +248,10 @@ def _resolved(winner: RuleRecord | None, milestone: Milestone) -> ResolvedRule:
     if not winner.enabled:
         return ResolvedRule((), urgency, None, winner.id,
                             f"rule {winner.id} ({winner.scope_label}) is disabled: no notification")
+    override = winner.override_opt_out and urgency == "transactional"
     return ResolvedRule(winner.channels, urgency, winner.template, winner.id,
-                        f"rule {winner.id} ({winner.scope_label})")
+                        f"rule {winner.id} ({winner.scope_label})"
+                        + ("; overrides channel opt-outs" if override else ""), override)
 
 
 def decide(rules: Iterable[RuleRecord], region: str | None, category: str | None,
@@ -309,7 +343,8 @@ def record_from_row(row: Any) -> RuleRecord:
     """A ``NotificationRule`` row (or anything with its attributes) as a ``RuleRecord``."""
     return RuleRecord(id=row.id, milestone=Milestone(row.milestone), channels=tuple(row.channels),
                       region=row.region, category=row.product_category, urgency=row.urgency,
-                      template=row.template, enabled=row.enabled)
+                      template=row.template, enabled=row.enabled,
+                      override_opt_out=bool(row.override_opt_out))
 
 
 def load_rules(session: Session, tenant_ids: Iterable[int],
@@ -322,7 +357,8 @@ def load_rules(session: Session, tenant_ids: Iterable[int],
     if not ids:
         return out
     stmt = select(R.id, R.tenant_id, R.milestone, R.channels, R.region, R.product_category,
-                  R.urgency, R.template, R.enabled).where(R.tenant_id.in_(ids))
+                  R.urgency, R.template, R.enabled, R.override_opt_out
+                  ).where(R.tenant_id.in_(ids))
     if milestone is not None:
         stmt = stmt.where(R.milestone == milestone.value)
     for row in session.execute(stmt):

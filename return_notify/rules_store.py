@@ -23,12 +23,13 @@ from return_notify.rules import (
     normalize_category,
     normalize_region,
     validate_channels,
+    validate_override,
     validate_template,
     validate_urgency,
 )
 from return_notify.storage.models_rules import NotificationRule
 
-MUTABLE = ("channels", "template", "urgency", "enabled")
+MUTABLE = ("channels", "template", "urgency", "enabled", "override_opt_out")
 
 
 class RuleError(Exception):
@@ -56,11 +57,18 @@ class RuleSpec:
     template: str | None = None
     urgency: str | None = None
     enabled: bool = True
+    override_opt_out: bool = False
+
+    def __post_init__(self) -> None:
+        # however the spec was made (``build`` or the admin API), never an informational
+        # rule that overrides opt-outs
+        validate_override(self.milestone, self.urgency, self.override_opt_out)
 
     @classmethod
     def build(cls, milestone: str, channels: Iterable[str], region: str | None = None,
               category: str | None = None, template: str | None = None,
-              urgency: str | None = None, enabled: bool = True) -> RuleSpec:
+              urgency: str | None = None, enabled: bool = True,
+              override_opt_out: bool = False) -> RuleSpec:
         """Validate and normalise; raises ``ValueError`` with a message for people."""
         try:
             m = Milestone(milestone)
@@ -69,7 +77,7 @@ class RuleSpec:
                              f"{', '.join(x.value for x in Milestone)}") from None
         return cls(m, validate_channels(channels), normalize_region(region),
                    normalize_category(category), validate_template(template),
-                   validate_urgency(urgency), bool(enabled))
+                   validate_urgency(urgency), bool(enabled), bool(override_opt_out))
 
 
 def rule_dict(r: NotificationRule) -> dict[str, Any]:
@@ -77,7 +85,8 @@ def rule_dict(r: NotificationRule) -> dict[str, Any]:
     return {"id": r.id, "milestone": r.milestone, "region": r.region,
             "category": r.product_category, "channels": list(r.channels),
             "template": r.template, "urgency": r.urgency, "enabled": r.enabled,
-            "version": r.version, "created_at": r.created_at, "updated_at": r.updated_at,
+            "override_opt_out": r.override_opt_out, "version": r.version,
+            "created_at": r.created_at, "updated_at": r.updated_at,
             "created_by": r.created_by, "updated_by": r.updated_by}
 
 
@@ -135,7 +144,8 @@ def create_rule(session: Session, tenant_id: int, spec: RuleSpec, actor: Actor
     row = NotificationRule(
         tenant_id=tenant_id, milestone=spec.milestone.value, region=spec.region,
         product_category=spec.category, channels=list(spec.channels), template=spec.template,
-        urgency=spec.urgency, enabled=spec.enabled, created_by=actor.name, updated_by=actor.name)
+        urgency=spec.urgency, enabled=spec.enabled, override_opt_out=spec.override_opt_out,
+        created_by=actor.name, updated_by=actor.name)
     try:
         with session.begin_nested():
             session.add(row)
@@ -154,8 +164,10 @@ def create_rule(session: Session, tenant_id: int, spec: RuleSpec, actor: Actor
 def update_rule(session: Session, tenant_id: int, rule_id: int, changes: dict[str, Any],
                 actor: Actor, *, expected_version: int | None = None,
                 action: str = "rule.update") -> NotificationRule:
-    """Change ``channels``, ``template``, ``urgency`` and/or ``enabled`` of a rule.
+    """Change ``channels``, ``template``, ``urgency``, ``enabled`` and/or ``override_opt_out``.
 
+    ``override_opt_out`` must hold for the rule as changed: ``ValueError`` when the rule
+    would override opt-outs without being transactional (e.g. urgency set to informational).
     ``expected_version`` (optimistic concurrency): ``RuleConflict`` if the rule changed since.
     """
     unknown = set(changes) - set(MUTABLE)
@@ -173,12 +185,18 @@ def update_rule(session: Session, tenant_id: int, rule_id: int, changes: dict[st
         if not isinstance(changes["enabled"], bool):
             raise ValueError("enabled: true or false")
         clean["enabled"] = changes["enabled"]
+    if "override_opt_out" in changes:
+        if not isinstance(changes["override_opt_out"], bool):
+            raise ValueError("override_opt_out: true or false")
+        clean["override_opt_out"] = changes["override_opt_out"]
     row = get_rule(session, tenant_id, rule_id, for_update=True)
     if row is None:
         raise RuleNotFound(f"no rule {rule_id}")
     if expected_version is not None and row.version != expected_version:
         raise RuleConflict(f"rule {rule_id} is at version {row.version}, not {expected_version}: "
                            "reload it and retry", rule_id)
+    validate_override(row.milestone, clean.get("urgency", row.urgency),
+                      clean.get("override_opt_out", row.override_opt_out))
     before = _snapshot(row)
     if all(getattr(row, k) == v for k, v in clean.items()):
         return row  # nothing changes: no new version, no audit entry

@@ -57,6 +57,9 @@ class RuleIn(BaseModel):
     template: TemplateIn = Field(None, max_length=64, description="Template name or variant")
     urgency: Urgency | None = Field(None, description="Unset: the milestone's default")
     enabled: bool = Field(True, description="Disabled: this scope is notified on no channel")
+    override_opt_out: bool = Field(
+        False, description="Send even on channels the customer opted out of (transactional "
+        "rules only; never beats SMS STOP or an email unsubscribe/suppression)")
 
 
 class RulePatch(BaseModel):
@@ -68,6 +71,7 @@ class RulePatch(BaseModel):
     template: TemplateIn = Field(None, max_length=64)
     urgency: Urgency | None = None
     enabled: bool | None = None
+    override_opt_out: bool | None = Field(None, description="Transactional rules only")
     expected_version: int | None = Field(None, ge=1, le=2**31 - 1,
                                          description="409 if the rule's version differs")
 
@@ -81,6 +85,7 @@ class RuleOut(BaseModel):
     template: str | None
     urgency: str | None
     enabled: bool
+    override_opt_out: bool
     version: int
     created_at: datetime
     updated_at: datetime
@@ -94,6 +99,7 @@ class ResultOut(BaseModel):
     template: str | None
     rule_id: int | None = Field(description="None: the config default applies")
     reason: str
+    override_opt_out: bool = Field(description="The channels go out despite channel opt-outs")
 
 
 class CandidateOut(BaseModel):
@@ -184,8 +190,12 @@ def rules_list(
 def rules_create(body: RuleIn, principal: Annotated[Principal, Depends(require("rules:write"))]
                  ) -> dict[str, Any]:
     enforce(principal, "rules:write", body.region, body.category)
-    spec = RuleSpec(body.milestone, tuple(dict.fromkeys(body.channels)), body.region,
-                    body.category, body.template, body.urgency, body.enabled)
+    try:
+        spec = RuleSpec(body.milestone, tuple(dict.fromkeys(body.channels)), body.region,
+                        body.category, body.template, body.urgency, body.enabled,
+                        body.override_opt_out)
+    except ValueError as exc:  # override_opt_out on a rule that is not transactional
+        raise _unprocessable(exc) from None
     with session_scope() as s:
         try:
             return rule_dict(create_rule(s, principal.tenant_id, spec, principal.actor))
@@ -209,12 +219,14 @@ def rules_explain(
             continue  # a rule that does not apply here and is outside the principal's scope
         brief = None if r is None else {
             "id": r.id, "region": r.region, "category": r.category, "channels": list(r.channels),
-            "template": r.template, "urgency": r.urgency, "enabled": r.enabled}
+            "template": r.template, "urgency": r.urgency, "enabled": r.enabled,
+            "override_opt_out": r.override_opt_out}
         candidates.append({"outcome": c.outcome, "why": c.why, "rule": brief})
     res = ex.result
     return {"milestone": ex.milestone.value, "region": ex.region, "category": ex.category,
             "result": {"channels": list(res.channels), "urgency": res.urgency,
-                       "template": res.template, "rule_id": res.rule_id, "reason": res.reason},
+                       "template": res.template, "rule_id": res.rule_id, "reason": res.reason,
+                       "override_opt_out": res.override_opt_out},
             "candidates": candidates}
 
 
@@ -248,7 +260,7 @@ def _change(principal: Principal, rule_id: int, changes: dict[str, Any],
 
 
 @router.patch("/rules/{rule_id}", response_model=RuleOut,
-              summary="Change a rule's channels, template, urgency or enabled")
+              summary="Change a rule's channels, template, urgency, enabled or override_opt_out")
 def rules_update(rule_id: RuleId, body: RulePatch,
                  principal: Annotated[Principal, Depends(require("rules:write", rule_scope))]
                  ) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """SQLAlchemy models of retailer control: notification rules, principals, their keys, the audit log.
 
-They share ``Base`` with ``storage/models.py``; the schema is created by migration ``0006``.
+They share ``Base`` with ``storage/models.py``; the schema is created by migration ``0006``
+(a rule's ``override_opt_out`` by ``0008``).
 ``NULL`` in a rule's ``region`` or ``product_category`` means ANY (see ``return_notify.rules``).
 """
 
@@ -53,6 +54,9 @@ class NotificationRule(Base):
     template: Mapped[str | None] = mapped_column(String(64))
     urgency: Mapped[str | None] = mapped_column(String(16))
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # a transactional rule may override a customer's channel opt-out (never STOP/unsubscribe);
+    # column added by migration 0008
+    override_opt_out: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())

@@ -1,14 +1,22 @@
-"""HTTP and CLI for preferences, quiet hours and throttles, on real PostgreSQL."""
+"""HTTP and CLI for preferences, quiet hours and throttles, on real PostgreSQL.
+
+Customer preferences take the tenant ingest key; quiet hours and the throttle are tenant
+configuration and take principal keys with scoped roles: every endpoint is tested in both
+directions (a regional manager for EU against US and EU quiet hours, a category manager
+and a viewer against tenant-wide ones, the tenant key against all of them).
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import typer
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from tests.integration.api_fixtures import PUBLIC_BASE_URL, ApiEnv, api_env, make_tenant  # noqa: F401
@@ -32,13 +40,9 @@ def production_defaults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def api(api_env: ApiEnv) -> Iterator[TestClient]:  # noqa: F811
-    from return_notify.api import preferences
     from return_notify.api.app import create_app
 
-    app = create_app()
-    if not any(getattr(r, "path", "") == "/v1/throttle" for r in app.routes):
-        app.include_router(preferences.router)  # until app.py includes it
-    with TestClient(app, base_url=PUBLIC_BASE_URL) as c:
+    with TestClient(create_app(), base_url=PUBLIC_BASE_URL) as c:
         yield c
 
 
@@ -68,6 +72,18 @@ def test_preferences_round_trip_and_tenant_isolation(api: TestClient) -> None:
     assert api.get(url, headers=auth(key)).json()["stored"] is False
 
 
+def test_customer_preferences_take_the_tenant_key_not_a_principal_key(api: TestClient) -> None:
+    # customer data is written by the retailer's backend with its ingest key
+    world = make_world()
+    url = "/v1/customers/c-9/preferences"
+    for who in ("owner", "viewer"):
+        assert api.get(url, headers=auth(world.keys[who])).status_code == 401
+        assert api.put(url, json={"channels": {"sms": False}},
+                       headers=auth(world.keys[who])).status_code == 401
+    assert api.put(url, json={"channels": {"sms": False}},
+                   headers=auth(world.tenant_key)).status_code == 200
+
+
 @pytest.mark.parametrize("bad", [
     {"channels": {"fax": False}}, {"milestones": {"teleported": {"sms": False}}},
     {"preferred_channel": "pigeon"}, {"timezone": "Mars/Base"}, {"locale": "??"}, {"sms": False},
@@ -79,8 +95,231 @@ def test_invalid_preferences_are_422_with_the_field(api: TestClient, bad: dict[s
     assert r.json()["detail"][0]["loc"][0] == "body"
 
 
+# ------------------------------------------------------------------ RBAC world ---------
+
+PRINCIPALS = {
+    "owner": ("owner", [], []), "admin": ("admin", [], []),
+    "eu": ("regional_manager", ["EU"], []), "us": ("regional_manager", ["US"], []),
+    "elec": ("category_manager", [], ["electronics"]), "viewer": ("viewer", [], []),
+}
+SEEDED = ("*", "EU", "EU-DE", "US", "US-TX")  # quiet-hours configs every world starts with
+
+
+@dataclass
+class World:
+    tenant_id: int
+    slug: str
+    tenant_key: str
+    keys: dict[str, str]
+
+
+def make_world() -> World:
+    """A tenant with six principals and the quiet hours of ``SEEDED``, made by an operator."""
+    from return_notify.policy_store import set_quiet_hours
+    from return_notify.principals import create_principal, operator
+    from return_notify.quiet_hours import QuietHoursConfig
+    from return_notify.storage.db import session_scope
+
+    tid, slug, tenant_key = make_tenant()
+    keys: dict[str, str] = {}
+    with session_scope() as s:
+        op = operator(tid, slug, "test")
+        for name, (role, regions, cats) in PRINCIPALS.items():
+            _, keys[name] = create_principal(s, op, name, role, regions, cats)
+        for region in SEEDED:
+            set_quiet_hours(s, tid, region, QuietHoursConfig(allowed="08:00-21:00"), op.actor)
+    return World(tid, slug, tenant_key, keys)
+
+
+@pytest.fixture
+def world(api_env: ApiEnv) -> World:  # noqa: F811
+    return make_world()
+
+
+def stored_quiet_hours(tenant_id: int) -> dict[str, str]:
+    from return_notify.storage.db import session_scope
+
+    with session_scope() as s:
+        return {r: c["allowed"] for r, c in s.execute(text(
+            "SELECT region, config FROM quiet_hours_configs WHERE tenant_id = :t"),
+            {"t": tenant_id})}
+
+
+def audit(tenant_id: int, resource: str) -> list[dict[str, Any]]:
+    from return_notify.storage.db import session_scope
+
+    with session_scope() as s:
+        return [dict(r) for r in s.execute(text(
+            "SELECT actor, action, resource_id, region, before, after FROM audit_log "
+            "WHERE tenant_id = :t AND resource = :r ORDER BY id"),
+            {"t": tenant_id, "r": resource}).mappings()]
+
+
+# (principal, region, may read, may write): both directions
+QUIET_PAIRS = [
+    ("eu", "US", False, False), ("eu", "US-TX", False, False),
+    ("us", "EU", False, False), ("us", "EU-DE", False, False),
+    ("eu", "EU", True, True), ("eu", "EU-DE", True, True),
+    ("us", "US", True, True), ("us", "US-TX", True, True),
+    ("eu", "default", True, False), ("us", "default", True, False),  # tenant-wide
+    ("elec", "default", True, False), ("elec", "EU", True, False),  # every category of EU
+    ("viewer", "US", True, False), ("viewer", "default", True, False),
+    ("owner", "EU", True, True), ("owner", "default", True, True),
+    ("admin", "US-TX", True, True), ("admin", "default", True, True),
+]
+NEW = {"allowed": "09:00-20:00"}
+QUIET_ENDPOINTS = {  # name: (method, path or None for the query form, body, verb, success)
+    "get": ("GET", True, None, "read", 200),
+    "query": ("GET", False, None, "read", 200),
+    "put": ("PUT", True, NEW, "write", 200),
+    "delete": ("DELETE", True, None, "write", 204),
+}
+
+
+@pytest.mark.parametrize("endpoint", list(QUIET_ENDPOINTS))
+@pytest.mark.parametrize(("who", "region", "may_read", "may_write"), QUIET_PAIRS)
+def test_quiet_hours_endpoints_both_directions(api: TestClient, world: World, endpoint: str,
+                                               who: str, region: str, may_read: bool,
+                                               may_write: bool) -> None:
+    # given
+    method, in_path, body, verb, ok = QUIET_ENDPOINTS[endpoint]
+    allowed = may_read if verb == "read" else may_write
+    key = "*" if region == "default" else region
+    before = stored_quiet_hours(world.tenant_id)
+    entries = len(audit(world.tenant_id, "quiet_hours"))
+    # when
+    if in_path:
+        r = api.request(method, f"/v1/quiet-hours/{region.lower()}", json=body,
+                        headers=auth(world.keys[who]))
+    else:
+        r = api.get("/v1/quiet-hours", params={"region": region},
+                    headers=auth(world.keys[who]))
+    # then
+    assert r.status_code == (ok if allowed else 403), r.text
+    after = stored_quiet_hours(world.tenant_id)
+    log = audit(world.tenant_id, "quiet_hours")
+    if not allowed:
+        assert "may not" in r.json()["detail"]
+    if not allowed or verb == "read":
+        assert after == before and len(log) == entries
+        if allowed and endpoint == "get":
+            assert r.json()["region"] == key and r.json()["stored"] is True
+            assert r.json()["config"]["allowed"] == "08:00-21:00"
+        if allowed and endpoint == "query" and key != "*":
+            assert r.json()["effective"]["region"] == key
+        return
+    assert len(log) == entries + 1
+    entry = log[-1]
+    assert (entry["actor"], entry["resource_id"]) == (who, key)
+    assert entry["region"] == (None if key == "*" else key)
+    assert entry["before"]["allowed"] == "08:00-21:00"
+    if endpoint == "put":
+        assert after == {**before, key: "09:00-20:00"}
+        assert entry["action"] == "quiet_hours.update" and entry["after"]["allowed"] == "09:00-20:00"
+    else:
+        assert key not in after and set(after) == set(before) - {key}
+        assert entry["action"] == "quiet_hours.delete" and entry["after"] is None
+
+
+@pytest.mark.parametrize(("who", "visible"), [
+    ("eu", {"*", "EU", "EU-DE"}), ("us", {"*", "US", "US-TX"}),
+    ("elec", set(SEEDED)), ("viewer", set(SEEDED)), ("owner", set(SEEDED)),
+])
+def test_quiet_hours_list_and_audit_show_only_what_the_principal_may_read(
+        api: TestClient, world: World, who: str, visible: set[str]) -> None:
+    listed = api.get("/v1/quiet-hours", headers=auth(world.keys[who]))
+    assert listed.status_code == 200 and set(listed.json()["configs"]) == visible
+    assert listed.json()["effective"] is None
+    entries = api.get("/v1/admin/audit", params={"resource": "quiet_hours"},
+                      headers=auth(world.keys[who])).json()["entries"]
+    assert {e["resource_id"] for e in entries} == visible
+    assert all(e["action"] == "quiet_hours.create" and e["actor"] == "cli:test" for e in entries)
+
+
+# (principal, may write): every principal reads the tenant-wide throttle
+THROTTLE_WRITERS = [("owner", True), ("admin", True), ("eu", False), ("us", False),
+                    ("elec", False), ("viewer", False)]
+
+
+@pytest.mark.parametrize(("who", "may_write"), THROTTLE_WRITERS)
+def test_throttle_endpoints_both_directions(api: TestClient, world: World, who: str,
+                                            may_write: bool) -> None:
+    # given
+    key = auth(world.keys[who])
+    # when / then: everyone reads
+    got = api.get("/v1/throttle", headers=key)
+    assert got.status_code == 200 and got.json()["tenant"] is None
+    # only owners and admins write, and each change is audited
+    put = api.put("/v1/throttle", json={"min_interval_s": {"*:sms": "10m"}}, headers=key)
+    assert put.status_code == (200 if may_write else 403), put.text
+    tenant_cfg = api.get("/v1/throttle", headers=key).json()["tenant"]
+    assert tenant_cfg == ({"min_interval_s": {"*:sms": 600.0}, "digest_window_s": {}}
+                          if may_write else None)
+    gone = api.delete("/v1/throttle", headers=key)
+    assert gone.status_code == (204 if may_write else 403)
+    assert api.get("/v1/throttle", headers=key).json()["tenant"] is None
+    log = audit(world.tenant_id, "throttle")
+    if may_write:
+        assert [(e["action"], e["actor"]) for e in log] == [("throttle.create", who),
+                                                           ("throttle.delete", who)]
+        assert log[0]["before"] is None and log[0]["after"]["min_interval_s"] == {"*:sms": 600.0}
+        assert log[1]["before"] == log[0]["after"] and log[1]["after"] is None
+    else:
+        assert log == [] and "may not" in put.json()["detail"]
+
+
+def test_throttle_writes_are_denied_even_when_a_config_exists(api: TestClient,
+                                                              world: World) -> None:
+    owner, eu = auth(world.keys["owner"]), auth(world.keys["eu"])
+    assert api.put("/v1/throttle", json={"digest_window_s": {"email": "2m"}},
+                   headers=owner).status_code == 200
+    assert api.delete("/v1/throttle", headers=eu).status_code == 403
+    assert api.get("/v1/throttle", headers=eu).json()["tenant"]["digest_window_s"] == {
+        "email": 120.0}
+
+
+ADMIN_ROUTES = [("GET", "/v1/quiet-hours"), ("GET", "/v1/quiet-hours/default"),
+                ("GET", "/v1/quiet-hours/EU"), ("PUT", "/v1/quiet-hours/EU"),
+                ("DELETE", "/v1/quiet-hours/EU"), ("GET", "/v1/throttle"),
+                ("PUT", "/v1/throttle"), ("DELETE", "/v1/throttle")]
+
+
+@pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
+def test_tenant_ingest_key_and_no_key_are_401_on_configuration(api: TestClient, world: World,
+                                                               method: str, path: str) -> None:
+    body: dict[str, Any] | None = {} if method == "PUT" else None
+    r = api.request(method, path, json=body, headers=auth(world.tenant_key))
+    assert r.status_code == 401 and "principal key" in r.json()["detail"]
+    assert api.request(method, path, json=body).status_code == 401
+    assert api.request(method, path, json=body,
+                       headers=auth("rsnp_abc_def")).status_code == 401
+    assert stored_quiet_hours(world.tenant_id)["EU"] == "08:00-21:00"
+
+
+def test_tenants_are_isolated(api: TestClient, world: World) -> None:
+    other = make_world()
+    owner = auth(other.keys["owner"])
+    assert api.put("/v1/quiet-hours/EU", json=NEW, headers=owner).status_code == 200
+    assert api.delete("/v1/quiet-hours/US", headers=owner).status_code == 204
+    assert api.put("/v1/throttle", json={"digest_window_s": {"sms": 60}},
+                   headers=owner).status_code == 200
+    assert stored_quiet_hours(world.tenant_id) == dict.fromkeys(SEEDED, "08:00-21:00")
+    assert api.get("/v1/throttle", headers=auth(world.keys["owner"])).json()["tenant"] is None
+
+
+def test_malformed_regions_are_422(api: TestClient, world: World) -> None:
+    owner = auth(world.keys["owner"])
+    for region in ("US--FL", "-EU", "EU-"):
+        assert api.put(f"/v1/quiet-hours/{region}", json=NEW,
+                       headers=owner).status_code == 422, region
+    assert api.get("/v1/quiet-hours", params={"region": "US--FL"},
+                   headers=owner).status_code == 422
+    assert api.get("/v1/quiet-hours/a b", headers=owner).status_code in (404, 422)
+
+
 def test_quiet_hours_per_region_with_legal_floor(api: TestClient) -> None:
-    _, _, key = make_tenant()
+    world = make_world()
+    key = world.keys["owner"]
     r = api.put("/v1/quiet-hours/default", json={"allowed": "07:00-22:00"}, headers=auth(key))
     assert r.status_code == 200, r.text
     assert r.json()["allowed"]["mon"] == "07:00-22:00" and r.json()["source"] == "tenant:*"
@@ -94,15 +333,23 @@ def test_quiet_hours_per_region_with_legal_floor(api: TestClient) -> None:
     assert r.json()["allowed"]["sat"] is None and r.json()["allowed"]["sun"] == "12:00-19:00"
     assert r.json()["channels"] == ["email", "sms"]
     listed = api.get("/v1/quiet-hours", headers=auth(key)).json()
-    assert set(listed["configs"]) == {"*", "US-TX"}
+    assert set(listed["configs"]) == set(SEEDED)
     assert api.put("/v1/quiet-hours/EU", json={"allowed": "21:00-08:00"},
                    headers=auth(key)).status_code == 422
     assert api.delete("/v1/quiet-hours/US-TX", headers=auth(key)).status_code == 204
     assert api.delete("/v1/quiet-hours/US-TX", headers=auth(key)).status_code == 404
+    one = api.get("/v1/quiet-hours/us-tx", headers=auth(key)).json()
+    assert (one["region"], one["stored"], one["config"]) == ("US-TX", False, None)
+    assert one["effective"]["source"] != "tenant:US-TX"
+    # putting the same config again is no change: no audit entry
+    n = len(audit(world.tenant_id, "quiet_hours"))
+    assert api.put("/v1/quiet-hours/default", json={"allowed": "07:00-22:00"},
+                   headers=auth(key)).status_code == 200
+    assert len(audit(world.tenant_id, "quiet_hours")) == n
 
 
 def test_throttle_overrides_merge_over_defaults(api: TestClient) -> None:
-    _, _, key = make_tenant()
+    key = make_world().keys["admin"]
     got = api.get("/v1/throttle", headers=auth(key)).json()
     assert got["tenant"] is None and got["effective"]["min_interval_s"]["in_transit:sms"] == 21600
     r = api.put("/v1/throttle", json={"min_interval_s": {"*:sms": "10m"},
@@ -161,3 +408,21 @@ def test_cli_preferences_quiet_hours_and_throttle(cli: typer.Typer) -> None:
     assert bad.exit_code == 1 and "fax" in bad.output
     missing = CliRunner().invoke(cli, ["preferences", "get", "c-7", "--tenant", "no-such-tenant"])
     assert missing.exit_code == 1
+    bad = CliRunner().invoke(cli, ["quiet-hours", "set", "--tenant", slug, "--region", "US--TX"])
+    assert bad.exit_code == 1 and "--region" in bad.output
+
+
+def test_cli_quiet_hours_and_throttle_changes_are_audited(cli: typer.Typer) -> None:
+    tid, slug, _ = make_tenant()
+    run(cli, "quiet-hours", "set", "--tenant", slug, "--region", "eu_de", "--allowed",
+        "09:00-20:00", "--json")
+    run(cli, "quiet-hours", "set", "--tenant", slug, "--region", "EU-DE", "--allowed",
+        "09:00-20:00", "--json")  # the same again: no change, no entry
+    run(cli, "quiet-hours", "set", "--tenant", slug, "--region", "EU-DE", "--clear", "--json")
+    run(cli, "throttle", "set", "--tenant", slug, "--interval", "*:sms=15m", "--json")
+    run(cli, "throttle", "set", "--tenant", slug, "--clear", "--json")
+    quiet, throttle = audit(tid, "quiet_hours"), audit(tid, "throttle")
+    assert [(e["action"], e["resource_id"], e["region"]) for e in quiet] == [
+        ("quiet_hours.create", "EU-DE", "EU-DE"), ("quiet_hours.delete", "EU-DE", "EU-DE")]
+    assert [e["action"] for e in throttle] == ["throttle.create", "throttle.delete"]
+    assert all(e["actor"].startswith("cli:") for e in quiet + throttle)

@@ -62,6 +62,46 @@ def test_rules_lifecycle_from_the_command_line(cli: Any) -> None:
     cli("rules", "list", "-t", "no-such-tenant", ok=False)
 
 
+def test_override_opt_out_from_the_command_line(cli: Any) -> None:
+    _, slug, _ = make_tenant()
+    # given a transactional milestone (refund_processed): the flag is accepted and shown
+    created = cli("rules", "create", "-t", slug, "--milestone", "refund_processed", "--region",
+                  "US", "--channels", "email,sms", "--override-opt-out", "--json")
+    rid = created["id"]
+    assert created["override_opt_out"] is True
+    assert "yes" in cli("rules", "list", "-t", slug).split("refund_processed")[1]
+    ex = cli("rules", "explain", "-t", slug, "--milestone", "refund_processed", "--region",
+             "US-CA", "--json")
+    assert ex["result"]["override_opt_out"] is True
+    assert ex["candidates"][0]["rule"]["override_opt_out"] is True
+    text = cli("rules", "explain", "-t", slug, "--milestone", "refund_processed", "--region",
+               "US-CA")
+    assert "overrides opt-outs: yes" in text and "[overrides opt-outs]" in text
+    # when the rule would stop being transactional: a clear error, nothing changes
+    out = " ".join(cli("rules", "update", str(rid), "-t", slug, "--urgency", "informational",
+                       ok=False).split())
+    assert "only for transactional rules" in out and "its urgency is informational" in out
+    # an informational milestone cannot carry the flag unless the rule makes it transactional
+    out = " ".join(cli("rules", "create", "-t", slug, "--milestone", "in_transit",
+                       "--channels", "sms", "--override-opt-out", ok=False).split())
+    assert "in_transit is informational by default" in out
+    made = cli("rules", "create", "-t", slug, "--milestone", "in_transit", "--channels", "sms",
+               "--urgency", "transactional", "--override-opt-out", "--json")
+    assert made["override_opt_out"] is True
+    # and the flag is switched off and on again, each change audited with before and after
+    off = cli("rules", "update", str(rid), "-t", slug, "--no-override-opt-out", "--json")
+    assert (off["override_opt_out"], off["version"]) == (False, 2)
+    assert not cli("rules", "explain", "-t", slug, "--milestone", "refund_processed",
+                   "--region", "US", "--json")["result"]["override_opt_out"]
+    assert cli("rules", "update", str(rid), "-t", slug, "--urgency", "informational",
+               "--json")["urgency"] == "informational"
+    audit = cli("audit", "list", "-t", slug, "--resource", "rules", "--resource-id", str(rid),
+                "--json")["entries"]
+    assert [e["action"] for e in audit] == ["rule.update", "rule.update", "rule.create"]
+    assert (audit[1]["before"]["override_opt_out"], audit[1]["after"]["override_opt_out"]) == (
+        True, False)
+
+
 def test_principals_from_the_command_line(cli: Any, api_env: ApiEnv) -> None:
     from fastapi.testclient import TestClient
 
@@ -91,7 +131,8 @@ def test_principals_from_the_command_line(cli: Any, api_env: ApiEnv) -> None:
 
 
 def test_admin_api_never_answers_500(api_env: ApiEnv) -> None:
-    """Schemathesis over every /v1/admin operation, authenticated as an owner."""
+    """Schemathesis over every admin operation (``/v1/admin``, quiet hours, throttle),
+    authenticated as an owner."""
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
     from schemathesis.checks import not_a_server_error
@@ -105,8 +146,8 @@ def test_admin_api_never_answers_500(api_env: ApiEnv) -> None:
         _, key = create_principal(s, operator(tid, slug, "fuzz"), "fuzz-owner", "owner")
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
     operations = [r.ok() for r in schema.get_all_operations()
-                  if r.ok().path.startswith("/v1/admin")]
-    assert len(operations) >= 12
+                  if r.ok().path.startswith(("/v1/admin", "/v1/quiet-hours", "/v1/throttle"))]
+    assert len(operations) >= 19
     failures: list[str] = []
     for operation in operations:
         @given(case=operation.as_strategy())

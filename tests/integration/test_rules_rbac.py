@@ -354,3 +354,36 @@ def test_conflicts_and_validation(client: TestClient, world: World) -> None:
         assert call(client, owner, "PATCH", f"/v1/admin/rules/{rid}", patch
                     ).status_code == 422, patch
     assert call(client, owner, "GET", "/v1/admin/rules/999999999").status_code == 404
+
+
+def test_override_opt_out_only_on_transactional_rules(client: TestClient, world: World) -> None:
+    # given an EU manager and a transactional milestone in its region
+    key = world.keys["eu"]
+    r = call(client, key, "POST", "/v1/admin/rules", {
+        "milestone": "refund_processed", "region": "EU", "channels": ["email"],
+        "override_opt_out": True})
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    row = rule_row(rid)
+    assert r.json()["override_opt_out"] is True and row is not None and row["override_opt_out"]
+    ex = call(client, key, "GET", "/v1/admin/rules/explain",
+              params={"milestone": "refund_processed", "region": "EU-DE"}).json()
+    assert ex["result"]["override_opt_out"] is True and ex["result"]["rule_id"] == rid
+    assert ex["candidates"][0]["rule"]["override_opt_out"] is True
+    # when a rule is not transactional: 422 with the reason, nothing stored
+    r = call(client, key, "POST", "/v1/admin/rules", {
+        "milestone": "in_transit", "region": "EU", "channels": ["sms"], "override_opt_out": True})
+    assert r.status_code == 422 and "in_transit is informational by default" in r.json()["detail"]
+    r = call(client, key, "PATCH", f"/v1/admin/rules/{rid}", {"urgency": "informational"})
+    assert r.status_code == 422 and "only for transactional rules" in r.json()["detail"]
+    # then switching it off and making the rule informational works, audited
+    r = call(client, key, "PATCH", f"/v1/admin/rules/{rid}",
+             {"override_opt_out": False, "urgency": "informational"})
+    assert r.status_code == 200 and r.json()["version"] == 2, r.text
+    assert (r.json()["override_opt_out"], r.json()["urgency"]) == (False, "informational")
+    assert audit_actions(rid) == ["rule.create", "rule.update"]
+    assert call(client, key, "PATCH", f"/v1/admin/rules/{rid}",
+                {"override_opt_out": None}).status_code == 422
+    # and the US manager may not flip the EU rule's flag (403), nor read it
+    assert call(client, world.keys["us"], "PATCH", f"/v1/admin/rules/{rid}",
+                {"override_opt_out": True, "urgency": "transactional"}).status_code == 403

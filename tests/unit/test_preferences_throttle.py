@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 import pytest
 
@@ -78,10 +77,14 @@ def test_preferences_never_add_a_channel_the_rule_did_not_give() -> None:
 
 
 def test_override_is_only_for_transactional_rules_that_ask_for_it() -> None:
-    assert rule_overrides_opt_out(SimpleNamespace(urgency="transactional", override_opt_out=True))
-    assert not rule_overrides_opt_out(SimpleNamespace(urgency="informational",
-                                                      override_opt_out=True))
-    assert not rule_overrides_opt_out(SimpleNamespace(urgency="transactional"))
+    from return_notify.rules import ResolvedRule
+
+    def rule(urgency: str, override: bool) -> ResolvedRule:
+        return ResolvedRule(("email",), urgency, None, 1, "test", override)
+
+    assert rule_overrides_opt_out(rule("transactional", True))
+    assert not rule_overrides_opt_out(rule("informational", True))
+    assert not rule_overrides_opt_out(rule("transactional", False))
 
 
 def test_event_defaults_and_precedence() -> None:
