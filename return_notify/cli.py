@@ -407,6 +407,12 @@ def templates_preview(
         help="Tenant slug: its branding and overrides are used when RSN_DATABASE_URL is set.")
     ] = "acme-outfitters",
     locale: Annotated[str | None, typer.Option(help="Customer locale, e.g. de-AT.")] = None,
+    region: Annotated[str | None, typer.Option(
+        help="The sample event's region, e.g. EU-DE (uses EU templates).")] = None,
+    category: Annotated[str | None, typer.Option(help="The sample event's product category.")]
+    = None,
+    variant: Annotated[str | None, typer.Option(
+        help="The template variant a rule names, e.g. eu_formal.")] = None,
     html: Annotated[bool, typer.Option(help="Print the HTML part (email).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -428,8 +434,10 @@ def templates_preview(
         from return_notify.storage.db import session_scope
 
         try:
+            from return_notify.cli_templates import parse_scope, scoped_tenant
+
             with session_scope() as s:
-                info = resolve_tenant(s, tenant)
+                info = scoped_tenant(resolve_tenant(s, tenant), parse_scope(region, category, variant))
             if info.templates is None:
                 err_console.print(f"[yellow]note:[/] no tenant {tenant!r} in the database; "
                                   "packaged templates and default branding")

@@ -2,6 +2,9 @@
 
 ``cli.py`` calls ``register(templates_app)``; everything heavy is imported inside commands.
 Overrides are validated before they are stored (exit code 2 with one line per problem).
+``--region``/``--category``/``--variant`` select an override's scope and variant (omitted:
+ANY / the default; see ``template_scope``). The command line acts as the tenant's owner (it
+holds the database credentials); every change is audited as ``cli:<user>``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ ChannelOpt = Annotated[str, typer.Option(help="email, sms or inapp.")]
 MilestoneOpt = Annotated[str, typer.Option(help="e.g. refund_processed, or * for every milestone.")]
 PartOpt = Annotated[str, typer.Option(help="email: subject, text, html; sms: text; inapp: title, text.")]
 LocaleOpt = Annotated[str, typer.Option(help="Locale the override is for: en, de, de-AT, ...")]
+RegionOpt = Annotated[str | None, typer.Option(
+    help="Region the override is for, e.g. EU (covers EU-DE); omitted or * = ANY.")]
+CategoryOpt = Annotated[str | None, typer.Option(
+    help="Product category the override is for, e.g. apparel; omitted or * = ANY.")]
+VariantOpt = Annotated[str | None, typer.Option(
+    help="Template variant a rule names, e.g. eu_formal; omitted or 'default' = the default.")]
 
 
 def _actor() -> str:
@@ -55,6 +64,28 @@ def _key(channel: str, milestone: str, part: str, locale: str) -> Any:
     return key
 
 
+def parse_scope(region: str | None, category: str | None, variant: str | None) -> Any:
+    from return_notify.cli import _fail
+    from return_notify.template_scope import TemplateScope
+
+    try:
+        return TemplateScope.parse(region, category, variant)
+    except ValueError as exc:
+        _fail(escape(str(exc)), code=2)
+
+
+def _audit_actor() -> Any:
+    from return_notify.audit import Actor
+
+    return Actor(None, _actor())
+
+
+def _label(key: Any, scope: Any) -> str:
+    from return_notify.template_scope import ANY_SCOPE
+
+    return key.label() if scope == ANY_SCOPE else f"{key.label()} ({scope.label()})"
+
+
 def _problems(problems: list[str], warnings: list[str], json_out: bool) -> None:
     from return_notify.cli import _print_json, err_console
 
@@ -70,7 +101,8 @@ def _problems(problems: list[str], warnings: list[str], json_out: bool) -> None:
 def templates_set(
     source: Annotated[str, typer.Argument(help="Template file, or - for stdin.")],
     tenant: TenantOpt, channel: ChannelOpt, milestone: MilestoneOpt, part: PartOpt,
-    locale: LocaleOpt = "en",
+    locale: LocaleOpt = "en", region: RegionOpt = None, category: CategoryOpt = None,
+    variant: VariantOpt = None,
     note: Annotated[str | None, typer.Option(help="Why this change (kept with the version).")] = None,
     inactive: Annotated[bool, typer.Option(help="Store without activating it.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate only; store nothing.")] = False,
@@ -85,6 +117,7 @@ def templates_set(
     _require_db()
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     key = _key(channel, milestone, part, locale)
+    scope = parse_scope(region, category, variant)
     with session_scope() as s:
         tid = _tenant_id(s, tenant)
         if dry_run:
@@ -96,10 +129,11 @@ def templates_set(
             if json_out:
                 _print_json(result.as_dict())
             else:
-                console.print(f"[green]valid[/] {escape(key.label())}")
+                console.print(f"[green]valid[/] {escape(_label(key, scope))}")
             return
         try:
-            version, result = save_override(s, tid, key, text, _actor(), note, not inactive)
+            version, result = save_override(s, tid, key, text, _audit_actor(), note,
+                                            not inactive, scope)
         except OverrideRejected as exc:
             _problems(exc.result.problems, exc.result.warnings, json_out)
             return
@@ -107,7 +141,7 @@ def templates_set(
         _print_json({"ok": True, "warnings": result.warnings, **version.as_dict()})
         return
     state = "active" if version.active else "stored (inactive)"
-    console.print(f"{escape(key.label())} version [bold]{version.version}[/] {state}")
+    console.print(f"{escape(_label(key, scope))} version [bold]{version.version}[/] {state}")
     for w in result.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
 
@@ -115,18 +149,31 @@ def templates_set(
 def templates_list(
     tenant: TenantOpt,
     all_versions: Annotated[bool, typer.Option("--all", help="Every version, not only active.")] = False,
+    region: Annotated[str | None, typer.Option(help="Only this region (exact; * = ANY only).")]
+    = None,
+    category: Annotated[str | None, typer.Option(
+        help="Only this category (exact; * = ANY only).")] = None,
+    variant: Annotated[str | None, typer.Option(
+        help="Only this variant ('default' = the default only).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """A tenant's overrides (active ones, or every version with --all)."""
+    """A tenant's overrides (active ones, or every version with --all), optionally filtered."""
     from rich.table import Table
 
-    from return_notify.cli import _print_json, console
+    from return_notify.cli import _fail, _print_json, console
     from return_notify.storage.db import session_scope
+    from return_notify.template_scope import listing_filter
     from return_notify.template_store import list_overrides
 
     _require_db()
+    try:
+        keep = listing_filter(region, category, variant)
+    except ValueError as exc:
+        _fail(escape(str(exc)), code=2)
+        return
     with session_scope() as s:
-        rows = list_overrides(s, _tenant_id(s, tenant), include_inactive=all_versions)
+        rows = [r for r in list_overrides(s, _tenant_id(s, tenant), include_inactive=all_versions)
+                if keep(r)]
     if json_out:
         _print_json([r.as_dict() for r in rows])
         return
@@ -134,17 +181,20 @@ def templates_list(
         console.print(f"{escape(tenant)}: no overrides; every message uses the packaged templates",
                       highlight=False)
         return
-    table = Table("channel", "milestone", "part", "locale", "version", "active", "by", "at", "note")
+    table = Table("channel", "milestone", "part", "locale", "region", "category", "variant",
+                  "version", "active", "by", "at", "note")
     for r in rows:
         table.add_row(*(escape(v) for v in (
-            r.channel, r.milestone, r.part, r.locale, str(r.version), "yes" if r.active else "",
+            r.channel, r.milestone, r.part, r.locale, r.region or "*", r.category or "*",
+            r.variant or "default", str(r.version), "yes" if r.active else "",
             r.created_by or "", f"{r.created_at:%Y-%m-%d %H:%M}", r.note or "")))
     console.print(table)
 
 
 def templates_history(
     tenant: TenantOpt, channel: ChannelOpt, milestone: MilestoneOpt, part: PartOpt,
-    locale: LocaleOpt = "en",
+    locale: LocaleOpt = "en", region: RegionOpt = None, category: CategoryOpt = None,
+    variant: VariantOpt = None,
     show_source: Annotated[bool, typer.Option("--source", help="Print each version's source.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -155,13 +205,14 @@ def templates_history(
 
     _require_db()
     key = _key(channel, milestone, part, locale)
+    scope = parse_scope(region, category, variant)
     with session_scope() as s:
-        rows = override_history(s, _tenant_id(s, tenant), key)
+        rows = override_history(s, _tenant_id(s, tenant), key, scope)
     if json_out:
         _print_json([r.as_dict() for r in rows])
         return
     if not rows:
-        console.print(f"{escape(key.label())}: no versions (the packaged template is used)")
+        console.print(f"{escape(_label(key, scope))}: no versions")
     for r in rows:
         mark = " [green](active)[/]" if r.active else ""
         console.print(f"[bold]v{r.version}[/]{mark} {r.created_at:%Y-%m-%d %H:%M} "
@@ -172,20 +223,25 @@ def templates_history(
 
 def templates_rollback(
     tenant: TenantOpt, channel: ChannelOpt, milestone: MilestoneOpt, part: PartOpt,
-    version: Annotated[int, typer.Option(help="Version to make active; 0 = packaged default.")],
-    locale: LocaleOpt = "en",
+    version: Annotated[int, typer.Option(
+        help="Version to make active; 0 = none (a less specific override or the packaged "
+             "template applies).")],
+    locale: LocaleOpt = "en", region: RegionOpt = None, category: CategoryOpt = None,
+    variant: VariantOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Make an earlier version active again (re-validated first), or 0 for the default."""
+    """Make an earlier version active again (re-validated first), or 0 for none."""
     from return_notify.cli import _fail, _print_json, console
     from return_notify.storage.db import session_scope
     from return_notify.template_store import OverrideRejected, rollback_override
 
     _require_db()
     key = _key(channel, milestone, part, locale)
+    scope = parse_scope(region, category, variant)
     with session_scope() as s:
         try:
-            target = rollback_override(s, _tenant_id(s, tenant), key, version)
+            target = rollback_override(s, _tenant_id(s, tenant), key, version, scope,
+                                       _audit_actor())
         except LookupError as exc:
             _fail(escape(str(exc)))
             return
@@ -195,9 +251,10 @@ def templates_rollback(
     if json_out:
         _print_json({"ok": True, "active_version": target.version if target else 0})
     elif target is None:
-        console.print(f"{escape(key.label())}: back to the packaged default")
+        console.print(f"{escape(_label(key, scope))}: no active version (the next candidate "
+                      "applies)")
     else:
-        console.print(f"{escape(key.label())}: version [bold]{target.version}[/] is active")
+        console.print(f"{escape(_label(key, scope))}: version [bold]{target.version}[/] is active")
 
 
 def templates_test_send(
@@ -206,6 +263,12 @@ def templates_test_send(
     to: Annotated[str, typer.Option(help="Email address or E.164 phone number.")],
     channel: Annotated[str, typer.Option(help="email or sms.")] = "email",
     locale: Annotated[str | None, typer.Option(help="Customer locale, e.g. de-AT.")] = None,
+    region: Annotated[str | None, typer.Option(
+        help="The sample event's region, e.g. EU-DE (uses EU templates).")] = None,
+    category: Annotated[str | None, typer.Option(help="The sample event's product category.")]
+    = None,
+    variant: Annotated[str | None, typer.Option(
+        help="The template variant a rule names, e.g. eu_formal.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Render the tenant's message with sample data and send it, marked [TEST], to an
@@ -221,9 +284,10 @@ def templates_test_send(
     _require_db()
     if milestone not in _milestones():
         _fail(f"unknown milestone {milestone!r}")
+    scope = parse_scope(region, category, variant)
     with session_scope() as s:
         _tenant_id(s, tenant)
-        info = resolve_tenant(s, tenant)
+        info = scoped_tenant(resolve_tenant(s, tenant), scope)
     try:
         result, rendered = test_send(info, channel, milestone, to, get_settings(), locale)
     except (ValueError, TemplateRenderError, DeliveryError) as exc:
@@ -236,6 +300,17 @@ def templates_test_send(
         return
     console.print(f"sent to {escape(mask(to))} via {result.provider} ({result.provider_message_id})",
                   highlight=False)
+
+
+def scoped_tenant(info: Any, scope: Any) -> Any:
+    """``info`` (a ``PreviewTenant``) as a message of ``scope`` (the sample event's region
+    and category, the rule's variant) sees its templates."""
+    from return_notify.template_preview import PreviewTenant
+
+    if info.templates is None:
+        return info
+    return PreviewTenant(info.slug, info.name,
+                         info.templates.scoped(scope.region, scope.category, scope.variant))
 
 
 def _milestones() -> set[str]:
@@ -262,9 +337,10 @@ def templates_branding(
     """Show a tenant's branding, or change the given fields (an empty string clears one)."""
     from pydantic import ValidationError
 
-    from return_notify.branding import BRANDING_FIELDS, BrandingUpdate, get_branding, save_branding
+    from return_notify.branding import BRANDING_FIELDS, BrandingUpdate, get_branding
     from return_notify.cli import _fail, _print_json, console
     from return_notify.storage.db import session_scope
+    from return_notify.template_store import save_branding_audited
 
     _require_db()
     given = {k: v for k, v in {
@@ -285,7 +361,7 @@ def templates_branding(
                 _fail(escape("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                        for e in exc.errors())), code=2)
                 return
-            current = save_branding(s, tid, update, _actor())
+            current = save_branding_audited(s, tid, update, _audit_actor())
     data = {k: getattr(current, k) for k in BRANDING_FIELDS}
     if json_out:
         _print_json({"tenant": tenant, **data, "revision": current.revision})

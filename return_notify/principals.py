@@ -12,7 +12,11 @@ even list them.
 is exact. Both are case-insensitive.
 
 **The check** (``authorize``): an action is ``<resource>:<verb>`` (``rules:read``,
-``templates:write``…); a resource has a scope (region or ANY, category or ANY).
+``templates:write``…); a resource has a scope (region or ANY, category or ANY). Verbs are
+``read`` and ``write``, plus ``templates:send`` (a test send), checked like ``write``.
+Branding (``branding:*``) is tenant-wide (scope ANY/ANY): every principal reads it, only
+owners and admins change it. So are the tenant default quiet hours and the throttle
+(``quiet_hours:*``, ``throttle:*``); a region's quiet hours have the scope (region, ANY).
 
 * *read* is allowed when the resource's scope **overlaps** the principal's: a rule that
   applies in the principal's regions, including region-ANY rules, which apply there too;
@@ -56,6 +60,10 @@ from return_notify.storage.models_rules import ROLES, AdminPrincipal, PrincipalA
 KEY_SCHEME = "rsnp"
 OWNER, ADMIN, REGIONAL_MANAGER, CATEGORY_MANAGER, VIEWER = ROLES
 ADMIN_ONLY_RESOURCES = frozenset({"principals"})
+#: verbs beyond read/write, per resource; each is checked like ``write`` (viewers never;
+#: scope *within* the principal's). ``templates:send``: a test send reaches a real address
+#: through the real provider, so only those who may change that scope's templates may.
+EXTRA_VERBS: dict[str, frozenset[str]] = {"templates": frozenset({"send"})}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}$")
 
 
@@ -118,11 +126,11 @@ def allowed_action(principal: Principal, action: str) -> Decision:
     """The role part of the check: may this role ``action`` at all (scope aside)?"""
     resource, _, verb = action.partition(":")
     who = principal.describe()
-    if verb not in ("read", "write") or not resource:
+    if not resource or verb not in ("read", "write", *EXTRA_VERBS.get(resource, ())):
         return Decision(False, f"{who}: unknown action {action!r} (use <resource>:read|write)")
     if resource in ADMIN_ONLY_RESOURCES and principal.role not in (OWNER, ADMIN):
         return Decision(False, f"{who} may not {verb} {resource}: owners and admins only")
-    if verb == "write" and principal.role == VIEWER:
+    if verb != "read" and principal.role == VIEWER:
         return Decision(False, f"{who} may not {verb} {resource}: viewers are read-only")
     return Decision(True, f"{who} may {verb} {resource}")
 

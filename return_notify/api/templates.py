@@ -1,46 +1,62 @@
 """Admin API for a tenant's branding and templates: ``/v1/admin/branding`` and
 ``/v1/admin/templates`` (versions, validation, rollback, preview, test-send).
 
-Every route depends on :func:`template_permission`; it is the single place where a role
-check (owner, admin, regional manager, ...) plugs in. Today any valid tenant API key may
-use these routes for its own tenant.
+Authenticated with a principal key (``rsnp_…``, see ``api/rbac.py``) like the rules API; a
+tenant ingest key gets 401 (it used to be accepted here: the admin API is pre-1.0). Every
+route checks ``principals.authorize`` with the override's scope — its ``region`` and
+``category`` (``None`` = ANY; the variant does not matter for permissions):
+
+=============================  ===================  =======================================
+route                          action               scope
+=============================  ===================  =======================================
+``GET /branding``              ``branding:read``    ANY: every principal
+``PUT /branding``              ``branding:write``   ANY/ANY: owners and admins only
+``GET /templates``             ``templates:read``   rows filtered to what the caller reads
+``GET /templates/history``     ``templates:read``   the key's region/category
+``POST /templates/validate``   ``templates:read``   the key's (stores nothing)
+``POST /templates``            ``templates:write``  the key's
+``POST /templates/rollback``   ``templates:write``  the key's
+``POST /templates/preview``    ``templates:read``   the event region/category rendered for
+``POST /templates/test-send``  ``templates:send``   like write: viewers never
+=============================  ===================  =======================================
+
+Read = the scope overlaps the principal's (an ANY template applies in ``EU`` too), write
+and send = the scope lies within it; so an ``EU`` manager gets 403 on a ``US`` template and
+an ``electronics`` manager on an ``apparel`` one. Saves, rollbacks, branding changes and
+test sends are written to the audit log.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from return_notify.api.auth import Tenant, TenantAuth
-from return_notify.branding import BRANDING_FIELDS, BrandingUpdate, get_branding, save_branding
+from return_notify.api.rbac import Principal, enforce, require
+from return_notify.branding import BRANDING_FIELDS, BrandingUpdate, get_branding
+from return_notify.principals import authorize
+from return_notify.rules import normalize_category, normalize_region
 from return_notify.storage.db import session_scope
+from return_notify.template_scope import TemplateScope, listing_filter, normalize_variant
 
 router = APIRouter(prefix="/v1/admin", tags=["templates"])
 
-Action = Literal["read", "write", "send"]
+RegionIn = Annotated[str | None, AfterValidator(normalize_region)]
+CategoryIn = Annotated[str | None, AfterValidator(normalize_category)]
+VariantIn = Annotated[str | None, AfterValidator(normalize_variant)]
 
 
-def authorize(principal: TenantAuth, action: Action) -> None:
-    """Raise ``HTTPException(403)`` when ``principal`` may not ``action`` templates.
-
-    No-op until roles exist: every tenant API key administers its own tenant.
-    """
+def _can(action: str) -> Any:
+    return Depends(require(action))
 
 
-def template_permission(action: Action) -> Callable[[TenantAuth], TenantAuth]:
-    def dependency(tenant: Tenant) -> TenantAuth:
-        authorize(tenant, action)
-        return tenant
-    return dependency
-
-
-Reader = Annotated[TenantAuth, Depends(template_permission("read"))]
-Writer = Annotated[TenantAuth, Depends(template_permission("write"))]
-Sender = Annotated[TenantAuth, Depends(template_permission("send"))]
+BrandingReader = Annotated[Principal, _can("branding:read")]
+BrandingWriter = Annotated[Principal, _can("branding:write")]
+Reader = Annotated[Principal, _can("templates:read")]
+Writer = Annotated[Principal, _can("templates:write")]
+Sender = Annotated[Principal, _can("templates:send")]
 
 
 class BrandingView(BrandingUpdate):
@@ -49,7 +65,19 @@ class BrandingView(BrandingUpdate):
     updated_by: str | None = None
 
 
-class KeyIn(BaseModel):
+class ScopeIn(BaseModel):
+    region: RegionIn = Field(None, max_length=32,
+                             description="e.g. EU (covers EU-DE) or US; omitted, null or * = ANY")
+    category: CategoryIn = Field(None, max_length=64,
+                                 description="Product category, e.g. apparel; omitted = ANY")
+    variant: VariantIn = Field(None, max_length=64, description=(
+        "Template variant a rule names (e.g. eu_formal); omitted or 'default' = the default"))
+
+    def scope(self) -> TemplateScope:
+        return TemplateScope(self.region, self.category, self.variant)
+
+
+class KeyIn(ScopeIn):
     channel: str = Field(description="email, sms or inapp")
     milestone: str = Field(description="a milestone, or * for every milestone")
     part: str = Field(description="email: subject, text, html; sms: text; inapp: title, text")
@@ -63,7 +91,8 @@ class OverrideIn(KeyIn):
 
 
 class RollbackIn(KeyIn):
-    version: int = Field(ge=0, description="version to activate; 0 = the packaged default")
+    version: int = Field(ge=0, le=2**31 - 1,
+                         description="version to activate; 0 = none (next candidate applies)")
 
 
 class OverrideOut(BaseModel):
@@ -72,6 +101,9 @@ class OverrideOut(BaseModel):
     milestone: str
     part: str
     locale: str
+    region: str | None
+    category: str | None
+    variant: str | None
     version: int
     active: bool
     created_by: str | None
@@ -87,7 +119,10 @@ class ValidationOut(BaseModel):
     warnings: list[str]
 
 
-class PreviewIn(BaseModel):
+class PreviewIn(ScopeIn):
+    """``region``/``category`` are the sample event's (``EU-DE`` uses ``EU`` templates);
+    ``variant`` is the template a rule names."""
+
     channel: Literal["email", "sms", "inapp"] = "email"
     milestone: str
     locale: str | None = Field(default=None, description="customer locale, e.g. de-AT")
@@ -106,102 +141,154 @@ class RenderedOut(BaseModel):
     html: str | None
 
 
+def _unprocessable(detail: Any) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail)
+
+
 def _key(body: KeyIn) -> Any:
     from return_notify.template_validation import check_key
 
     key, problems = check_key(body.channel, body.milestone, body.part, body.locale)
     if key is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={"problems": problems})
+        raise _unprocessable({"problems": problems})
     return key
 
 
 def _rejected(result: Any) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail={
-        "message": "template rejected", "problems": result.problems, "warnings": result.warnings})
+    return _unprocessable({"message": "template rejected", "problems": result.problems,
+                           "warnings": result.warnings})
 
 
 def _check_milestone(milestone: str) -> None:
     from return_notify.template_samples import MILESTONES
 
     if milestone not in MILESTONES:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            detail=f"unknown milestone {milestone!r}")
+        raise _unprocessable(f"unknown milestone {milestone!r}")
 
 
-@router.get("/branding", response_model=BrandingView, summary="The tenant's branding")
-def read_branding(tenant: Reader) -> dict[str, Any]:
-    with session_scope() as s:
-        b = get_branding(s, tenant.tenant_id)
+def history_key(
+    channel: Annotated[str, Query(max_length=16, description="email, sms or inapp")],
+    milestone: Annotated[str, Query(max_length=32, description="a milestone, or *")],
+    part: Annotated[str, Query(max_length=16)],
+    locale: Annotated[str, Query(max_length=35)] = "en",
+    region: Annotated[str | None, Query(max_length=32, description="omitted or * = ANY")] = None,
+    category: Annotated[str | None, Query(max_length=64, description="omitted or * = ANY")]
+    = None,
+    variant: Annotated[str | None, Query(max_length=64, description="omitted = default")] = None,
+) -> KeyIn:
+    try:
+        return KeyIn(channel=channel, milestone=milestone, part=part, locale=locale,
+                     region=normalize_region(region), category=normalize_category(category),
+                     variant=normalize_variant(variant))
+    except ValueError as exc:
+        raise _unprocessable(str(exc)) from None
+
+
+def _branding_view(b: Any) -> dict[str, Any]:
     return {**{k: getattr(b, k) for k in BRANDING_FIELDS}, "revision": b.revision,
             "updated_at": b.updated_at, "updated_by": b.updated_by}
+
+
+@router.get("/branding", response_model=BrandingView,
+            summary="The tenant's branding (any principal)")
+def read_branding(principal: BrandingReader) -> dict[str, Any]:
+    enforce(principal, "branding:read", None, None)
+    with session_scope() as s:
+        return _branding_view(get_branding(s, principal.tenant_id))
 
 
 @router.put("/branding", response_model=BrandingView,
-            summary="Replace the tenant's branding (omitted fields go back to the default)")
-def write_branding(body: BrandingUpdate, tenant: Writer) -> dict[str, Any]:
+            summary="Replace the tenant's branding (owners and admins; omitted fields go back "
+                    "to the default)")
+def write_branding(body: BrandingUpdate, principal: BrandingWriter) -> dict[str, Any]:
+    from return_notify.template_store import save_branding_audited
+
+    enforce(principal, "branding:write", None, None)
     with session_scope() as s:
-        b = save_branding(s, tenant.tenant_id, body, f"api:{tenant.key_prefix}")
-    return {**{k: getattr(b, k) for k in BRANDING_FIELDS}, "revision": b.revision,
-            "updated_at": b.updated_at, "updated_by": b.updated_by}
+        return _branding_view(save_branding_audited(s, principal.tenant_id, body,
+                                                    principal.actor))
 
 
 @router.get("/templates", response_model=list[OverrideOut],
-            summary="The tenant's overrides: active ones, or every version with all=true")
-def list_templates(tenant: Reader, all_versions: bool = Query(default=False, alias="all")
-                   ) -> list[dict[str, Any]]:
+            summary="Overrides the principal may read: active ones, or every version with all=true")
+def list_templates(
+    principal: Reader,
+    all_versions: Annotated[bool, Query(alias="all")] = False,
+    region: Annotated[str | None, Query(max_length=32, description="Exact; '*' = ANY only")]
+    = None,
+    category: Annotated[str | None, Query(max_length=64, description="Exact; '*' = ANY only")]
+    = None,
+    variant: Annotated[str | None, Query(max_length=64,
+                                         description="Exact; 'default' = default only")] = None,
+) -> list[dict[str, Any]]:
     from return_notify.template_store import list_overrides
 
+    try:
+        keep = listing_filter(region, category, variant)
+    except ValueError as exc:
+        raise _unprocessable(str(exc)) from None
     with session_scope() as s:
-        rows = list_overrides(s, tenant.tenant_id, include_inactive=all_versions, with_source=True)
-    return [r.as_dict() for r in rows]
+        rows = list_overrides(s, principal.tenant_id, include_inactive=all_versions,
+                              with_source=True)
+    return [r.as_dict() for r in rows
+            if keep(r) and authorize(principal, "templates:read", r.region, r.category)]
 
 
 @router.get("/templates/history", response_model=list[OverrideOut],
             summary="Every version of one override, newest first")
-def template_history(tenant: Reader, body: Annotated[KeyIn, Depends()]) -> list[dict[str, Any]]:
+def template_history(principal: Reader, body: Annotated[KeyIn, Depends(history_key)]
+                     ) -> list[dict[str, Any]]:
     from return_notify.template_store import override_history
 
+    enforce(principal, "templates:read", body.region, body.category)
     key = _key(body)
     with session_scope() as s:
-        return [r.as_dict() for r in override_history(s, tenant.tenant_id, key)]
+        return [r.as_dict() for r in override_history(s, principal.tenant_id, key, body.scope())]
 
 
 @router.post("/templates/validate", response_model=ValidationOut,
              summary="Check a template without storing it")
-def validate_template(body: OverrideIn, tenant: Reader) -> dict[str, Any]:
+def validate_template(body: OverrideIn, principal: Reader) -> dict[str, Any]:
     from return_notify.template_store import render_limits
     from return_notify.template_validation import validate_override
 
+    enforce(principal, "templates:read", body.region, body.category)
     key = _key(body)
     with session_scope() as s:
-        branding = get_branding(s, tenant.tenant_id)
-    return validate_override(key, body.source, branding, tenant.slug, render_limits()).as_dict()
+        branding = get_branding(s, principal.tenant_id)
+    return validate_override(key, body.source, branding, principal.tenant,
+                             render_limits()).as_dict()
 
 
 @router.post("/templates", response_model=OverrideOut, status_code=status.HTTP_201_CREATED,
              summary="Validate and store a new version of an override",
              responses={422: {"description": "The template was rejected: detail.problems"}})
-def create_template(body: OverrideIn, tenant: Writer) -> dict[str, Any]:
+def create_template(body: OverrideIn, principal: Writer) -> dict[str, Any]:
     from return_notify.template_store import OverrideRejected, save_override
 
+    enforce(principal, "templates:write", body.region, body.category)
     key = _key(body)
     try:
         with session_scope() as s:
-            version, result = save_override(s, tenant.tenant_id, key, body.source,
-                                            f"api:{tenant.key_prefix}", body.note, body.activate)
+            version, result = save_override(s, principal.tenant_id, key, body.source,
+                                            principal.actor, body.note, body.activate,
+                                            body.scope())
     except OverrideRejected as exc:
         raise _rejected(exc.result) from None
     return {**version.as_dict(), "warnings": result.warnings}
 
 
-@router.post("/templates/rollback", summary="Activate an earlier version (0: packaged default)")
-def rollback_template(body: RollbackIn, tenant: Writer) -> dict[str, Any]:
+@router.post("/templates/rollback",
+             summary="Activate an earlier version (0: none, the next candidate applies)")
+def rollback_template(body: RollbackIn, principal: Writer) -> dict[str, Any]:
     from return_notify.template_store import OverrideRejected, rollback_override
 
+    enforce(principal, "templates:write", body.region, body.category)
     key = _key(body)
     try:
         with session_scope() as s:
-            target = rollback_override(s, tenant.tenant_id, key, body.version)
+            target = rollback_override(s, principal.tenant_id, key, body.version, body.scope(),
+                                       principal.actor)
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
     except OverrideRejected as exc:
@@ -209,44 +296,64 @@ def rollback_template(body: RollbackIn, tenant: Writer) -> dict[str, Any]:
     return {"active_version": target.version if target else 0}
 
 
+def _tenant_for(principal: Principal, body: PreviewIn) -> Any:
+    """The principal's tenant as a message of the body's scope and variant sees it."""
+    from return_notify.template_preview import PreviewTenant, resolve_tenant
+
+    with session_scope() as s:
+        info = resolve_tenant(s, principal.tenant)
+    if info.templates is None:
+        return info
+    return PreviewTenant(info.slug, info.name,
+                         info.templates.scoped(body.region, body.category, body.variant))
+
+
 @router.post("/templates/preview", response_model=RenderedOut,
              summary="Render the tenant's message with sample data (and optional drafts)")
-def preview_template(body: PreviewIn, tenant: Reader) -> dict[str, Any]:
+def preview_template(body: PreviewIn, principal: Reader) -> dict[str, Any]:
     from return_notify.config.settings import get_settings
     from return_notify.rendering import TemplateRenderError
-    from return_notify.template_preview import preview, resolve_tenant
+    from return_notify.template_preview import preview
 
+    enforce(principal, "templates:read", body.region, body.category)
     _check_milestone(body.milestone)
-    with session_scope() as s:
-        info = resolve_tenant(s, tenant.slug)
+    info = _tenant_for(principal, body)
     try:
         r = preview(info, body.channel, body.milestone, body.locale, body.drafts,
                     full=not body.minimal, public_base_url=get_settings().public_base_url)
     except TemplateRenderError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+        raise _unprocessable(str(exc)) from None
     return {"subject": r.subject, "text": r.text, "html": r.html}
 
 
 @router.post("/templates/test-send", status_code=status.HTTP_202_ACCEPTED,
              summary="Send the previewed message, marked [TEST], to an address or number",
              responses={502: {"description": "The provider refused or failed"}})
-def test_send_template(body: TestSendIn, tenant: Sender) -> dict[str, Any]:
+def test_send_template(body: TestSendIn, principal: Sender) -> dict[str, Any]:
+    from return_notify.audit import record
     from return_notify.config.settings import get_settings
     from return_notify.errors import DeliveryError
     from return_notify.masking import mask
     from return_notify.rendering import TemplateRenderError
-    from return_notify.template_preview import resolve_tenant, test_send
+    from return_notify.template_preview import test_send
 
+    enforce(principal, "templates:send", body.region, body.category)
     _check_milestone(body.milestone)
-    with session_scope() as s:
-        info = resolve_tenant(s, tenant.slug)
+    info = _tenant_for(principal, body)
     try:
         result, rendered = test_send(info, body.channel, body.milestone, body.to, get_settings(),
                                      body.locale, drafts=body.drafts)
     except (ValueError, TemplateRenderError) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
+        raise _unprocessable(str(exc)) from None
     except DeliveryError as exc:
         raise HTTPException(status.HTTP_502_BAD_GATEWAY,
                             detail=f"{type(exc).__name__}: {exc}") from None
-    return {"provider": result.provider, "provider_message_id": result.provider_message_id,
-            "to": mask(body.to), "subject": rendered.subject}
+    out = {"provider": result.provider, "provider_message_id": result.provider_message_id,
+           "to": mask(body.to), "subject": rendered.subject}
+    with session_scope() as s:
+        record(s, principal.tenant_id, principal.actor, "template.test_send", "templates", None,
+               region=body.region, category=body.category,
+               after={"channel": body.channel, "milestone": body.milestone,
+                      "locale": body.locale, "variant": body.variant,
+                      "drafts": sorted(body.drafts), **out})
+    return out

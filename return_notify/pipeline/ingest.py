@@ -109,12 +109,13 @@ RETURNING id, tenant_id, event_id
 """)
 _INSERT_DELIVERIES = text("""
 INSERT INTO deliveries (tenant_id, event_pk, return_pk, channel, milestone, urgency,
-                        recipient, locale, state, occurred_at, next_attempt_at, skip_reason)
+                        recipient, locale, state, occurred_at, next_attempt_at, skip_reason,
+                        template)
 SELECT * FROM unnest(CAST(:tids AS int[]), CAST(:epks AS bigint[]), CAST(:rpks AS bigint[]),
                      CAST(:chs AS text[]), CAST(:ms AS text[]), CAST(:urg AS text[]),
                      CAST(:rcpts AS text[]), CAST(:locales AS text[]), CAST(:states AS text[]),
                      CAST(:ats AS timestamptz[]), CAST(:nexts AS timestamptz[]),
-                     CAST(:holds AS text[]))
+                     CAST(:holds AS text[]), CAST(:templates AS text[]))
 ON CONFLICT ON CONSTRAINT uq_deliveries_event_channel DO NOTHING
 RETURNING id, channel, urgency, state
 """)
@@ -194,7 +195,9 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
     state: dict[int, ReturnState] = {pk: st for pk, st in returns.values()}
     initial = dict(state)
     event_rows: list[dict[str, Any]] = []
-    decisions: list[tuple[ReturnEvent, int, int, Disposition, Choice | None, str]] = []
+    # (event, tenant, return pk, disposition, channels chosen, urgency, rule's template)
+    decisions: list[tuple[ReturnEvent, int, int, Disposition, Choice | None, str,
+                          str | None]] = []
     for ev in valid:
         tid = tenants[ev.tenant]
         if (tid, ev.event_id) in existing:
@@ -206,14 +209,16 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
         disposition = decision.disposition
         choice: Choice | None = None
         urgency = "informational"
+        template: str | None = None
         if decision.notify:
             rule = resolve(session, tid, ev.region, ev.product_category, ev.milestone)
             chans = rule.reachable(ev.customer.email is not None, ev.customer.phone is not None)
             urgency = rule.urgency
+            template = rule.template  # the variant deliver renders with (None: default)
             choice = planner.choose(ev, tid, chans, override=rule_overrides_opt_out(rule))
             if not choice.channels:
                 disposition = Disposition.NO_CHANNEL
-        decisions.append((ev, tid, pk, disposition, choice, urgency))
+        decisions.append((ev, tid, pk, disposition, choice, urgency, template))
         event_rows.append({
             "tid": tid, "eid": ev.event_id, "rpk": pk, "m": ev.milestone.value,
             "at": ev.occurred_at, "disp": disposition.value, "reason": decision.reason,
@@ -229,13 +234,13 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
     result.duplicates += len(event_rows) - len(inserted)
     result.accepted = len(inserted)
     # the tracking numbers of labels, so carrier webhooks find their return
-    trackings = [(tid, rpk, *found) for ev, tid, rpk, _, _, _ in decisions
+    trackings = [(tid, rpk, *found) for ev, tid, rpk, *_ in decisions
                  if (tid, ev.event_id) in event_pk and (found := tracking_of(ev)) is not None]
     if trackings:
         remember_trackings(session, trackings)
 
     delivery_rows: list[dict[str, Any]] = []
-    for ev, tid, rpk, disposition, choice, urgency in decisions:
+    for ev, tid, rpk, disposition, choice, urgency, template in decisions:
         epk = event_pk.get((tid, ev.event_id))
         if epk is None:
             continue  # lost a race with a concurrent duplicate: that one notifies
@@ -255,6 +260,7 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
                     "urg": urgency, "rcpt": recipient,
                     "locale": choice.locale or ev.customer.locale, "state": d_state,
                     "at": ev.occurred_at, "next": next_at, "hold": hold,
+                    "template": template,
                 })
         result.by_disposition[disposition.value] += 1
 
@@ -263,7 +269,8 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
                 delivery_rows, {
                     "tids": "tid", "epks": "epk", "rpks": "rpk", "chs": "ch", "ms": "m",
                     "urg": "urg", "rcpts": "rcpt", "locales": "locale", "states": "state",
-                    "ats": "at", "nexts": "next", "holds": "hold"})):
+                    "ats": "at", "nexts": "next", "holds": "hold",
+                    "templates": "template"})):
             if d_state == SCHEDULED:  # the sweeper enqueues it when due
                 result.scheduled += 1
                 continue

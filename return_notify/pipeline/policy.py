@@ -51,9 +51,9 @@ def record_opt_out(session: Session, tenant_id: int, recipient: str, settings: S
 
 _FALLBACK = text("""
 INSERT INTO deliveries (tenant_id, event_pk, return_pk, channel, milestone, urgency, recipient,
-                        locale, state, occurred_at)
+                        locale, state, occurred_at, template)
 SELECT d.tenant_id, d.event_pk, d.return_pk, 'email', d.milestone, d.urgency,
-       e.payload -> 'customer' ->> 'email', d.locale, 'pending', d.occurred_at
+       e.payload -> 'customer' ->> 'email', d.locale, 'pending', d.occurred_at, d.template
 FROM deliveries d JOIN events e ON e.id = d.event_pk
 WHERE d.id = ANY(CAST(:ids AS bigint[])) AND d.channel = 'sms'
   AND e.payload -> 'customer' ->> 'email' IS NOT NULL

@@ -120,6 +120,8 @@ class Delivery(Base):
     urgency: Mapped[str] = mapped_column(String(16), server_default="informational")
     recipient: Mapped[str | None] = mapped_column(String(254))
     locale: Mapped[str | None] = mapped_column(String(35))
+    # the template variant the winning rule named (NULL: default); migration 0009
+    template: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     replays: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))

@@ -1,4 +1,5 @@
-"""SQLAlchemy models of tenant branding and versioned tenant template overrides (migration 0005).
+"""SQLAlchemy models of tenant branding and versioned tenant template overrides (migration 0005;
+scope and variant columns by 0009).
 
 ``tenant_branding.revision`` goes up on every change of a tenant's branding *or* overrides,
 in the same transaction: workers compare it once per batch to know when their cached copy
@@ -18,7 +19,6 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    UniqueConstraint,
     func,
     text,
 )
@@ -30,6 +30,10 @@ TONES = ("friendly", "formal")
 OVERRIDE_CHANNELS = ("email", "sms", "inapp")
 OVERRIDE_PARTS = ("subject", "text", "html", "title")
 ANY_MILESTONE = "*"
+DEFAULT_VARIANT = "default"
+#: the scope part of an override's key, NULL compared as ANY / the default variant
+SCOPE_KEY = (text("coalesce(region, '')"), text("coalesce(product_category, '')"),
+             text("coalesce(variant, '')"))
 
 
 class TenantBranding(Base):
@@ -58,24 +62,31 @@ class TenantBranding(Base):
 
 
 class TemplateOverride(Base):
-    """One version of a tenant's template for (channel, milestone, part, locale).
+    """One version of a tenant's template for (channel, milestone, part, locale, region,
+    product category, variant).
 
-    ``milestone`` ``*`` applies to every milestone (a specific one wins). At most one
-    version per key is ``active``; none active means the packaged default is used.
+    ``milestone`` ``*`` applies to every milestone (a specific one wins). ``region`` and
+    ``product_category`` NULL mean ANY, normalised like rules (``EU`` covers ``EU-DE``);
+    ``variant`` NULL is the default template, otherwise the name a rule's ``template``
+    picks. At most one version per key is ``active``; none active means the next candidate
+    (see ``template_store``) or the packaged default is used. The unique indexes compare
+    NULL as ANY through ``coalesce`` (like ``notification_rules``).
     """
 
     __tablename__ = "template_overrides"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "channel", "milestone", "part", "locale", "version",
-                         name="uq_template_overrides_version"),
+        Index("uq_template_overrides_version", "tenant_id", "channel", "milestone", "part",
+              "locale", *SCOPE_KEY, "version", unique=True),
         Index("uq_template_overrides_active", "tenant_id", "channel", "milestone", "part",
-              "locale", unique=True, postgresql_where=text("active")),
+              "locale", *SCOPE_KEY, unique=True, postgresql_where=text("active")),
         Index("ix_template_overrides_tenant_active", "tenant_id",
               postgresql_where=text("active")),
         CheckConstraint("channel IN ('email', 'sms', 'inapp')", name="ck_template_overrides_channel"),
         CheckConstraint("part IN ('subject', 'text', 'html', 'title')",
                         name="ck_template_overrides_part"),
         CheckConstraint("version > 0", name="ck_template_overrides_version"),
+        CheckConstraint("variant IS NULL OR variant <> 'default'",
+                        name="ck_template_overrides_variant"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -84,6 +95,9 @@ class TemplateOverride(Base):
     milestone: Mapped[str] = mapped_column(String(32))
     part: Mapped[str] = mapped_column(String(16))
     locale: Mapped[str] = mapped_column(String(35))
+    region: Mapped[str | None] = mapped_column(String(32))
+    product_category: Mapped[str | None] = mapped_column(String(64))
+    variant: Mapped[str | None] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(Text)
     note: Mapped[str | None] = mapped_column(String(500))

@@ -259,18 +259,25 @@ def client(svc: Any) -> Iterator[TestClient]:
         yield c
 
 
-def api_tenant() -> tuple[int, str, dict[str, str]]:
+def api_tenant() -> tuple[int, str, dict[str, str], dict[str, str]]:
+    """A tenant, its owner principal's auth header and its tenant (ingest) key's header."""
     from return_notify.api.auth import issue_api_key
+    from return_notify.principals import create_principal, operator
 
     tid, slug = new_tenant()
     with session_scope() as s:
-        key = issue_api_key(s, tid, "test")
-    return tid, slug, {"Authorization": f"Bearer {key}"}
+        tenant_key = issue_api_key(s, tid, "test")
+        _, owner_key = create_principal(s, operator(tid, slug, "test"), "owner", "owner")
+    return (tid, slug, {"Authorization": f"Bearer {owner_key}"},
+            {"Authorization": f"Bearer {tenant_key}"})
 
 
 def test_admin_api(client: TestClient) -> None:
-    _, slug, auth = api_tenant()
+    _, slug, auth, tenant_auth = api_tenant()
     assert client.get("/v1/admin/branding").status_code == 401
+    # the admin API takes principal keys (rsnp_…): a tenant ingest key is refused
+    refused = client.get("/v1/admin/branding", headers=tenant_auth)
+    assert refused.status_code == 401 and "principal key" in refused.json()["detail"]
     r = client.put("/v1/admin/branding", headers=auth, json={"brand_color": "red"})
     assert r.status_code == 422
     r = client.put("/v1/admin/branding", headers=auth,
@@ -322,7 +329,7 @@ def test_admin_api(client: TestClient) -> None:
         "channel": "sms", "milestone": "refund_processed", "to": "not-a-number"}).status_code == 422
 
     # another tenant sees none of it
-    _, _, other = api_tenant()
+    _, _, other, _ = api_tenant()
     assert client.get("/v1/admin/templates", headers=other).json() == []
     assert client.get("/v1/admin/branding", headers=other).json()["display_name"] is None
 
@@ -378,3 +385,63 @@ def test_cli(cli: typer.Typer, tmp_path: Any) -> None:
                                           "de-AT", "--json"])
     assert shown.exit_code == 0, shown.output
     assert "Geld zurück für RMA-100042" in json.loads(shown.stdout)["text"]
+
+
+def test_cli_scope_and_variant(cli: typer.Typer) -> None:
+    # given an EU override of the eu_formal variant and an ANY default one, set from the CLI
+    tid, slug = new_tenant()
+    key = ["--tenant", slug, "--channel", "sms", "--milestone", "refund_processed",
+           "--part", "text"]
+    eu = [*key, "--region", "eu", "--variant", "eu_formal"]
+    out = run(cli, "templates", "set", "-", *eu, "--json",
+              stdin="EU formal {{ return_id }} {{ cta_url }}")
+    assert (out["region"], out["category"], out["variant"], out["version"]) == (
+        "EU", None, "eu_formal", 1)
+    run(cli, "templates", "set", "-", *key, "--json", stdin="Plain {{ return_id }} {{ cta_url }}")
+    run(cli, "templates", "set", "-", *eu, "--json",
+        stdin="EU formal v2 {{ return_id }} {{ cta_url }}")
+    # then listings filter by scope and variant, history and rollback address one scope
+    listed = run(cli, "templates", "list", "--tenant", slug, "--region", "EU", "--json")
+    assert [(o["variant"], o["version"]) for o in listed] == [("eu_formal", 2)]
+    assert [o["region"] for o in run(cli, "templates", "list", "--tenant", slug, "--variant",
+                                     "default", "--json")] == [None]
+    assert len(run(cli, "templates", "list", "--tenant", slug, "--json")) == 2
+    assert [h["version"] for h in run(cli, "templates", "history", *eu, "--json")] == [2, 1]
+    assert [h["version"] for h in run(cli, "templates", "history", *key, "--json")] == [1]
+    assert run(cli, "templates", "rollback", *eu, "--version", "1", "--json")[
+        "active_version"] == 1
+    # and test-send / preview render as a delivery of that scope and variant would
+    sent_out = run(cli, "templates", "test-send", "--tenant", slug, "--milestone",
+                   "refund_processed", "--channel", "sms", "--to", "+14155550123",
+                   "--region", "EU-DE", "--variant", "eu_formal", "--json")
+    body = q("SELECT body FROM sandbox_messages WHERE provider_message_id = :p",
+             p=sent_out["provider_message_id"])[0][0]
+    assert body.startswith("[TEST] EU formal RMA-100042")
+    from return_notify.cli import app as main_app
+
+    def preview(*extra: str) -> str:
+        shown = CliRunner().invoke(main_app, ["templates", "preview", "--tenant", slug,
+                                              "--milestone", "refund_processed", "--channel",
+                                              "sms", "--json", *extra])
+        assert shown.exit_code == 0, shown.output
+        return str(json.loads(shown.stdout)["text"])
+
+    assert preview("--region", "EU-FR", "--variant", "eu_formal").startswith("EU formal RMA")
+    assert preview("--region", "US", "--variant", "eu_formal").startswith("Plain RMA")
+    assert preview("--region", "EU-FR").startswith("Plain RMA")
+    # bad input is a clear error, exit code 2
+    bad = run(cli, "templates", "set", "-", *key, "--variant", "Not Valid", code=2,
+              stdin="x {{ return_id }} {{ cta_url }}")
+    assert "variant" in bad.output
+    assert "region" in run(cli, "templates", "list", "--tenant", slug, "--region", "E U",
+                           code=2).output
+    # every change is audited with the CLI user and the override's scope
+    actions = q("SELECT action, actor, region FROM audit_log WHERE tenant_id = :t "
+                "AND resource = 'templates' ORDER BY id", t=tid)
+    assert [(a, r) for a, _, r in actions] == [
+        ("template.create", "EU"), ("template.create", None), ("template.create", "EU"),
+        ("template.rollback", "EU")]
+    assert all(actor.startswith("cli:") for _, actor, _ in actions)
+    run(cli, "templates", "branding", "--tenant", slug, "--tone", "formal", "--json")
+    assert q("SELECT action FROM audit_log WHERE tenant_id = :t AND resource = 'branding'",
+             t=tid) == [("branding.update",)]
