@@ -60,13 +60,18 @@ def api(
         help="Proxies trusted for X-Forwarded-* (comma-separated), e.g. the load balancer.")
     ] = None,
 ) -> None:
-    """Serve the HTTP API with uvicorn (OpenAPI docs at /docs)."""
+    """Serve the HTTP API with uvicorn (OpenAPI docs at /docs). Logs go through the
+    project's logging (JSON lines with RSN_LOG_JSON=true, recipients masked), in every
+    server process."""
     _require_database()
     import uvicorn
 
+    from return_notify.logging_setup import uvicorn_log_config
+
     uvicorn.run("return_notify.api.app:create_app", factory=True, host=host, port=port,
                 workers=workers, log_level=log_level, proxy_headers=True,
-                forwarded_allow_ips=forwarded_allow_ips, server_header=False)
+                forwarded_allow_ips=forwarded_allow_ips, server_header=False,
+                log_config=uvicorn_log_config(log_level))
 
 
 @tenants_app.command("create")

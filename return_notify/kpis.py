@@ -18,12 +18,16 @@ Definitions (also in README "KPIs"):
 * **load**: events received per hour of day and per ISO weekday (UTC), peak hour and minute.
 
 Filters: ``since`` (deliveries ``created_at``, events ``received_at``, cohorts by
-``occurred_at``) and ``tenant`` (slug). Rows anonymised by retention or erasure still count.
+``occurred_at``), ``tenant`` (slug) and ``scope``: the returns' regions (each covering its
+sub-regions: ``EU`` covers ``EU-DE``) and product categories, as a manager's principal is
+limited (``GET /v1/stats``); a return without a region or category is outside any such
+limit. Rows anonymised by retention or erasure still count.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -38,7 +42,44 @@ LATENCY_EDGES_S = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0
 _BUCKETS = (("second", 1), ("minute", 60), ("hour", 3600), ("day", 86400))
 
 
-def _filters(ts: str, since: datetime | None, tenant: str | None) -> tuple[str, dict[str, Any]]:
+_SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class ReturnScope:
+    """Returns in these regions (or their sub-regions) and these product categories;
+    empty = no limit. Values as ``rules.normalize_region`` / ``normalize_category`` give."""
+
+    regions: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.regions or self.categories)
+
+
+def parse_since(since: str | None, now: datetime | None = None) -> datetime | None:
+    """``15m``, ``24h``, ``7d`` (ago) or an ISO time (UTC if it has no offset); ValueError
+    with the accepted forms otherwise."""
+    if not since or not since.strip():
+        return None
+    since = since.strip()
+    if since[-1] in _SINCE_UNITS and since[:-1].isascii() and since[:-1].isdigit():
+        try:
+            return (now or datetime.now(UTC)) - timedelta(
+                seconds=int(since[:-1]) * _SINCE_UNITS[since[-1]])
+        except OverflowError:
+            raise ValueError(f"since {since!r}: too far back") from None
+    try:
+        dt = datetime.fromisoformat(since)
+    except ValueError:
+        raise ValueError(f"since {since!r}: use a duration like 15m, 2h, 7d or an ISO "
+                         "timestamp such as 2026-03-01T00:00:00+00:00") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _filters(ts: str, since: datetime | None, tenant: str | None,
+             scope: ReturnScope | None = None) -> tuple[str, dict[str, Any]]:
+    """WHERE clauses for rows aliased like ``ts`` (``d.created_at``: deliveries ``d``)."""
     clauses: list[str] = ["TRUE"]
     params: dict[str, Any] = {}
     if since is not None:
@@ -47,6 +88,17 @@ def _filters(ts: str, since: datetime | None, tenant: str | None) -> tuple[str, 
     if tenant:
         clauses.append("t.slug = :tenant")
         params["tenant"] = tenant
+    if scope:
+        alias = ts.split(".", 1)[0]
+        conds = [f"rs.id = {alias}.return_pk"]
+        if scope.regions:
+            conds.append("EXISTS (SELECT 1 FROM unnest(CAST(:scope_regions AS text[])) p(r) "
+                         "WHERE upper(rs.region) = p.r OR starts_with(upper(rs.region), p.r || '-'))")
+            params["scope_regions"] = list(scope.regions)
+        if scope.categories:
+            conds.append("lower(rs.product_category) = ANY(CAST(:scope_categories AS text[]))")
+            params["scope_categories"] = list(scope.categories)
+        clauses.append(f"EXISTS (SELECT 1 FROM returns rs WHERE {' AND '.join(conds)})")
     return " AND ".join(clauses), params
 
 
@@ -65,9 +117,10 @@ def _iso(v: datetime | None) -> str | None:
 # ------------------------------------------------------------------ success ----------
 
 def delivery_success(session: Session, since: datetime | None = None,
-                     tenant: str | None = None) -> dict[str, list[dict[str, Any]]]:
+                     tenant: str | None = None, scope: ReturnScope | None = None
+                     ) -> dict[str, list[dict[str, Any]]]:
     """Counts and success rate by channel, provider, tenant and region (one scan)."""
-    where, params = _filters("d.created_at", since, tenant)
+    where, params = _filters("d.created_at", since, tenant, scope)
     rows = session.execute(text(f"""
         SELECT GROUPING(d.channel) AS g_ch, GROUPING(coalesce(d.provider, '(none)')) AS g_pr,
                GROUPING(t.slug) AS g_t,
@@ -108,9 +161,9 @@ def delivery_success(session: Session, since: datetime | None = None,
 # ------------------------------------------------------------------ latency ----------
 
 def latency(session: Session, since: datetime | None = None,
-            tenant: str | None = None) -> dict[str, Any]:
+            tenant: str | None = None, scope: ReturnScope | None = None) -> dict[str, Any]:
     """avg/p50/p95 of occurred_at → sent and → delivered, overall and by channel."""
-    where, params = _filters("d.created_at", since, tenant)
+    where, params = _filters("d.created_at", since, tenant, scope)
     sent = "extract(epoch FROM d.sent_at - d.occurred_at)"
     dlv = "extract(epoch FROM d.delivered_at - d.occurred_at)"
     rows = session.execute(text(f"""
@@ -146,9 +199,10 @@ def latency(session: Session, since: datetime | None = None,
 
 
 def latency_histogram(session: Session, since: datetime | None = None,
-                      tenant: str | None = None) -> dict[str, Any]:
+                      tenant: str | None = None, scope: ReturnScope | None = None
+                      ) -> dict[str, Any]:
     """How many notifications were sent within each occurred_at → sent bucket."""
-    where, params = _filters("d.created_at", since, tenant)
+    where, params = _filters("d.created_at", since, tenant, scope)
     params["edges"] = list(LATENCY_EDGES_S)
     counts = [0] * len(LATENCY_EDGES_S)
     for bucket, n in session.execute(text(f"""
@@ -164,11 +218,11 @@ def latency_histogram(session: Session, since: datetime | None = None,
 # ------------------------------------------------------------------ returns -----------
 
 def completion(session: Session, since: datetime | None = None, tenant: str | None = None,
-               period: str = "week") -> dict[str, Any]:
+               period: str = "week", scope: ReturnScope | None = None) -> dict[str, Any]:
     """Completion rate per period of initiation, and the funnel of the same cohort."""
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
-    where, params = _filters("e.occurred_at", since, tenant)
+    where, params = _filters("e.occurred_at", since, tenant, scope)
     params.update(period=period, ms=[m.value for m in MAIN_LINE],
                   ranks=[RANK[m] for m in MAIN_LINE], done=list(COMPLETED))
     rows = session.execute(text(f"""
@@ -224,9 +278,10 @@ def _has_inbox(session: Session) -> bool:
 
 
 def engagement(session: Session, since: datetime | None = None,
-               tenant: str | None = None) -> list[dict[str, Any]]:
+               tenant: str | None = None, scope: ReturnScope | None = None
+               ) -> list[dict[str, Any]]:
     """Per milestone and channel: sent, delivered, undelivered, bounced, read, and rates."""
-    where, params = _filters("d.created_at", since, tenant)
+    where, params = _filters("d.created_at", since, tenant, scope)
     inbox = _has_inbox(session)
     read = "count(i.read_at)" if inbox else "0"
     join = "LEFT JOIN inbox_items i ON i.delivery_id = d.id" if inbox else ""
@@ -259,9 +314,9 @@ def engagement(session: Session, since: datetime | None = None,
 # ------------------------------------------------------------------ load --------------
 
 def load_pattern(session: Session, since: datetime | None = None,
-                 tenant: str | None = None) -> dict[str, Any]:
+                 tenant: str | None = None, scope: ReturnScope | None = None) -> dict[str, Any]:
     """Events received per hour of day and per ISO weekday (UTC); peak hour and minute."""
-    where, params = _filters("e.received_at", since, tenant)
+    where, params = _filters("e.received_at", since, tenant, scope)
     base = f"FROM events e JOIN tenants t ON t.id = e.tenant_id WHERE {where}"
     by_hour, by_weekday = [0] * 24, [0] * 7
     for h, n in session.execute(text(
@@ -283,10 +338,11 @@ def load_pattern(session: Session, since: datetime | None = None,
 
 
 def throughput(session: Session, since: datetime | None = None,
-               tenant: str | None = None, max_points: int = 300) -> dict[str, Any]:
+               tenant: str | None = None, max_points: int = 300,
+               scope: ReturnScope | None = None) -> dict[str, Any]:
     """Events received and notifications sent per time bucket (second … day, by span)."""
-    ev_where, params = _filters("e.received_at", since, tenant)
-    d_where, _ = _filters("d.created_at", since, tenant)
+    ev_where, params = _filters("e.received_at", since, tenant, scope)
+    d_where, _ = _filters("d.created_at", since, tenant, scope)
     span = session.execute(text(f"""
         SELECT min(x), max(x) FROM (
             SELECT e.received_at AS x FROM events e JOIN tenants t ON t.id = e.tenant_id
@@ -314,17 +370,20 @@ def throughput(session: Session, since: datetime | None = None,
 
 
 def compute_kpis(session: Session, *, since: datetime | None = None, tenant: str | None = None,
-                 period: str = "week") -> dict[str, Any]:
+                 period: str = "week", scope: ReturnScope | None = None) -> dict[str, Any]:
     """Every KPI above in one JSON-ready dict (``stats --json``, the report, the API)."""
-    comp = completion(session, since, tenant, period)
+    comp = completion(session, since, tenant, period, scope)
+    filters: dict[str, Any] = {"since": _iso(since), "tenant": tenant}
+    if scope:
+        filters.update(regions=list(scope.regions), categories=list(scope.categories))
     return {
-        "filters": {"since": _iso(since), "tenant": tenant},
-        "success": delivery_success(session, since, tenant),
-        "latency_s": latency(session, since, tenant),
-        "latency_histogram": latency_histogram(session, since, tenant),
+        "filters": filters,
+        "success": delivery_success(session, since, tenant, scope),
+        "latency_s": latency(session, since, tenant, scope),
+        "latency_histogram": latency_histogram(session, since, tenant, scope),
         "completion": {k: comp[k] for k in ("period", "periods", "total")},
         "funnel": comp["funnel"],
-        "engagement": engagement(session, since, tenant),
-        "load": load_pattern(session, since, tenant),
-        "throughput": throughput(session, since, tenant),
+        "engagement": engagement(session, since, tenant, scope),
+        "load": load_pattern(session, since, tenant, scope),
+        "throughput": throughput(session, since, tenant, scope=scope),
     }

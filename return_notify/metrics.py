@@ -50,7 +50,7 @@ class _WorkerMetrics:
     """The worker's metric objects (one set per process, values in the shared directory)."""
 
     def __init__(self) -> None:
-        from prometheus_client import Counter, Histogram
+        from prometheus_client import Counter, Gauge, Histogram
 
         self.deliveries = Counter(
             "rsn_deliveries", "Deliveries processed by a deliver task, by the provider that "
@@ -70,11 +70,12 @@ class _WorkerMetrics:
             "rsn_notification_latency_seconds", "Time from the event's occurred_at to the "
             "notification sent", ["channel"], buckets=LATENCY_BUCKETS_S, registry=None)
         self.rate_limit_waits = Counter(
-            "rsn_rate_limit_waits", "Sends held back by the global rate limiter",
-            ["provider"], registry=None)
+            "rsn_rate_limit_waits", "Sends held back by the global rate limiter, by the "
+            "bucket that was empty (limit: tenant or provider) and the channel's provider",
+            ["limit", "provider"], registry=None)
         self.rate_limit_wait_seconds = Counter(
             "rsn_rate_limit_wait_seconds", "Summed wait imposed by the global rate limiter",
-            ["provider"], registry=None)
+            ["limit", "provider"], registry=None)
         self.events = Counter(
             "rsn_events", "Events ingested, by disposition (notified, stale, repeat, "
             "no_channel, duplicate, rejected)", ["disposition"], registry=None)
@@ -84,6 +85,13 @@ class _WorkerMetrics:
         self.superseded = Counter(
             "rsn_deliveries_superseded", "Waiting deliveries skipped because a newer "
             "milestone superseded them", registry=None)
+        self.breaker_open = Gauge(
+            "rsn_provider_breaker_open", "1 while a provider's circuit breaker holds it "
+            "paused in at least one live worker process", ["provider"],
+            multiprocess_mode="livemax", registry=None)
+        self.breaker_trips = Counter(
+            "rsn_provider_breaker_trips", "Times a provider's circuit breaker opened "
+            "(re-opening after a failed trial call included)", ["provider"], registry=None)
 
 
 class _State:
@@ -146,6 +154,8 @@ def observe_deliver(channel: str, outcome: Any) -> None:
             m.latency.labels(channel).observe(max(0.0, float(seconds)))
     except Exception:  # noqa: BLE001 - metrics never fail a task
         log.warning("deliver metrics dropped", exc_info=True)
+    for limit, provider, seconds in getattr(outcome, "throttle_waits", []) or []:
+        observe_rate_limit_wait(provider, seconds, limit)
 
 
 def observe_ingest(result: Any) -> None:
@@ -170,16 +180,30 @@ def observe_ingest(result: Any) -> None:
         log.warning("ingest metrics dropped", exc_info=True)
 
 
-def observe_rate_limit_wait(provider: str, seconds: float) -> None:
-    """One send held back by the global rate limiter for ``seconds``."""
+def observe_rate_limit_wait(provider: str, seconds: float, limit: str = "provider") -> None:
+    """One send to ``provider`` held back for ``seconds`` by the global rate limiter's
+    ``limit`` bucket (``tenant`` or ``provider``: see ``pipeline.deliver._throttle``)."""
     m = _worker_metrics()
     if m is None:
         return
     try:
-        m.rate_limit_waits.labels(provider).inc()
-        m.rate_limit_wait_seconds.labels(provider).inc(max(0.0, float(seconds)))
+        m.rate_limit_waits.labels(limit, provider).inc()
+        m.rate_limit_wait_seconds.labels(limit, provider).inc(max(0.0, float(seconds)))
     except Exception:  # noqa: BLE001 - metrics never fail a task
         log.warning("rate-limit metrics dropped", exc_info=True)
+
+
+def observe_breaker(provider: str, is_open: bool) -> None:
+    """A provider's circuit breaker opened or closed in this process (``channels.breaker``)."""
+    m = _worker_metrics()
+    if m is None:
+        return
+    try:
+        m.breaker_open.labels(provider).set(1 if is_open else 0)
+        if is_open:
+            m.breaker_trips.labels(provider).inc()
+    except Exception:  # noqa: BLE001 - metrics never fail a task
+        log.warning("breaker metrics dropped", exc_info=True)
 
 
 def _per_tenant() -> bool:

@@ -79,6 +79,9 @@ def create_app() -> FastAPI:
     from return_notify.api import preferences as preferences_api
 
     app.include_router(preferences_api.router)
+    from return_notify.api import stats as stats_api  # GET /v1/stats (principal key)
+
+    app.include_router(stats_api.router)
     from return_notify.metrics_api import instrument
 
     instrument(app)  # request metrics and GET /metrics

@@ -9,6 +9,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from return_notify.config.celery import INGEST_TASK
 from return_notify.errors import EventValidationError
+from return_notify.logging_setup import bind_task_ids, ids_or_list, log_context
 from return_notify.metrics import observe_ingest
 from return_notify.pipeline.ingest import IngestResult, ingest_batch, record_rejected
 from return_notify.storage.db import session_scope
@@ -45,8 +46,21 @@ def ingest(self: Any, events: list[Any]) -> dict[str, Any]:
     enqueue_deliveries(dict(result.deliveries), urgent=result.urgent)
     observe_ingest(result)
     summary = result.summary()
-    log.info("ingested %s", summary)
+    created = sorted(i for ids in result.deliveries.values() for i in ids)
+    with log_context(**ids_or_list("delivery_id", created)):
+        log.info("ingested %s", summary)
     return summary
+
+
+def _task_ids(args: Any, kwargs: Any) -> dict[str, Any]:
+    events = args[0] if args else kwargs.get("events")
+    events = events if isinstance(events, list) else [events]
+    return ids_or_list("event_id", [e["event_id"] for e in events
+                                    if isinstance(e, dict) and e.get("event_id")])
+
+
+# every line of an ingest task, Celery's own included, carries its event id(s)
+bind_task_ids(INGEST_TASK, _task_ids)
 
 
 def _one_by_one(events: list[Any]) -> IngestResult:

@@ -173,3 +173,46 @@ def test_stats_command_prints_the_kpis(svc: Any) -> None:
     assert data["kpis"]["filters"]["tenant"] == t
     out = run_cli("stats", "--tenant", t, "--since", "1h", env=svc.env())
     assert "Delivery success" in out and "Return funnel" in out
+
+
+def test_a_scope_keeps_only_returns_in_its_regions_and_categories(svc: Any) -> None:
+    # given: returns initiated in EU-DE (electronics), EU-FR (apparel), EUR and US
+    from return_notify.kpis import ReturnScope
+
+    t = uid("t-")
+    where = {"A": ("EU-DE", "electronics"), "B": ("eu-fr", "Apparel"), "C": ("EUR", "apparel"),
+             "D": ("US", "electronics")}
+    evs = []
+    for rid, (region, cat) in where.items():
+        evs.append(event("return_initiated", tenant=t, return_id=f"{rid}-{t}", region=region,
+                         product_category=cat, at=at("2026-03-04")))
+    evs.append(event("refund_processed", tenant=t, return_id=f"B-{t}", region="eu-fr",
+                     product_category="Apparel", at=at("2026-03-05")))
+    ingest(evs)
+    # when
+    eu = kpis(t, scope=ReturnScope(("EU",), ()))
+    eu_apparel = kpis(t, scope=ReturnScope(("EU",), ("apparel",)))
+    electronics = kpis(t, scope=ReturnScope((), ("electronics",)))
+    # then: EU covers its sub-regions (any case), not EUR; categories compare case-insensitively
+    assert eu["completion"]["total"]["initiated"] == 2 and eu["load"]["events"] == 3
+    assert {r["key"] for r in eu["success"]["by_region"]} == {"EU-DE", "eu-fr"}
+    assert eu_apparel["completion"]["total"] == {"initiated": 1, "completed": 1, "rejected": 0,
+                                                 "cancelled": 0, "rate": 1.0}
+    assert eu_apparel["filters"] == {"since": None, "tenant": t, "regions": ["EU"],
+                                     "categories": ["apparel"]}
+    assert {r["key"] for r in electronics["success"]["by_region"]} == {"EU-DE", "US"}
+    assert "regions" not in kpis(t)["filters"]  # `stats --json` keeps its shape
+
+
+def test_since_accepts_durations_and_iso_times() -> None:
+    from return_notify.kpis import parse_since
+
+    now = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
+    assert parse_since("15m", now) == now - timedelta(minutes=15)
+    assert parse_since("7d", now) == now - timedelta(days=7)
+    assert parse_since("2026-03-01T00:00:00") == datetime(2026, 3, 1, tzinfo=UTC)
+    assert parse_since(" ") is None
+    with pytest.raises(ValueError, match="15m, 2h, 7d"):
+        parse_since("last week")
+    with pytest.raises(ValueError, match="too far back"):
+        parse_since("99999999999999d")

@@ -138,17 +138,25 @@ def test_report_renders_in_headless_chromium(
     svc: Any, report_file: tuple[Path, str, dict[str, Any]], tmp_path: Path,
 ) -> None:
     # given
+    from return_notify.report_html import COLORS
+
     path, _, _ = report_file
     assert CHROMIUM is not None
+    source = Charts()
+    source.feed(path.read_text())
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"]
-    # when: the browser lays the page out and runs its measuring script
+             "--disable-dev-shm-usage", "--hide-scrollbars", "--force-color-profile=srgb",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    # when: the browser lays the page out and runs its measuring script, then paints it
     dom = subprocess.run([*flags, "--virtual-time-budget=5000", "--dump-dom", path.as_uri()],
                          capture_output=True, text=True, timeout=90)
     shot = tmp_path / "report.png"
-    subprocess.run([*flags, "--window-size=900,2600", f"--screenshot={shot}", path.as_uri()],
-                   capture_output=True, text=True, timeout=90)
-    # then: every chart drew its marks at a real size
+    # (at half scale: the page is laid out 900 px wide, the image is 450 px, quick to decode)
+    painted = subprocess.run([*flags, "--window-size=900,2000", "--force-device-scale-factor=0.5",
+                              f"--screenshot={shot}", path.as_uri()],
+                             capture_output=True, text=True, timeout=90)
+    # then: the browser laid out every mark of every chart at a real size
+    assert dom.returncode == 0, dom.stderr[-2000:]
     marker = 'data-rendered="'
     assert marker in dom.stdout, dom.stderr[-2000:]
     raw = dom.stdout.split(marker, 1)[1].split('"', 1)[0].replace("&quot;", '"')
@@ -156,19 +164,57 @@ def test_report_renders_in_headless_chromium(
     assert set(rendered) == {"throughput", "latency", "success", "funnel", "load"}
     for chart, r in rendered.items():
         assert r["marks"] > 0 and r["width"] > 300 and r["height"] > 40, (chart, r)
-    png = shot.read_bytes()
+    # bars with a value have an area: each is drawn (zero-width ones may be skipped)
+    for chart in ("success", "funnel"):
+        drawn = sum(1 for m in source.charts[chart] if float(m["data-value"]) > 0)
+        assert rendered[chart]["marks"] >= drawn > 0, (chart, rendered[chart])
+    # and painted: the screenshot has each bar chart's colour over a real area
+    assert painted.returncode == 0 and shot.exists(), painted.stderr[-2000:]
+    width, height, pixels = _png_rgb(shot.read_bytes())
+    assert (width, height) == (450, 1000)
+    counts: dict[bytes, int] = {}
+    for px in pixels:
+        counts[px] = counts.get(px, 0) + 1
+    for name in ("ok", "funnel", "load", "bar"):
+        rgb = bytes.fromhex(COLORS[name].lstrip("#"))
+        assert counts.get(rgb, 0) > 300, (name, COLORS[name], counts.get(rgb, 0))
+    assert len(counts) > 40  # text, axes, bars and lines: not a blank page
+
+
+def _png_rgb(png: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and the RGB triples of an 8-bit, non-interlaced RGB or RGBA PNG (what
+    chromium writes), scanline filters undone: enough to tell which colours were painted."""
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(_png_pixels(png)) > 40  # many colours: text, bars and lines, not a blank page
-
-
-def _png_pixels(png: bytes) -> set[bytes]:
-    """Distinct 3-byte runs of the decompressed image data (enough to tell blank pages)."""
-    pos, idat = 8, b""
+    pos, idat, header = 8, b"", b""
     while pos < len(png):
         length = int.from_bytes(png[pos:pos + 4], "big")
-        kind = png[pos + 4:pos + 8]
-        if kind == b"IDAT":
-            idat += png[pos + 8:pos + 8 + length]
+        kind, body = png[pos + 4:pos + 8], png[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            idat += body
         pos += 12 + length
-    raw = zlib.decompress(idat)
-    return {raw[i:i + 3] for i in range(0, min(len(raw), 3_000_000), 3)}
+    width, height = int.from_bytes(header[0:4], "big"), int.from_bytes(header[4:8], "big")
+    depth, color_type, interlace = header[8], header[9], header[12]
+    assert depth == 8 and color_type in (2, 6) and interlace == 0, header
+    bpp = 3 if color_type == 2 else 4
+    raw, stride = zlib.decompress(idat), width * bpp
+    prev, pixels = bytearray(stride), []
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + b) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 0xFF
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+        pixels.extend(bytes(line[x:x + 3]) for x in range(0, stride, bpp))
+        prev = line
+    return width, height, pixels

@@ -75,6 +75,13 @@ def test_recipients_are_masked_in_messages_context_and_tracebacks(
     assert "b***@shop.example" in str(out[1]["exc_info"])
 
 
+def test_scrub_masks_percent_encoded_recipients_in_urls() -> None:
+    line = '10.0.0.1:5 - "GET /v1/x?email=ana.lopez%40example.com&to=%2B14155550123 HTTP/1.1" 200'
+    assert scrub(line) == ('10.0.0.1:5 - "GET /v1/x?email=a***%40example.com&to=%2B1******0123 '
+                           'HTTP/1.1" 200')
+    assert scrub("progress 100%25 of %2B5") == "progress 100%25 of %2B5"
+
+
 def test_scrub_leaves_ordinary_text_alone() -> None:
     assert scrub("delivery 12 sent in 3 ms (+5 retries)") == "delivery 12 sent in 3 ms (+5 retries)"
     assert scrub("https://x.example/track?id=RMA-1") == "https://x.example/track?id=RMA-1"
@@ -121,3 +128,103 @@ def test_plain_text_logs_are_masked_too() -> None:
     logger.warning("to %s", "+447700900123")
     logger.handlers = []
     assert stream.getvalue().strip() == "to +4*******0123"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put the root logger and the SDK loggers back as they were."""
+    from return_notify.logging_setup import SDK_LOGGERS
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level,
+             {n: logging.getLogger(n).level for n in (*SDK_LOGGERS, "uvicorn", "uvicorn.access")})
+    try:
+        yield
+    finally:
+        root.handlers, root.level = saved[0], saved[1]
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+
+
+def test_setup_logging_drops_the_twilio_sdks_request_lines(
+    restore_logging: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given: the API/CLI logging, at DEBUG even
+    from return_notify.logging_setup import setup_logging
+
+    setup_logging("DEBUG", json_logs=True)
+    # when: the SDK logs a request as it does for every call (headers at INFO)
+    sdk = logging.getLogger("twilio.http_client")
+    sdk.info("Headers:")
+    sdk.info("User-Agent : twilio-python/9 (Linux x86_64) Python/3.11")
+    logging.getLogger("python_http_client.client").debug("HEADERS: {'Authorization': 'Bearer SG.x'}")
+    sdk.warning("twilio answered 503")
+    logging.getLogger("return_notify.test").debug("ours")
+    # then: its warnings still show, its request details do not
+    out = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [o["message"] for o in out] == ["twilio answered 503", "ours"]
+
+
+def test_celery_logging_signal_quiets_the_sdk_loggers_too(restore_logging: None) -> None:
+    from celery.signals import after_setup_logger
+
+    logging.getLogger("twilio.http_client").setLevel(logging.NOTSET)
+    logger = logging.getLogger("rsn.test.celery-sdk")
+    logger.handlers, logger.propagate = [logging.StreamHandler(io.StringIO())], False
+    try:
+        after_setup_logger.send(sender=None, logger=logger, loglevel=logging.DEBUG, logfile=None,
+                                format="%(message)s", colorize=False)
+    finally:
+        logger.handlers = []
+    assert not logging.getLogger("twilio.http_client").isEnabledFor(logging.INFO)
+
+
+def test_uvicorn_log_config_writes_its_lines_as_json_with_the_ids(
+    restore_logging: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given: the config `return-notify api` hands uvicorn (applied in every server process)
+    import logging.config
+
+    from return_notify.logging_setup import uvicorn_log_config
+
+    logging.config.dictConfig(uvicorn_log_config("info", json_logs=True))
+    # when
+    logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "10.0.0.1:5000", "GET",
+                                             "/v1/returns/RMA-1", "1.1", 200)
+    with log_context(event_id="wms-9"):
+        logging.getLogger("return_notify.api.events").warning("publish to %s failed",
+                                                              "ana@example.com")
+    logging.getLogger("twilio.http_client").info("-- BEGIN Twilio API Request --")
+    # then
+    out = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(o["logger"], o["event_id"]) for o in out] == [
+        ("uvicorn.access", None), ("return_notify.api.events", "wms-9")]
+    assert out[0]["message"] == '10.0.0.1:5000 - "GET /v1/returns/RMA-1 HTTP/1.1" 200'
+    assert out[1]["message"] == "publish to a***@example.com failed"
+
+
+def test_a_tasks_ids_are_bound_from_prerun_to_postrun(
+    json_log: tuple[logging.Logger, io.StringIO],
+) -> None:
+    # given: ids read from a task's arguments, as the deliver task registers them
+    from celery.signals import task_postrun, task_prerun
+
+    from return_notify.logging_setup import bind_task_ids, ids_or_list
+
+    logger, stream = json_log
+    bind_task_ids("rsn.test.task", lambda args, kw: {"channel": args[0],
+                                                     **ids_or_list("delivery_id", args[1])})
+    task = type("Task", (), {"name": "rsn.test.task"})()
+    # when: Celery runs it (prerun, the body and its own "succeeded" line, postrun)
+    for ids in ([7], [8, 9]):
+        task_prerun.send(sender=task, task_id=f"t{ids[0]}", task=task, args=("sms", ids),
+                         kwargs={})
+        logger.info("in the task")
+        task_postrun.send(sender=task, task_id=f"t{ids[0]}", task=task, args=("sms", ids),
+                          kwargs={}, retval=None, state="SUCCESS")
+        logger.info("after it")
+    # then
+    out = lines(stream)
+    assert [(o["delivery_id"], o.get("delivery_ids"), o.get("channel")) for o in out] == [
+        (7, None, "sms"), (None, None, None), (None, [8, 9], "sms"), (None, None, None)]
+    assert current_context() == {}

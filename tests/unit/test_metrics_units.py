@@ -69,6 +69,7 @@ import os
 from return_notify.metrics import observe_rate_limit_wait
 observe_rate_limit_wait("twilio", 0.25)
 observe_rate_limit_wait("twilio", 0.5)
+observe_rate_limit_wait("twilio", 2.0, "tenant")
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 r = CollectorRegistry()
@@ -78,8 +79,9 @@ print(generate_latest(r).decode())
     env = {**os.environ, "RSN_METRICS_PORT": "9999", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, timeout=60).stdout
-    assert 'rsn_rate_limit_waits_total{provider="twilio"} 2.0' in out
-    assert 'rsn_rate_limit_wait_seconds_total{provider="twilio"} 0.75' in out
+    assert 'rsn_rate_limit_waits_total{limit="provider",provider="twilio"} 2.0' in out
+    assert 'rsn_rate_limit_wait_seconds_total{limit="provider",provider="twilio"} 0.75' in out
+    assert 'rsn_rate_limit_waits_total{limit="tenant",provider="twilio"} 1.0' in out
 
 
 def test_hooks_are_no_ops_without_a_metrics_port() -> None:
