@@ -63,8 +63,8 @@ class _WorkerMetrics:
             "rsn_tenant_deliveries", "Deliveries processed, by tenant and call outcome",
             ["tenant", "channel", "outcome"], registry=None)
         self.provider_seconds = Histogram(
-            "rsn_provider_call_seconds", "Provider call duration (a batch sent in parallel "
-            "records its wall time divided by its messages)", ["channel", "provider"],
+            "rsn_provider_call_seconds", "Provider call duration, each call timed on its own "
+            "(a provider with a batch API: its call's time divided by its messages)", ["channel", "provider"],
             buckets=PROVIDER_BUCKETS_S, registry=None)
         self.latency = Histogram(
             "rsn_notification_latency_seconds", "Time from the event's occurred_at to the "

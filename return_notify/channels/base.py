@@ -7,6 +7,7 @@ database: the deliver task owns retries, rate limits and the record of every att
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,11 +48,23 @@ class Channel(ABC):
     #: provider name recorded on deliveries and attempts ("sandbox", "sendgrid", ...)
     provider: str = "base"
     channel: str = ""
-    #: provider calls in flight at once in ``send_many``: network providers wait on I/O,
-    #: so a batch is sent by a small thread pool (set from ``RSN_PROVIDER_CONCURRENCY``)
-    max_parallel: int = 1
+    _max_parallel: int = 1
     _pool: ThreadPoolExecutor | None = None
     _pool_lock = threading.Lock()
+
+    @property
+    def max_parallel(self) -> int:
+        """Provider calls in flight at once in ``send_many``: network providers wait on I/O,
+        so a batch is sent by a thread pool (set from ``RSN_PROVIDER_CONCURRENCY``)."""
+        return self._max_parallel
+
+    @max_parallel.setter
+    def max_parallel(self, value: int) -> None:
+        self._max_parallel = max(1, int(value))
+        self.resize_connections(self._max_parallel)
+
+    def resize_connections(self, size: int) -> None:
+        """Keep ``size`` keep-alive connections to the provider (HTTP providers override)."""
 
     @abstractmethod
     def send(self, message: OutboundMessage) -> SendResult:
@@ -66,9 +79,32 @@ class Channel(ABC):
         Providers with a batch API override this; the default sends one by one and turns
         unexpected exceptions into ``TransientError`` so one bad message never sinks a batch.
         """
+        return [result for result, _ in self.send_many_timed(messages)]
+
+    def send_many_timed(
+        self, messages: Sequence[OutboundMessage]
+    ) -> list[tuple[SendResult | DeliveryError, float]]:
+        """``send_many`` with how long each message's provider call took, in ms.
+
+        Calls made one by one (in parallel or not) are timed each; a provider that sends a
+        whole batch in one call (``send_many`` overridden) gets the batch's time divided by
+        its messages.
+        """
+        if not messages:
+            return []
+        if type(self).send_many is not Channel.send_many:
+            t0 = time.perf_counter()
+            results = self.send_many(messages)
+            ms = (time.perf_counter() - t0) * 1000.0 / len(messages)
+            return [(result, ms) for result in results]
         if self.max_parallel > 1 and len(messages) > 1:
-            return list(self._executor().map(self._send_one, messages))
-        return [self._send_one(m) for m in messages]
+            return list(self._executor().map(self._send_one_timed, messages))
+        return [self._send_one_timed(m) for m in messages]
+
+    def _send_one_timed(self, message: OutboundMessage) -> tuple[SendResult | DeliveryError, float]:
+        t0 = time.perf_counter()
+        result = self._send_one(message)
+        return result, (time.perf_counter() - t0) * 1000.0
 
     def _send_one(self, message: OutboundMessage) -> SendResult | DeliveryError:
         try:

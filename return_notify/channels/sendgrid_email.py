@@ -42,6 +42,7 @@ from sendgrid.helpers.mail import (
 )
 
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
+from return_notify.channels.http_transport import PooledSendGridClient
 from return_notify.channels.smtp_email import EmailIdentity, extra_headers
 from return_notify.errors import DeliveryError, PermanentError, RateLimitedError, TransientError
 from return_notify.masking import mask
@@ -102,7 +103,19 @@ class SendGridChannel(Channel):
     ) -> None:
         self._identity = identity
         self._client = SendGridAPIClient(api_key=api_key, host=base_url.rstrip("/"))
-        self._client.client.timeout = timeout_s  # the SDK default is None: wait forever
+        # the SDK's client, with pooled keep-alive connections (see http_transport)
+        self._http = PooledSendGridClient(
+            host=self._client.host, request_headers=self._client.client.request_headers,
+            version=3, timeout=timeout_s,  # the SDK default is None: wait forever
+            pool_size=self.max_parallel)
+        self._client.client = self._http
+
+    def resize_connections(self, size: int) -> None:
+        self._http.pool.resize(size)
+
+    def close(self) -> None:
+        super().close()
+        self._http.pool.close()
 
     def build_mail(self, message: OutboundMessage) -> Mail:
         ident = self._identity

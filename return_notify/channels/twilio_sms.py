@@ -1,7 +1,9 @@
 """SMS through Twilio's Programmable Messaging API with the official ``twilio`` SDK.
 
-The SDK has no base-URL option and no default timeout. The client gets an explicit
-``TwilioHttpClient(timeout=...)`` and ``client.api.base_url = RSN_TWILIO_BASE_URL``; its
+The SDK has no base-URL option and no default timeout. The client gets an explicit HTTP
+client (``http_transport.PooledTwilioHttpClient``: the SDK's ``HttpClient`` interface over
+pooled keep-alive connections, with the timeout) and ``client.api.base_url =
+RSN_TWILIO_BASE_URL``; its
 ``edge``/``region`` are cleared because ``TWILIO_EDGE``/``TWILIO_REGION`` from the
 environment would rewrite that host (``127.0.0.1`` → ``127.dublin.ie1.0.1``).
 
@@ -19,17 +21,13 @@ every other 4xx → ``PermanentError`` with ``code`` = the Twilio error code.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
-from typing import Any
 
-import requests
 from twilio.base.exceptions import TwilioException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.http.response import Response
 from twilio.rest import Client
 
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
+from return_notify.channels.http_transport import PooledTwilioHttpClient
 from return_notify.channels.segments import fit_to_segments
 from return_notify.errors import DeliveryError, PermanentError, RateLimitedError, TransientError
 from return_notify.masking import mask
@@ -37,26 +35,6 @@ from return_notify.masking import mask
 logger = logging.getLogger(__name__)
 
 STATUS_CALLBACK_PATH = "/v1/webhooks/twilio/status"
-
-
-class _HeaderKeepingHttpClient(TwilioHttpClient):
-    """``TwilioHttpClient`` that remembers, per thread, the last response's headers.
-
-    ``TwilioRestException`` carries no headers, and ``Retry-After`` lives there.
-    """
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__(timeout=timeout)
-        self._local = threading.local()
-
-    def request(self, *args: Any, **kwargs: Any) -> Response:
-        self._local.headers = {}
-        response = super().request(*args, **kwargs)
-        self._local.headers = response.headers or {}
-        return response
-
-    def last_headers(self) -> Mapping[str, str]:
-        return getattr(self._local, "headers", {})
 
 
 def _retry_after_s(headers: Mapping[str, str]) -> float | None:
@@ -91,11 +69,17 @@ class TwilioChannel(Channel):
         self._service = messaging_service_sid
         self._max_segments = max_segments
         self._status_callback = public_base_url.rstrip("/") + STATUS_CALLBACK_PATH
-        self._http = _HeaderKeepingHttpClient(timeout=timeout_s)
+        self._base_url = base_url.rstrip("/")
+        # the SDK's HttpClient interface over pooled keep-alive connections (http_transport)
+        self._http = PooledTwilioHttpClient(self._base_url, timeout=timeout_s,
+                                            pool_size=self.max_parallel)
         self._client = Client(account_sid, auth_token, http_client=self._http)
         self._client.edge = None  # TWILIO_EDGE / TWILIO_REGION would rewrite base_url's host
         self._client.region = None
-        self._client.api.base_url = base_url.rstrip("/")
+        self._client.api.base_url = self._base_url
+
+    def resize_connections(self, size: int) -> None:
+        self._http.pool.resize(size)
 
     def send(self, message: OutboundMessage) -> SendResult:
         body = fit_to_segments(message.text, self._max_segments)
@@ -114,7 +98,7 @@ class TwilioChannel(Channel):
             )
         except TwilioException as exc:
             raise self._log(message, self._classify(exc)) from exc
-        except requests.RequestException as exc:  # timeouts, refused and reset connections
+        except OSError as exc:  # timeouts, refused and reset connections
             error = TransientError(f"Twilio unreachable: {type(exc).__name__}: {exc}",
                                    code="connection", provider=self.provider)
             raise self._log(message, error) from exc
@@ -141,5 +125,5 @@ class TwilioChannel(Channel):
         return error
 
     def close(self) -> None:
-        if self._http.session is not None:
-            self._http.session.close()
+        super().close()
+        self._http.pool.close()
