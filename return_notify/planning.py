@@ -68,12 +68,18 @@ class PolicySettings(BaseSettings):
     policy_cache_s: float = Field(default=30.0, ge=0, description="per-process cache TTL")
 
     def default_quiet_hours(self) -> QuietHoursConfig:
-        chans = tuple(c.strip() for c in self.quiet_hours_channels.split(",") if c.strip())
-        return QuietHoursConfig(allowed=self.quiet_hours_allowed, channels=chans,
-                                enabled=self.quiet_hours_enabled)
+        return _quiet_hours_config(self.quiet_hours_allowed, self.quiet_hours_channels,
+                                   self.quiet_hours_enabled)
 
     def default_throttle(self) -> ThrottleConfig:
         return ThrottleConfig.from_spec(self.throttle_min_intervals, self.digest_windows)
+
+
+@lru_cache(maxsize=16)
+def _quiet_hours_config(allowed: Any, channels: str, enabled: bool) -> QuietHoursConfig:
+    """Validated once per value: it is asked for every row of every batch."""
+    chans = tuple(c.strip() for c in channels.split(",") if c.strip())
+    return QuietHoursConfig(allowed=allowed, channels=chans, enabled=enabled)
 
 
 @lru_cache(maxsize=1)
@@ -290,6 +296,9 @@ def quiet_hours_holds(
             for r in rows}
     stored = load_preferences(session, keys.values(), settings.preferences_cache_s)
     out: dict[int, datetime] = {}
+    # one batch shares ``at``: the answer depends only on the window and the zones, which
+    # most rows of a batch have in common
+    memo: dict[tuple[Window, tuple[str, ...]], datetime | None] = {}
     for r in rows:
         customer = r.payload.get("customer") or {}
         prefs = effective_preferences(stored.get(keys[r.id]), data=r.payload.get("data"),
@@ -299,7 +308,10 @@ def quiet_hours_holds(
             policies[r.tenant_id], settings, region=r.region, channel=channel,
             milestone=r.milestone, timezone=prefs.timezone, phone=customer.get("phone"))
         if window is not None:
-            later = next_allowed_all(at, zones, window)
+            key = (window, tuple(zones))
+            if key not in memo:
+                memo[key] = next_allowed_all(at, zones, window)
+            later = memo[key]
             if later is not None:
                 out[r.id] = later
     return out

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -273,6 +274,7 @@ def next_allowed_all(now_utc: datetime, zones: Iterable[str], window: Window) ->
 
 # --------------------------------------------------------------------- time zones ------
 
+@lru_cache(maxsize=1024)
 def valid_timezone(name: str) -> bool:
     try:
         ZoneInfo(name)
@@ -299,8 +301,10 @@ US_CONTINENTAL: tuple[str, ...] = (_E, _C, _M, _P)
 _MAX_PHONE_ZONES = 4  # more than that: a non-geographic number (toll-free, mobile range)
 
 
+@lru_cache(maxsize=8192)
 def phone_zones(phone: str | None) -> tuple[str, ...]:
-    """Time zones of a number's area code (``phonenumbers``, optional); () when unknown."""
+    """Time zones of a number's area code (``phonenumbers``, optional); () when unknown.
+    Cached: parsing a number costs more than the rest of a quiet-hours check."""
     if not phone:
         return ()
     try:

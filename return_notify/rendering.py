@@ -358,3 +358,30 @@ def known_templates() -> list[tuple[str, str]]:
             channel, milestone, part = match.groups()
             present.setdefault((channel, milestone), set()).add(part)
     return sorted(key for key, parts in present.items() if set(PARTS[key[0]]) <= parts)
+
+
+def warm(locales: tuple[str, ...] | None = None) -> int:
+    """Compile every packaged template and load each locale's formats; returns renders done.
+
+    A worker calls this in its parent process before the pool forks (``worker_init``), so
+    each pool process starts with compiled templates and loaded locale data instead of
+    spending its first seconds of a peak compiling them (copy-on-write memory after fork).
+    A template that fails here is logged and left for the send to report.
+    """
+    from return_notify.events import Milestone
+    from return_notify.template_samples import sample_context
+
+    languages = locales or (DEFAULT_LOCALE, *sorted(
+        p.name for p in TEMPLATE_DIR.iterdir() if p.is_dir() and p.name not in PARTS
+        and p.name != "layouts"))
+    done = 0
+    for milestone in Milestone:
+        for locale in languages:
+            context = sample_context(milestone.value, locale=locale)
+            for channel in PARTS:
+                try:
+                    render(channel, milestone.value, context, locale=locale)
+                    done += 1
+                except TemplateRenderError:
+                    continue
+    return done

@@ -7,8 +7,16 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_process_shutdown, worker_ready
+from celery.signals import (
+    celeryd_after_setup,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+)
 
+# connects the logging signals (JSON lines, ids, masking) in every process of this app:
+# workers, beat and the tools that start them
+from return_notify import logging_setup as _logging_setup  # noqa: F401
 from return_notify.config.celery import DELIVER_TASK, celery_config
 from return_notify.config.settings import get_settings
 
@@ -82,6 +90,57 @@ def _announce_ready(**_: Any) -> None:
     if path:
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(str(os.getpid()))
+
+
+@celeryd_after_setup.connect
+def _warm_templates(instance: Any = None, **_: Any) -> None:
+    """Compile the packaged templates once in the parent, before the pool forks (this
+    signal comes after logging is set up and the -Q queues are chosen, before the pool).
+
+    Every pool process (and every replacement after ``max_tasks_per_child``) then starts
+    warm instead of spending ~2 s of CPU compiling them in the middle of a peak. Only a
+    worker that consumes a channel queue renders; ``RSN_WARM_TEMPLATES=false`` skips it.
+    """
+    if os.environ.get("RSN_WARM_TEMPLATES", "true").strip().lower() in ("0", "false", "no"):
+        return
+    try:
+        queues = set(instance.app.amqp.queues.consume_from or {}) if instance is not None else set()
+    except Exception:  # noqa: BLE001 - no queue information: warm anyway
+        queues = set()
+    if queues and not queues & {"email", "sms", "inapp"}:
+        return
+    from return_notify.rendering import warm
+
+    try:
+        log.info("templates warmed before fork: %d renders", warm())
+        _prime_provider_sdks()
+        from sqlalchemy.orm import configure_mappers
+
+        from return_notify.pipeline import deliver  # noqa: F401 - imports every model
+
+        configure_mappers()  # else each pool process configures them on its first batch
+    except Exception:  # noqa: BLE001 - a send reports a broken template; never block start
+        log.warning("template warm-up failed", exc_info=True)
+
+
+def _prime_provider_sdks() -> None:
+    """Import the provider SDKs and their lazily loaded parts (Twilio's Messages resource,
+    SendGrid's Mail helpers) in the parent, without credentials and without a connection:
+    these throwaway clients only load code, which the forked pool processes then share."""
+    from return_notify.channels.base import OutboundMessage
+    from return_notify.channels.sendgrid_email import SendGridChannel
+    from return_notify.channels.smtp_email import EmailIdentity
+    from return_notify.channels.twilio_sms import TwilioChannel
+
+    sms = TwilioChannel("AC" + "0" * 32, "unused", from_number="+10000000000",
+                        base_url="http://127.0.0.1:9")
+    _ = sms._client.messages  # noqa: SLF001 - resolves the SDK's lazy resource modules
+    email = SendGridChannel("SG.unused", EmailIdentity("warm@example.com"),
+                            base_url="http://127.0.0.1:9")
+    email.build_mail(OutboundMessage(0, "email", "warm@example.com", "text", subject="s",
+                                     html="<p>html</p>")).get()
+    sms.close()
+    email.close()
 
 
 @worker_process_init.connect
