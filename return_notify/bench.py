@@ -64,7 +64,7 @@ def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
     from return_notify.producer import publish_raw_batches
     from return_notify.runner import start_worker
     from return_notify.sample_data import make_stream, stamp
-    from return_notify.services import servers
+    from return_notify.services import scratch_database, servers
 
     console = Console(stderr=True)
     tag = uuid.uuid4().hex[:8]
@@ -73,7 +73,7 @@ def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
     os.environ["RSN_REDIS_KEY_PREFIX"] = prefix
     reset_settings()
     result: dict[str, Any] = {"events": n_events, "worker_processes": workers, "noop_tasks": n_noop}
-    with servers() as ep:
+    with servers() as served, scratch_database(served) as ep:  # an empty database per run
         from return_notify.storage.db import dispose_engine, session_scope
         from return_notify.storage.migrate import upgrade
 

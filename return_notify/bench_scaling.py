@@ -165,13 +165,13 @@ def _run_levels(concurrency: list[int], latency_ms: float, workers: int, pool: s
     from return_notify.producer import publish_raw_batches
     from return_notify.runner import start_worker, stop_process
     from return_notify.sample_data import make_stream, stamp
-    from return_notify.services import servers
+    from return_notify.services import scratch_database, servers
 
     console = Console(stderr=True)
     tag = uuid.uuid4().hex[:8]
     logdir = tempfile.mkdtemp(prefix="rsn-scale-")
     levels: list[Level] = []
-    with servers() as ep:
+    with servers() as served, scratch_database(served) as ep:  # an empty database per run
         from return_notify.storage.db import dispose_engine, session_scope
         from return_notify.storage.migrate import upgrade
 
