@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -47,17 +47,14 @@ def _print_json(data: Any) -> None:
 
 
 def _parse_since(since: str | None) -> datetime | None:
-    if not since:
-        return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if since[-1] in units and since[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(seconds=int(since[:-1]) * units[since[-1]])
+    """``--since`` as the API's ``since`` reads it (``kpis.parse_since``); exit 1 if bad."""
+    from return_notify.kpis import parse_since
+
     try:
-        dt = datetime.fromisoformat(since)
-    except ValueError:
-        _fail(f"--since {since!r}: use a duration like 15m, 2h, 7d or an ISO timestamp")
+        return parse_since(since)
+    except ValueError as exc:
+        _fail(f"--{exc}")
         raise
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 # ------------------------------------------------------------------ services ----------
@@ -409,19 +406,31 @@ def dlq_replay_cmd(
 def stats(
     since: Annotated[str | None, typer.Option(help="e.g. 15m, 24h, 7d or an ISO time.")] = None,
     tenant: Annotated[str | None, typer.Option()] = None,
+    region: Annotated[str | None, typer.Option(
+        help="KPIs of returns in this region and its sub-regions only, e.g. EU.")] = None,
+    category: Annotated[str | None, typer.Option(
+        help="KPIs of returns of this product category only.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Counts by channel and state, latencies, and the business KPIs (success rate by
-    channel/provider/tenant/region, completion rate, funnel, engagement, load pattern)."""
+    channel/provider/tenant/region, completion rate, funnel, engagement, load pattern).
+    --region/--category narrow the KPIs as GET /v1/stats does."""
     _require_urls()
-    from return_notify.kpis import compute_kpis
+    from return_notify.kpis import ReturnScope, compute_kpis
     from return_notify.pipeline.stats import pipeline_stats
+    from return_notify.rules import normalize_category, normalize_region
     from return_notify.storage.db import session_scope
 
     since_at = _parse_since(since)
+    try:
+        reg, cat = normalize_region(region), normalize_category(category)
+    except ValueError as exc:
+        _fail(str(exc))
+        raise
+    scope = ReturnScope((reg,) if reg else (), (cat,) if cat else ())
     with session_scope() as s:
         data = pipeline_stats(s, since=since_at, tenant=tenant)
-        data["kpis"] = compute_kpis(s, since=since_at, tenant=tenant)
+        data["kpis"] = compute_kpis(s, since=since_at, tenant=tenant, scope=scope or None)
     if json_out:
         _print_json(data)
         return

@@ -138,6 +138,32 @@ def test_a_regional_manager_sees_only_its_regions(client: TestClient, world: Wor
     assert {r["key"] for r in us["success"]["by_region"]} == {"US"}
 
 
+def test_the_cli_narrows_by_region_and_category_like_the_api(
+    client: TestClient, world: World, api_env: ApiEnv,
+) -> None:
+    env = {**os.environ, "RSN_DATABASE_URL": api_env.database_url,
+           "RSN_BROKER_URL": api_env.broker_url, "RSN_REDIS_KEY_PREFIX": api_env.prefix}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "return_notify.cli", "stats", "--json",
+                               "--tenant", world.slug, *args], env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    # when: the owner narrows to EU, as `GET /v1/stats?region=EU` does
+    eu = cli("--region", "eu")
+    api = get(client, world.keys["owner"], region="EU")
+    # then: the same KPIs, only EU-DE and eu-fr
+    assert eu.returncode == 0, eu.stderr
+    printed = json.loads(eu.stdout)["kpis"]
+    assert printed == api.json() == kpis(world.slug, scope=ReturnScope(("EU",), ()))
+    assert {r["key"] for r in printed["success"]["by_region"]} == {"EU-DE", "eu-fr"}
+    # bad input: a clear error and exit 1, nothing printed as JSON
+    bad_since, bad_region = cli("--since", "yesterday"), cli("--region", "EU--DE")
+    assert bad_since.returncode == 1 and "use a duration like 15m" in bad_since.stderr
+    assert bad_region.returncode == 1 and "EU--DE" in bad_region.stderr
+    assert bad_since.stdout == bad_region.stdout == ""
+
+
 def test_a_category_manager_sees_only_its_categories(client: TestClient, world: World) -> None:
     body = get(client, world.keys["elec"]).json()
     assert body == kpis(world.slug, scope=ReturnScope((), ("electronics",)))
