@@ -52,6 +52,11 @@ class ApiEnv:
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.broker_url)
 
+    def env(self, **extra: str) -> dict[str, str]:
+        """Environment for a worker or CLI process on this module's database and prefix."""
+        return {"RSN_DATABASE_URL": self.database_url, "RSN_BROKER_URL": self.broker_url,
+                "RSN_REDIS_KEY_PREFIX": self.prefix, **extra}
+
     def queued_events(self) -> list[dict[str, Any]]:
         """Events in the ``events`` queue (decoded Celery messages), oldest first."""
         r = self.redis()
@@ -265,3 +270,38 @@ def sendgrid_headers(env: ApiEnv, body: bytes, timestamp: int) -> dict[str, str]
     return {"Content-Type": "application/json",
             "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(sig).decode(),
             "X-Twilio-Email-Event-Webhook-Timestamp": ts}
+
+
+# ------------------------------------------------------------------ principals ----------
+
+#: The principals an RBAC test gives its tenant: name -> (role, regions, categories).
+PRINCIPALS: dict[str, tuple[str, list[str], list[str]]] = {
+    "owner": ("owner", [], []), "admin": ("admin", [], []),
+    "eu": ("regional_manager", ["EU"], []), "us": ("regional_manager", ["US"], []),
+    "elec": ("category_manager", [], ["electronics"]),
+    "app": ("category_manager", [], ["apparel"]), "viewer": ("viewer", [], []),
+}
+
+
+def make_principals(tenant_id: int, slug: str, names: Iterator[str] | tuple[str, ...] | None = None,
+                    ) -> tuple[dict[str, str], dict[str, int]]:
+    """Create ``PRINCIPALS`` (or those of ``names``) as an operator: (keys, ids) by name."""
+    from return_notify.principals import create_principal, operator
+    from return_notify.storage.db import session_scope
+
+    keys: dict[str, str] = {}
+    ids: dict[str, int] = {}
+    with session_scope() as s:
+        op = operator(tenant_id, slug, "test")
+        for name in (names if names is not None else PRINCIPALS):
+            role, regions, cats = PRINCIPALS[name]
+            created, keys[name] = create_principal(s, op, name, role, regions, cats)
+            ids[name] = created["id"]
+    return keys, ids
+
+
+def call(client: TestClient, key: str, method: str, path: str, body: Any = None,
+         params: dict[str, Any] | None = None) -> Any:
+    """``client`` request with a principal key."""
+    return client.request(method, path, json=body, params=params,
+                          headers={"Authorization": f"Bearer {key}"})

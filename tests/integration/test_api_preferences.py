@@ -19,7 +19,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.integration.api_fixtures import PUBLIC_BASE_URL, ApiEnv, api_env, make_tenant  # noqa: F401
+from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
+    PUBLIC_BASE_URL,
+    ApiEnv,
+    api_env,
+    make_principals,
+    make_tenant,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -97,11 +103,7 @@ def test_invalid_preferences_are_422_with_the_field(api: TestClient, bad: dict[s
 
 # ------------------------------------------------------------------ RBAC world ---------
 
-PRINCIPALS = {
-    "owner": ("owner", [], []), "admin": ("admin", [], []),
-    "eu": ("regional_manager", ["EU"], []), "us": ("regional_manager", ["US"], []),
-    "elec": ("category_manager", [], ["electronics"]), "viewer": ("viewer", [], []),
-}
+WHO = ("owner", "admin", "eu", "us", "elec", "viewer")  # of api_fixtures.PRINCIPALS
 SEEDED = ("*", "EU", "EU-DE", "US", "US-TX")  # quiet-hours configs every world starts with
 
 
@@ -116,16 +118,14 @@ class World:
 def make_world() -> World:
     """A tenant with six principals and the quiet hours of ``SEEDED``, made by an operator."""
     from return_notify.policy_store import set_quiet_hours
-    from return_notify.principals import create_principal, operator
+    from return_notify.principals import operator
     from return_notify.quiet_hours import QuietHoursConfig
     from return_notify.storage.db import session_scope
 
     tid, slug, tenant_key = make_tenant()
-    keys: dict[str, str] = {}
+    keys, _ = make_principals(tid, slug, WHO)
     with session_scope() as s:
         op = operator(tid, slug, "test")
-        for name, (role, regions, cats) in PRINCIPALS.items():
-            _, keys[name] = create_principal(s, op, name, role, regions, cats)
         for region in SEEDED:
             set_quiet_hours(s, tid, region, QuietHoursConfig(allowed="08:00-21:00"), op.actor)
     return World(tid, slug, tenant_key, keys)

@@ -15,21 +15,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from return_notify.kpis import ReturnScope, compute_kpis
-from return_notify.principals import create_principal, operator
 from return_notify.storage.db import session_scope
 from tests.helpers import event
 from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
     ApiEnv,
     api_env,
     client,
+    make_principals,
     make_tenant,
 )
 
 pytestmark = pytest.mark.integration
-
-PRINCIPALS = {"owner": ("owner", [], []), "viewer": ("viewer", [], []),
-              "eu": ("regional_manager", ["EU"], []), "us": ("regional_manager", ["US"], []),
-              "elec": ("category_manager", [], ["electronics"])}
 
 
 @dataclass
@@ -56,11 +52,7 @@ def _drive(tenant: str, events: list[dict[str, Any]]) -> None:
 @pytest.fixture(scope="module")
 def world(api_env: ApiEnv) -> World:
     tid, slug, tenant_key = make_tenant()
-    keys = {}
-    with session_scope() as s:
-        for name, (role, regions, cats) in PRINCIPALS.items():
-            _, keys[name] = create_principal(s, operator(tid, slug, "test"), name, role,
-                                             regions, cats)
+    keys, _ = make_principals(tid, slug, ("owner", "viewer", "eu", "us", "elec"))
     at = datetime.now(UTC) - timedelta(minutes=5)
     evs = [event("label_created", tenant=slug, at=at) for _ in range(3)]  # US, apparel
     evs += [event("label_created", tenant=slug, at=at, region="EU-DE",
@@ -105,8 +97,7 @@ def test_an_owner_gets_the_kpis_of_its_tenant_as_the_cli_prints_them(
     cli = subprocess.run(
         [sys.executable, "-m", "return_notify.cli", "stats", "--json", "--tenant", world.slug,
          "--since", since],
-        env={**os.environ, "RSN_DATABASE_URL": api_env.database_url,
-             "RSN_BROKER_URL": api_env.broker_url, "RSN_REDIS_KEY_PREFIX": api_env.prefix},
+        env={**os.environ, **api_env.env()},
         capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0, cli.stderr
     printed = json.loads(cli.stdout)["kpis"]
@@ -141,8 +132,7 @@ def test_a_regional_manager_sees_only_its_regions(client: TestClient, world: Wor
 def test_the_cli_narrows_by_region_and_category_like_the_api(
     client: TestClient, world: World, api_env: ApiEnv,
 ) -> None:
-    env = {**os.environ, "RSN_DATABASE_URL": api_env.database_url,
-           "RSN_BROKER_URL": api_env.broker_url, "RSN_REDIS_KEY_PREFIX": api_env.prefix}
+    env = {**os.environ, **api_env.env()}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "return_notify.cli", "stats", "--json",

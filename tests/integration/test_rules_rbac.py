@@ -15,24 +15,21 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from return_notify.principals import create_principal, operator
+from return_notify.principals import operator
 from return_notify.rules_store import RuleSpec, create_rule
 from return_notify.storage.db import session_scope
 from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
+    PRINCIPALS,
     ApiEnv,
     api_env,
+    call,
     client,
+    make_principals,
     make_tenant,
 )
 
 pytestmark = pytest.mark.integration
 
-PRINCIPALS = {
-    "owner": ("owner", [], []), "admin": ("admin", [], []),
-    "eu": ("regional_manager", ["EU"], []), "us": ("regional_manager", ["US"], []),
-    "elec": ("category_manager", [], ["electronics"]),
-    "app": ("category_manager", [], ["apparel"]), "viewer": ("viewer", [], []),
-}
 RULES = {"us": ("US", None, ["sms"]), "eu": ("EU-DE", None, ["email"]),
          "elec": (None, "electronics", ["email"]), "app": (None, "apparel", ["inapp"])}
 EVERYONE = set(RULES)
@@ -50,12 +47,10 @@ class World:
 
 def make_world() -> World:
     tid, slug, tenant_key = make_tenant()
-    keys, pids, rules = {}, {}, {}
+    keys, pids = make_principals(tid, slug)
+    rules = {}
     with session_scope() as s:
         op = operator(tid, slug, "test")
-        for name, (role, regions, cats) in PRINCIPALS.items():
-            created, keys[name] = create_principal(s, op, name, role, regions, cats)
-            pids[name] = created["id"]
         for name, (region, cat, channels) in RULES.items():
             spec = RuleSpec.build("label_created", channels, region, cat)
             rules[name] = create_rule(s, tid, spec, op.actor).id
@@ -65,12 +60,6 @@ def make_world() -> World:
 @pytest.fixture
 def world(api_env: ApiEnv) -> World:
     return make_world()
-
-
-def call(client: TestClient, key: str, method: str, path: str, body: Any = None,
-         params: dict[str, Any] | None = None) -> Any:
-    return client.request(method, path, json=body, params=params,
-                          headers={"Authorization": f"Bearer {key}"})
 
 
 def rule_row(rule_id: int) -> dict[str, Any] | None:

@@ -44,9 +44,7 @@ SECRET = "e2e-carrier-secret-0123456789abcdef"
 
 @pytest.fixture(scope="module")
 def worker(api_env: ApiEnv, tmp_path_factory: Any) -> Iterator[Proc]:
-    env = {"RSN_BROKER_URL": api_env.broker_url, "RSN_DATABASE_URL": api_env.database_url,
-           "RSN_REDIS_KEY_PREFIX": api_env.prefix,
-           "RSN_PUBLIC_BASE_URL": os.environ["RSN_PUBLIC_BASE_URL"]}
+    env = api_env.env(RSN_PUBLIC_BASE_URL=os.environ["RSN_PUBLIC_BASE_URL"])
     proc = start_worker(env, concurrency=2, logdir=str(tmp_path_factory.mktemp("logs")))
     yield proc
     proc.stop(20)

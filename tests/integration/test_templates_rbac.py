@@ -17,26 +17,23 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from return_notify.principals import create_principal, operator
+from return_notify.principals import operator
 from return_notify.storage.db import session_scope
 from return_notify.template_scope import TemplateScope
 from return_notify.template_store import forget_tenant_templates, save_override
 from return_notify.template_validation import OverrideKey
 from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
+    PRINCIPALS,
     ApiEnv,
     api_env,
+    call,
     client,
+    make_principals,
     make_tenant,
 )
 
 pytestmark = pytest.mark.integration
 
-PRINCIPALS = {
-    "owner": ("owner", [], []), "admin": ("admin", [], []),
-    "eu": ("regional_manager", ["EU"], []), "us": ("regional_manager", ["US"], []),
-    "elec": ("category_manager", [], ["electronics"]),
-    "app": ("category_manager", [], ["apparel"]), "viewer": ("viewer", [], []),
-}
 TEMPLATES = {"us": TemplateScope("US"), "eu": TemplateScope("EU"),
              "elec": TemplateScope(None, "electronics"), "app": TemplateScope(None, "apparel"),
              "any": TemplateScope()}
@@ -61,12 +58,10 @@ class World:
 
 def make_world() -> World:
     tid, slug, tenant_key = make_tenant()
-    keys, pids, templates = {}, {}, {}
+    keys, pids = make_principals(tid, slug)
+    templates = {}
     with session_scope() as s:
         op = operator(tid, slug, "test")
-        for name, (role, regions, cats) in PRINCIPALS.items():
-            created, keys[name] = create_principal(s, op, name, role, regions, cats)
-            pids[name] = created["id"]
         for name, scope in TEMPLATES.items():
             version, _ = save_override(s, tid, KEY, source(name), op.actor, scope=scope)
             templates[name] = version.id
@@ -77,12 +72,6 @@ def make_world() -> World:
 @pytest.fixture
 def world(api_env: ApiEnv) -> World:
     return make_world()
-
-
-def call(client: TestClient, key: str, method: str, path: str, body: Any = None,
-         params: dict[str, Any] | None = None) -> Any:
-    return client.request(method, path, json=body, params=params,
-                          headers={"Authorization": f"Bearer {key}"})
 
 
 def scope_json(name: str) -> dict[str, Any]:

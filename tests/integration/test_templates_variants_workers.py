@@ -128,9 +128,8 @@ def test_a_variant_without_overrides_falls_back_to_the_default(api_env: ApiEnv) 
 def worker(api_env: ApiEnv, tmp_path_factory: Any) -> Iterator[Any]:
     from return_notify.runner import start_worker
 
-    env = {"RSN_DATABASE_URL": api_env.database_url, "RSN_BROKER_URL": api_env.broker_url,
-           "RSN_REDIS_KEY_PREFIX": api_env.prefix, "RSN_INAPP_PROVIDER": "sandbox"}
-    proc = start_worker(env, concurrency=2, logdir=str(tmp_path_factory.mktemp("logs")))
+    proc = start_worker(api_env.env(RSN_INAPP_PROVIDER="sandbox"), concurrency=2,
+                        logdir=str(tmp_path_factory.mktemp("logs")))
     yield proc
     proc.stop(20)
 
