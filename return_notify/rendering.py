@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 from jinja2.exceptions import TemplateNotFound
 
+from return_notify.channels.segments import to_gsm7
 from return_notify.template_errors import TemplateRenderError, wrap_error
 from return_notify.template_filters import (
     FILTERS,
@@ -249,13 +250,15 @@ def _part_vars(loc: str, chain: tuple[str, ...], localised: bool, tone: str | No
                              "ui": ui_strings(lang, tone)})
 
 
-def _finish(channel: str, part: str, raw: str) -> str:
+def _finish(channel: str, part: str, raw: str, sms_unicode: str = "transliterate") -> str:
     if ".." in raw:
         raw = _DOUBLE_DOT_RE.sub(
             lambda m: ".." if raw[m.start() - 1 : m.start()] in (".", " ", "\n", "") else ".", raw)
     if channel == "sms":
         if "\u00a0" in raw or "\u202f" in raw or "\u2009" in raw:
             raw = raw.translate(_SMS_SPACES)
+        if sms_unicode != "keep":  # one non-GSM letter would make the whole SMS UCS-2
+            raw = to_gsm7(raw)
         return " ".join(raw.split())
     if part in ("subject", "title"):
         return " ".join(raw.split())
@@ -271,6 +274,7 @@ def render(
     locale: str | None = None,
     overrides: OverrideSource | None = None,
     limits: RenderLimits | None = None,
+    sms_unicode: str = "transliterate",
 ) -> Rendered:
     """Render every part of the ``channel`` message for ``milestone``.
 
@@ -278,7 +282,9 @@ def render(
     locale, timezone and tone come from ``context["tenant"]``. ``overrides`` are the
     tenant's templates, rendered under ``limits``. Subjects/titles and SMS text are
     collapsed to one line (SMS without non-breaking spaces, which would force UCS-2);
-    plain text gets trailing spaces and runs of blank lines removed. Raises
+    plain text gets trailing spaces and runs of blank lines removed. SMS text is
+    transliterated to GSM-7 where a character has an equivalent (``sms_unicode="keep"``
+    keeps accents, at the cost of UCS-2's 70-character segments). Raises
     :class:`TemplateRenderError` on any problem.
     """
     locale = locale or context.get("locale")
@@ -318,7 +324,7 @@ def render(
                 raw = _run(template, context, extra, label)
         else:
             raw = _run(template, context, extra)
-        value = _finish(channel, part, raw)
+        value = _finish(channel, part, raw, sms_unicode)
         if not value:
             raise TemplateRenderError(template.name or label, "rendered an empty result")
         out[part] = value

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
-from return_notify.config.settings import Settings
+from return_notify.config.settings import Settings, get_settings
 from return_notify.masking import mask
 from return_notify.rendering import OverrideSource, Rendered, render
 from return_notify.template_samples import sample_context
@@ -77,7 +77,8 @@ def preview(tenant: PreviewTenant, channel: str, milestone: str, locale: str | N
     overrides: OverrideSource | None = tt.overrides if tt is not None and len(tt.overrides) else None
     if drafts:
         overrides = _Drafts(overrides, channel, drafts)
-    return render(channel, milestone, ctx, locale, overrides, render_limits())
+    return render(channel, milestone, ctx, locale, overrides, render_limits(),
+                  sms_unicode=get_settings().sms_unicode)
 
 
 def check_recipient(channel: str, to: str) -> str:

@@ -54,9 +54,10 @@ def _data(milestone: str, currency: str, now: datetime) -> dict[str, Any]:
 
 
 def sample_payload(milestone: str, locale: str | None = None, full: bool = True,
-                   timezone: str | None = None) -> dict[str, Any]:
-    """A stored-event payload for ``milestone``; ``full=False`` leaves out every optional field."""
-    now = datetime.now(UTC).replace(microsecond=0)
+                   timezone: str | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """A stored-event payload for ``milestone``; ``full=False`` leaves out every optional field.
+    Dates (ETA, drop-off, label expiry) count from ``now`` (default: the current time)."""
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
     customer: dict[str, Any] = {"id": "cust-sample"}
     if full:
         customer.update(name="Ana", email="ana@example.com", phone="+14155550123")
@@ -78,9 +79,10 @@ def sample_context(
     full: bool = True,
     public_base_url: str = SAMPLE_BASE_URL,
     timezone: str | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The render context the pipeline would build for a sample event of this tenant."""
-    payload = sample_payload(milestone, locale, full, timezone)
+    payload = sample_payload(milestone, locale, full, timezone, now)
     unsubscribe = f"{public_base_url.rstrip('/')}/v1/unsubscribe/sample-token" if full else None
     ctx = build_context(payload, tenant_slug, tenant_name, public_base_url, unsubscribe)
     return apply_branding(ctx, branding)

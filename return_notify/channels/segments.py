@@ -15,7 +15,9 @@ with ``…``.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 Encoding = Literal["GSM-7", "UCS-2"]
@@ -48,6 +50,52 @@ class SegmentInfo:
 def is_gsm7(text: str) -> bool:
     """True when every character has a GSM 03.38 encoding (basic or extension table)."""
     return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+
+
+#: Characters outside GSM 03.38 with a GSM-7 look-alike that is not their accent-stripped
+#: base letter (typographic punctuation, ligatures, spaces), as carriers' "smart encoding"
+#: replaces them. Everything else is decomposed (NFKD) and keeps its base letter when that
+#: one is GSM-7 (``á`` → ``a``, ``ç`` → ``c``, ``ô`` → ``o``).
+_LOOKALIKES = {
+    "\u00a0": " ", "\u2007": " ", "\u2009": " ", "\u200a": " ", "\u202f": " ", "\u2002": " ",
+    "\u2003": " ", "\u200b": "", "\u2060": "", "\ufeff": "", "\u00ad": "",
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u00b4": "'",
+    "`": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
+    "\u00ab": '"', "\u00bb": '"', "\u2039": "'", "\u203a": "'",
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-",
+    "\u2212": "-", "\u2026": "...", "\u2022": "-", "\u00b7": ".", "\u02c6": "^", "\u02dc": "~",
+    "\u0153": "oe", "\u0152": "OE", "\u00e7": "c", "\u00f0": "d", "\u00d0": "D",
+    "\u00fe": "th", "\u00de": "Th", "\u0142": "l", "\u0141": "L", "\u0111": "d", "\u0110": "D",
+    "\u00e2": "a", "\u00ea": "e", "\u00ee": "i", "\u00f4": "o", "\u00fb": "u",
+    "\u00c0": "A", "\u00c8": "E", "\u00cc": "I", "\u00d2": "O", "\u00d9": "U",
+    "\u00aa": "a", "\u00ba": "o", "\u00b0": "o", "\u2116": "No",
+}
+
+
+@lru_cache(maxsize=4096)
+def _gsm7_equivalent(ch: str) -> str:
+    """The GSM-7 text that stands for ``ch``, or ``ch`` itself when there is none."""
+    if ch in GSM7_BASIC or ch in GSM7_EXTENSION:
+        return ch
+    if ch in _LOOKALIKES:
+        return _LOOKALIKES[ch]
+    base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+    if base and all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in base):
+        return base
+    return ch
+
+
+def to_gsm7(text: str) -> str:
+    """``text`` with every character that has a GSM-7 equivalent replaced by it (``sáb`` →
+    ``sab``, ``«`` → ``"``, ``…`` → ``...``), when that makes the whole text GSM-7 in no
+    more segments; otherwise ``text`` unchanged (an emoji keeps it UCS-2 anyway, and then
+    the accents cost nothing). GSM-7 letters (``é ñ ü ß à``) are always kept."""
+    if text.isascii() and "`" not in text:
+        return text
+    out = "".join(_gsm7_equivalent(ch) for ch in text)
+    if is_gsm7(out) and count_segments(out) <= count_segments(text):
+        return out
+    return text
 
 
 def _unit_sizes(text: str, encoding: Encoding) -> list[int]:

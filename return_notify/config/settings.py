@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     sms_max_segments: int = Field(
         default=3, ge=1, le=10, description="longer SMS are cut to fit (a trailing URL is kept)"
     )
+    sms_unicode: Literal["transliterate", "keep"] = Field(
+        default="transliterate",
+        description="transliterate: letters with a GSM-7 equivalent are replaced (sáb → sab, "
+        "ç → c, « → \"), so a localised SMS stays in 160-character GSM-7 segments whatever "
+        "the date or name; keep: accents kept, and one such letter sends the whole SMS as "
+        "UCS-2 (70 characters a segment)",
+    )
     breaker_trip_after: int = Field(
         default=5, ge=0, description="a network provider pauses after this many consecutive "
         "transient failures (per worker process); 0: no circuit breaker"

@@ -216,7 +216,8 @@ def deliver_batch(
             tt = templates[c.tenant_id]
             rendered = render(channel_name, c.milestone, tt.enrich(ctx), locale=c.locale,
                               **tt.options(c.payload.get("region"),
-                                           c.payload.get("product_category"), c.template))
+                                           c.payload.get("product_category"), c.template),
+                              sms_unicode=settings.sms_unicode)
         except TemplateRenderError as exc:
             row.state, row.err = FAILED, f"TemplateRenderError: {exc}"
             continue

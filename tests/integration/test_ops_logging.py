@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -70,9 +71,11 @@ def test_api_server_logs_json_lines_in_every_server_process(svc: Any, tmp_path: 
     assert all({"ts", "level", "logger", "message", "event_id", "delivery_id"} <= set(o)
                for o in rows)
     hit = next(o for o in rows if o["logger"] == "uvicorn.access" and "/nowhere/" in o["message"])
-    # the path's address is masked even percent-encoded
-    assert hit["message"].endswith("404") and "/nowhere/a***%40example.com" in hit["message"]
-    assert "ana@example.com" not in log.read_text() and "ana%40" not in log.read_text()
+    # the path's address is masked, whether or not the server percent-encodes the path
+    # in its access line (uvicorn changed that between releases: compare decoded text)
+    assert hit["message"].endswith("404")
+    assert "/nowhere/a***@example.com" in unquote(hit["message"]), hit["message"]
+    assert "ana@example.com" not in unquote(log.read_text())
 
 
 def test_beat_logs_json_lines(svc: Any, tmp_path: Path) -> None:

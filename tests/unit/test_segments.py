@@ -11,6 +11,7 @@ from return_notify.channels.segments import (
     fit_to_segments,
     is_gsm7,
     segment_info,
+    to_gsm7,
 )
 
 URL = "https://trk.example/r/RMA-1001"
@@ -120,3 +121,32 @@ def test_fit_never_exceeds_the_budget(text: str, with_url: bool, max_segments: i
         assert fitted == full
     elif with_url and count_segments("... " + URL) <= max_segments:
         assert fitted.endswith(URL)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("sáb, 12 dic", "sab, 12 dic"),  # es: á í ó ú are not GSM-7
+        ("mié. 3 de dic", "mié. 3 de dic"),  # é is: kept
+        ("reçu à l\u2019entrepôt \u2013 \u00abok\u00bb \u2026", 'recu à l\'entrepot - "ok" ...'),
+        ("Größe über Ñandú", "Größe über Ñandu"),
+        ("œuvre Łódź", "oeuvre Lodz"),
+        ("12\u00a0déc.\u202f2026", "12 déc. 2026"),
+        ("`quoted`", "'quoted'"),
+        ("テスト 😀", "テスト 😀"),  # no equivalent: kept, and the text stays UCS-2
+        ("sáb 😀", "sáb 😀"),  # UCS-2 anyway: the accent costs nothing, so it stays
+        ("\u2026" * 70, "\u2026" * 70),  # "..." x 70 would take 2 GSM-7 segments, not 1
+    ],
+)
+def test_to_gsm7_replaces_what_has_an_equivalent(text: str, expected: str) -> None:
+    assert to_gsm7(text) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(categories=("L", "P", "Zs", "N")), max_size=60))
+def test_to_gsm7_never_costs_segments_and_is_idempotent(text: str) -> None:
+    out = to_gsm7(text)
+    assert to_gsm7(out) == out
+    assert count_segments(out) <= count_segments(text)
+    if is_gsm7(text):
+        assert out == text.replace("`", "'")

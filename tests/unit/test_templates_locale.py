@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,16 +87,37 @@ def test_renders_in_the_customer_language(channel: str, milestone: str, locale: 
             assert ctx["cta_url"] in (r.html or "")
 
 
-@pytest.mark.parametrize("locale", ("es-ES", "fr-FR", "de-DE", "de-AT", "fr-CA", "es-MX"))
-@pytest.mark.parametrize("milestone", MILESTONES)
-def test_sms_fit_one_gsm7_segment(milestone: str, locale: str) -> None:
+SMS_LOCALES = ("es-ES", "fr-FR", "de-DE", "de-AT", "fr-CA", "es-MX")
+# Every day of a leap year (10:00 UTC): every weekday and month name each locale abbreviates
+# (es "sáb", "mié"; fr "févr.", "août", "déc."), 29 February included, and the year's end.
+YEAR = tuple(datetime(2028, 1, 1, 10, tzinfo=UTC) + timedelta(days=i) for i in range(366))
+
+
+@pytest.mark.parametrize("locale", SMS_LOCALES)
+def test_sms_fit_one_gsm7_segment_on_every_day_of_a_year(locale: str) -> None:
     # de: ä ö ü ß are GSM-7; fr: é è à ù are, â ê î ô û ç ë ï œ are not; es: é ñ ü ¿ ¡ are,
-    # á í ó ú are not. The copy avoids the latter, and non-breaking spaces are replaced.
-    for full in (True, False):
-        text = render("sms", milestone, ctx_for(milestone, locale, full)).text
-        info = segment_info(text)
-        assert info.encoding == "GSM-7", (text, {c for c in text if not c.isascii()})
-        assert info.segments == 1, (info, text)
+    # á í ó ú are not. Dates and names are transliterated where GSM-7 lacks a letter.
+    for now in YEAR:
+        for milestone in MILESTONES:
+            for full in (True, False):
+                ctx = sample_context(milestone, "acme", "Acme", locale, None, full, now=now)
+                text = render("sms", milestone, ctx).text
+                info = segment_info(text)
+                assert info.encoding == "GSM-7", (now.date(), text,
+                                                  {c for c in text if not c.isascii()})
+                assert info.segments == 1, (now.date(), info, text)
+
+
+def test_sms_unicode_keep_sends_accents_as_ucs2() -> None:
+    # given: a Spanish label SMS whose drop-off day is a Saturday ("sáb")
+    saturday = datetime(2026, 12, 5, 10, tzinfo=UTC) - timedelta(days=7)  # +7 d: a Saturday
+    ctx = sample_context("label_created", "acme", "Acme", "es-ES", None, True, now=saturday)
+    # when / then: by default the accent goes and the SMS stays GSM-7 ...
+    default = render("sms", "label_created", ctx).text
+    assert "sab" in default and segment_info(default).encoding == "GSM-7", default
+    # ... and RSN_SMS_UNICODE=keep keeps it, as UCS-2
+    kept = render("sms", "label_created", ctx, sms_unicode="keep").text
+    assert "sáb" in kept and segment_info(kept).encoding == "UCS-2", kept
 
 
 # --------------------------------------------------------------------------- fallback
