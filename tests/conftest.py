@@ -49,7 +49,7 @@ def services() -> Iterator[Services]:
     tag = uuid.uuid4().hex[:10]
     embedded = None
     if not (broker and database):
-        from return_notify.embedded import EmbeddedServers
+        from return_notify.devtools.embedded import EmbeddedServers
 
         embedded = EmbeddedServers(redis=not broker, postgres=not database).start()
         broker = broker or embedded.redis_url

@@ -12,8 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from return_notify.api.rbac import Principal, require
-from return_notify.principals import (
+from return_notify.access.principals import (
     PrincipalConflict,
     PrincipalError,
     can_grant,
@@ -23,8 +22,9 @@ from return_notify.principals import (
     list_principals,
     revoke_key,
 )
+from return_notify.api.rbac import Principal, require
 from return_notify.storage.db import session_scope
-from return_notify.storage.models_rules import AdminPrincipal
+from return_notify.storage.models import AdminPrincipal
 
 router = APIRouter(tags=["admin"])
 

@@ -14,13 +14,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from return_notify.access.audit import list_entries
+from return_notify.access.principals import authorize
 from return_notify.api import admin_principals
 from return_notify.api.rbac import Admin, Principal, Scope, enforce, query_scope, require
-from return_notify.audit import list_entries
 from return_notify.events import Milestone
-from return_notify.principals import authorize
-from return_notify.rules import explain, normalize_category, normalize_region, validate_template
-from return_notify.rules_store import (
+from return_notify.rules.resolver import explain, normalize_category, normalize_region, validate_template
+from return_notify.rules.store import (
     RuleConflict,
     RuleNotFound,
     RuleSpec,

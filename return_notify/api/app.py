@@ -82,7 +82,7 @@ def create_app() -> FastAPI:
     from return_notify.api import stats as stats_api  # GET /v1/stats (principal key)
 
     app.include_router(stats_api.router)
-    from return_notify.metrics_api import instrument
+    from return_notify.observability.http_metrics import instrument
 
     instrument(app)  # request metrics and GET /metrics
 

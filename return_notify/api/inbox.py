@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from return_notify.api.auth import Customer, CustomerAuth
 from return_notify.config.settings import get_settings
+from return_notify.core.masking import mask
 from return_notify.inbox import (
     inbox_channel_name,
     list_items,
@@ -29,7 +30,6 @@ from return_notify.inbox import (
     mark_read,
     unread_count,
 )
-from return_notify.masking import mask
 from return_notify.storage.db import session_scope
 
 log = logging.getLogger(__name__)

@@ -29,29 +29,29 @@ from pydantic import BaseModel
 
 from return_notify.api.auth import Tenant
 from return_notify.api.rbac import Principal, Scope, authorize, require
-from return_notify.planning import (
+from return_notify.policy.planner import (
     effective_throttle,
     get_policy_settings,
     get_quiet_hours,
     get_throttle,
     load_policies,
 )
-from return_notify.policy_store import (
+from return_notify.policy.preferences import (
+    Preferences,
+    delete_preferences,
+    get_preferences,
+    put_preferences,
+)
+from return_notify.policy.quiet_hours import LEGAL_WINDOWS, QuietHoursConfig, resolve
+from return_notify.policy.store import (
     region_key,
     remove_quiet_hours,
     scope_region,
     set_quiet_hours,
     set_throttle,
 )
-from return_notify.preferences import (
-    Preferences,
-    delete_preferences,
-    get_preferences,
-    put_preferences,
-)
-from return_notify.quiet_hours import LEGAL_WINDOWS, QuietHoursConfig, resolve
+from return_notify.policy.throttle import ThrottleConfig
 from return_notify.storage.db import session_scope
-from return_notify.throttle import ThrottleConfig
 
 __all__ = ["effective_view", "region_key", "router", "throttle_view"]
 

@@ -26,14 +26,14 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Query, status
 
-from return_notify.principals import (
+from return_notify.access.principals import (
     Principal,
     Scope,
     allowed_action,
     authenticate,
     authorize,
 )
-from return_notify.rules import event_category, event_region
+from return_notify.rules.resolver import event_category, event_region
 from return_notify.storage.db import session_scope
 
 __all__ = ["Admin", "Principal", "Scope", "authorize", "current_principal", "enforce",

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from return_notify.api.auth import Tenant
-from return_notify.masking import mask
+from return_notify.core.masking import mask
 from return_notify.storage.db import session_scope
 
 router = APIRouter(tags=["returns"])

@@ -34,12 +34,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import AfterValidator, BaseModel, Field
 
+from return_notify.access.principals import authorize
 from return_notify.api.rbac import Principal, enforce, require
-from return_notify.branding import BRANDING_FIELDS, BrandingUpdate, get_branding
-from return_notify.principals import authorize
-from return_notify.rules import normalize_category, normalize_region
+from return_notify.rules.resolver import normalize_category, normalize_region
 from return_notify.storage.db import session_scope
-from return_notify.template_scope import TemplateScope, listing_filter, normalize_variant
+from return_notify.templating.branding import BRANDING_FIELDS, BrandingUpdate, get_branding
+from return_notify.templating.scope import TemplateScope, listing_filter, normalize_variant
 
 router = APIRouter(prefix="/v1/admin", tags=["templates"])
 
@@ -146,7 +146,7 @@ def _unprocessable(detail: Any) -> HTTPException:
 
 
 def _key(body: KeyIn) -> Any:
-    from return_notify.template_validation import check_key
+    from return_notify.templating.validation import check_key
 
     key, problems = check_key(body.channel, body.milestone, body.part, body.locale)
     if key is None:
@@ -160,7 +160,7 @@ def _rejected(result: Any) -> HTTPException:
 
 
 def _check_milestone(milestone: str) -> None:
-    from return_notify.template_samples import MILESTONES
+    from return_notify.templating.samples import MILESTONES
 
     if milestone not in MILESTONES:
         raise _unprocessable(f"unknown milestone {milestone!r}")
@@ -201,7 +201,7 @@ def read_branding(principal: BrandingReader) -> dict[str, Any]:
             summary="Replace the tenant's branding (owners and admins; omitted fields go back "
                     "to the default)")
 def write_branding(body: BrandingUpdate, principal: BrandingWriter) -> dict[str, Any]:
-    from return_notify.template_store import save_branding_audited
+    from return_notify.templating.store import save_branding_audited
 
     enforce(principal, "branding:write", None, None)
     with session_scope() as s:
@@ -221,7 +221,7 @@ def list_templates(
     variant: Annotated[str | None, Query(max_length=64,
                                          description="Exact; 'default' = default only")] = None,
 ) -> list[dict[str, Any]]:
-    from return_notify.template_store import list_overrides
+    from return_notify.templating.store import list_overrides
 
     try:
         keep = listing_filter(region, category, variant)
@@ -238,7 +238,7 @@ def list_templates(
             summary="Every version of one override, newest first")
 def template_history(principal: Reader, body: Annotated[KeyIn, Depends(history_key)]
                      ) -> list[dict[str, Any]]:
-    from return_notify.template_store import override_history
+    from return_notify.templating.store import override_history
 
     enforce(principal, "templates:read", body.region, body.category)
     key = _key(body)
@@ -249,8 +249,8 @@ def template_history(principal: Reader, body: Annotated[KeyIn, Depends(history_k
 @router.post("/templates/validate", response_model=ValidationOut,
              summary="Check a template without storing it")
 def validate_template(body: OverrideIn, principal: Reader) -> dict[str, Any]:
-    from return_notify.template_store import render_limits
-    from return_notify.template_validation import validate_override
+    from return_notify.templating.store import render_limits
+    from return_notify.templating.validation import validate_override
 
     enforce(principal, "templates:read", body.region, body.category)
     key = _key(body)
@@ -264,7 +264,7 @@ def validate_template(body: OverrideIn, principal: Reader) -> dict[str, Any]:
              summary="Validate and store a new version of an override",
              responses={422: {"description": "The template was rejected: detail.problems"}})
 def create_template(body: OverrideIn, principal: Writer) -> dict[str, Any]:
-    from return_notify.template_store import OverrideRejected, save_override
+    from return_notify.templating.store import OverrideRejected, save_override
 
     enforce(principal, "templates:write", body.region, body.category)
     key = _key(body)
@@ -281,7 +281,7 @@ def create_template(body: OverrideIn, principal: Writer) -> dict[str, Any]:
 @router.post("/templates/rollback",
              summary="Activate an earlier version (0: none, the next candidate applies)")
 def rollback_template(body: RollbackIn, principal: Writer) -> dict[str, Any]:
-    from return_notify.template_store import OverrideRejected, rollback_override
+    from return_notify.templating.store import OverrideRejected, rollback_override
 
     enforce(principal, "templates:write", body.region, body.category)
     key = _key(body)
@@ -298,7 +298,7 @@ def rollback_template(body: RollbackIn, principal: Writer) -> dict[str, Any]:
 
 def _tenant_for(principal: Principal, body: PreviewIn) -> Any:
     """The principal's tenant as a message of the body's scope and variant sees it."""
-    from return_notify.template_preview import PreviewTenant, resolve_tenant
+    from return_notify.pipeline.preview import PreviewTenant, resolve_tenant
 
     with session_scope() as s:
         info = resolve_tenant(s, principal.tenant)
@@ -312,8 +312,8 @@ def _tenant_for(principal: Principal, body: PreviewIn) -> Any:
              summary="Render the tenant's message with sample data (and optional drafts)")
 def preview_template(body: PreviewIn, principal: Reader) -> dict[str, Any]:
     from return_notify.config.settings import get_settings
-    from return_notify.rendering import TemplateRenderError
-    from return_notify.template_preview import preview
+    from return_notify.pipeline.preview import preview
+    from return_notify.templating.render import TemplateRenderError
 
     enforce(principal, "templates:read", body.region, body.category)
     _check_milestone(body.milestone)
@@ -330,12 +330,12 @@ def preview_template(body: PreviewIn, principal: Reader) -> dict[str, Any]:
              summary="Send the previewed message, marked [TEST], to an address or number",
              responses={502: {"description": "The provider refused or failed"}})
 def test_send_template(body: TestSendIn, principal: Sender) -> dict[str, Any]:
-    from return_notify.audit import record
+    from return_notify.access.audit import record
     from return_notify.config.settings import get_settings
+    from return_notify.core.masking import mask
     from return_notify.errors import DeliveryError
-    from return_notify.masking import mask
-    from return_notify.rendering import TemplateRenderError
-    from return_notify.template_preview import test_send
+    from return_notify.pipeline.preview import test_send
+    from return_notify.templating.render import TemplateRenderError
 
     enforce(principal, "templates:send", body.region, body.category)
     _check_milestone(body.milestone)

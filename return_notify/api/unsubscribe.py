@@ -2,7 +2,7 @@
 
 ``GET`` never changes anything (mail scanners follow links); ``POST`` is what mailbox
 providers send for ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` and what the
-page's button sends. Links come from ``return_notify.suppression.unsubscribe_url``.
+page's button sends. Links come from ``return_notify.policy.suppression.unsubscribe_url``.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from return_notify.api.settings import get_api_settings
-from return_notify.masking import mask
-from return_notify.storage.db import session_scope
-from return_notify.storage.models_api import UNSUBSCRIBE
-from return_notify.suppression import (
+from return_notify.core.masking import mask
+from return_notify.policy.suppression import (
     InvalidTokenError,
     UnsubscribeTarget,
     is_suppressed,
     read_unsubscribe_token,
     suppress,
 )
+from return_notify.storage.db import session_scope
+from return_notify.storage.models import UNSUBSCRIBE
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["unsubscribe"])

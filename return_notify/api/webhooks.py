@@ -22,14 +22,14 @@ from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator
 
 from return_notify.api.events import read_limited_body
-from return_notify.api.feedback import apply_sendgrid_events, apply_twilio_status
 from return_notify.api.settings import get_api_settings
 from return_notify.config.settings import get_settings
+from return_notify.core.masking import mask
 from return_notify.inbox import tenant_id_for_slug
-from return_notify.masking import mask
+from return_notify.pipeline.feedback import apply_sendgrid_events, apply_twilio_status
+from return_notify.policy.suppression import lift, suppress
 from return_notify.storage.db import session_scope
-from return_notify.storage.models_api import STOP
-from return_notify.suppression import lift, suppress
+from return_notify.storage.models import STOP
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])

@@ -63,7 +63,7 @@ def _guard(channel: Channel, settings: Settings) -> Channel:
     if settings.breaker_trip_after == 0:
         return channel
     from return_notify.channels.breaker import BreakerChannel, CircuitBreaker
-    from return_notify.metrics import observe_breaker
+    from return_notify.observability.metrics import observe_breaker
 
     observe_breaker(channel.provider, False)  # the gauge's series exists before any trip
     return BreakerChannel(channel, CircuitBreaker(

@@ -44,8 +44,8 @@ from sendgrid.helpers.mail import (
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
 from return_notify.channels.http_transport import PooledSendGridClient
 from return_notify.channels.smtp_email import EmailIdentity, extra_headers
+from return_notify.core.masking import mask
 from return_notify.errors import DeliveryError, PermanentError, RateLimitedError, TransientError
-from return_notify.masking import mask
 
 logger = logging.getLogger(__name__)
 

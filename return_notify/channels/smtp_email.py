@@ -24,8 +24,8 @@ from email.utils import formataddr, formatdate, make_msgid
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
+from return_notify.core.masking import mask
 from return_notify.errors import ConfigurationError, DeliveryError, PermanentError, TransientError
-from return_notify.masking import mask
 
 logger = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from twilio.rest import Client
 
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
 from return_notify.channels.http_transport import PooledTwilioHttpClient
-from return_notify.channels.segments import fit_to_segments
+from return_notify.core.masking import mask
+from return_notify.core.sms_segments import fit_to_segments
 from return_notify.errors import DeliveryError, PermanentError, RateLimitedError, TransientError
-from return_notify.masking import mask
 
 logger = logging.getLogger(__name__)
 

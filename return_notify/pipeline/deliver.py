@@ -24,13 +24,12 @@ from sqlalchemy.orm import Session
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
 from return_notify.channels.breaker import TRIAL_WAIT_S, ProviderPausedError, paused_s
 from return_notify.config.settings import Settings
+from return_notify.core.backoff import backoff_s
 from return_notify.errors import DeliveryError, PermanentError, RateLimitedError
-from return_notify.pipeline import policy
-from return_notify.pipeline.backoff import backoff_s
-from return_notify.pipeline.context import build_context
-from return_notify.planning import quiet_hours_holds
-from return_notify.ratelimit import Limit, RateLimiter, spread_wait
-from return_notify.rendering import TemplateRenderError, render
+from return_notify.pipeline import presend as policy
+from return_notify.pipeline.ratelimit import Limit, RateLimiter, spread_wait
+from return_notify.policy.planner import quiet_hours_holds
+from return_notify.policy.throttle import QUIET_HOURS, is_stale
 from return_notify.storage.models import (
     DEAD,
     FAILED,
@@ -42,8 +41,9 @@ from return_notify.storage.models import (
     WAITING,
     DeliveryAttempt,
 )
-from return_notify.template_store import load_tenant_templates
-from return_notify.throttle import QUIET_HOURS, is_stale
+from return_notify.templating.context import build_context
+from return_notify.templating.render import TemplateRenderError, render
+from return_notify.templating.store import load_tenant_templates
 
 _ATTEMPTS: Table = DeliveryAttempt.__table__  # type: ignore[assignment]
 log = logging.getLogger(__name__)

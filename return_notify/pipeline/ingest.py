@@ -15,12 +15,13 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
+from return_notify.core.lifecycle import RANK, Disposition, ReturnState, decide
 from return_notify.errors import EventValidationError
 from return_notify.events import Milestone, ReturnEvent, parse_event
-from return_notify.lifecycle import RANK, Disposition, ReturnState, decide
-from return_notify.planning import Choice, DeliveryPlanner
-from return_notify.preferences import RECORDED_REASONS, rule_overrides_opt_out
-from return_notify.rules import prefetch, resolve
+from return_notify.policy.planner import Choice, DeliveryPlanner
+from return_notify.policy.preferences import RECORDED_REASONS, rule_overrides_opt_out
+from return_notify.policy.throttle import is_stale
+from return_notify.rules.resolver import prefetch, resolve
 from return_notify.sources.tracking import remember_trackings, tracking_of
 from return_notify.storage.models import (
     SCHEDULED,
@@ -29,7 +30,6 @@ from return_notify.storage.models import (
     Delivery,
     RejectedEvent,
 )
-from return_notify.throttle import is_stale
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from return_notify.core.masking import mask
 from return_notify.errors import EventValidationError
 from return_notify.events import parse_event
-from return_notify.masking import mask
 from return_notify.sources import aftership, easypost, shippo
 from return_notify.sources.base import CarrierUpdate, normalize_tracking_number
 from return_notify.sources.tracking import KnownReturn, find_return

@@ -12,10 +12,10 @@ from sqlalchemy.exc import OperationalError
 from return_notify.channels.registry import get_channel
 from return_notify.config.celery import DELIVER_TASK
 from return_notify.config.settings import get_settings
-from return_notify.logging_setup import bind_task_ids, ids_or_list, log_context
-from return_notify.metrics import observe_deliver
+from return_notify.observability.logs import bind_task_ids, ids_or_list, log_context
+from return_notify.observability.metrics import observe_deliver
 from return_notify.pipeline.deliver import DeliverOutcome, deliver_batch
-from return_notify.ratelimit import get_limiter
+from return_notify.pipeline.ratelimit import get_limiter
 from return_notify.storage.db import session_scope
 from return_notify.workers.app import app, enqueue_deliveries
 

@@ -9,8 +9,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from return_notify.config.celery import INGEST_TASK
 from return_notify.errors import EventValidationError
-from return_notify.logging_setup import bind_task_ids, ids_or_list, log_context
-from return_notify.metrics import observe_ingest
+from return_notify.observability.logs import bind_task_ids, ids_or_list, log_context
+from return_notify.observability.metrics import observe_ingest
 from return_notify.pipeline.ingest import IngestResult, ingest_batch, record_rejected
 from return_notify.storage.db import session_scope
 from return_notify.workers.app import app, enqueue_deliveries

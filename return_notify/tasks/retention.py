@@ -1,4 +1,4 @@
-"""Queue ``maintenance`` (run by beat, daily): the retention purge (``return_notify.retention``)."""
+"""Queue ``maintenance`` (run by beat, daily): the retention purge (``return_notify.pipeline.retention``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 from return_notify.config.celery import MAINTENANCE_QUEUE
 from return_notify.config.settings import get_settings
-from return_notify.retention import purge_expired
+from return_notify.pipeline.retention import purge_expired
 from return_notify.storage.db import session_scope
 from return_notify.workers.app import app
 

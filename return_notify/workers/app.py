@@ -14,11 +14,12 @@ from celery.signals import (
     worker_ready,
 )
 
-# connects the logging signals (JSON lines, ids, masking) in every process of this app:
-# workers, beat and the tools that start them
-from return_notify import logging_setup as _logging_setup  # noqa: F401
 from return_notify.config.celery import DELIVER_TASK, celery_config
 from return_notify.config.settings import get_settings
+
+# connects the logging signals (JSON lines, ids, masking) in every process of this app:
+# workers, beat and the tools that start them
+from return_notify.observability import logs as _logging_setup  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def _warm_templates(instance: Any = None, **_: Any) -> None:
         queues = set()
     if queues and not queues & {"email", "sms", "inapp"}:
         return
-    from return_notify.rendering import warm
+    from return_notify.templating.render import warm
 
     try:
         log.info("templates warmed before fork: %d renders", warm())

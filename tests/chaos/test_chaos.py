@@ -5,7 +5,7 @@ Twilio/SendGrid servers driven by the real SDKs.
 After each fault: every published event is stored (or rejected, for the invalid ones), every
 delivery the rules call for exists and is terminal, nothing recorded as sent is missing at
 the provider, and duplicate sends are counted exactly from what the providers accepted.
-``pytest -m chaos -s`` prints each scenario's numbers; ``python -m return_notify.chaos``
+``pytest -m chaos -s`` prints each scenario's numbers; ``python -m return_notify.devtools.chaos``
 runs the same scenarios outside pytest.
 """
 
@@ -20,9 +20,9 @@ import psycopg2
 import pytest
 import redis
 
-from return_notify.chaos import ChaosError, run_scenario
-from return_notify.chaos_report import ChaosReport
-from return_notify.embedded import EmbeddedServers, embedded_available
+from return_notify.devtools.chaos import ChaosError, run_scenario
+from return_notify.devtools.chaos_report import ChaosReport
+from return_notify.devtools.embedded import EmbeddedServers, embedded_available
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(290)]
 

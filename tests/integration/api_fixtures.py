@@ -286,7 +286,7 @@ PRINCIPALS: dict[str, tuple[str, list[str], list[str]]] = {
 def make_principals(tenant_id: int, slug: str, names: Iterator[str] | tuple[str, ...] | None = None,
                     ) -> tuple[dict[str, str], dict[str, int]]:
     """Create ``PRINCIPALS`` (or those of ``names``) as an operator: (keys, ids) by name."""
-    from return_notify.principals import create_principal, operator
+    from return_notify.access.principals import create_principal, operator
     from return_notify.storage.db import session_scope
 
     keys: dict[str, str] = {}

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(autouse=True)
 def production_defaults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Quiet hours on and the 6 h ETA-SMS interval, whatever the suite's environment says."""
-    from return_notify.planning import reset_policy_settings
+    from return_notify.policy.planner import reset_policy_settings
 
     monkeypatch.setenv("RSN_QUIET_HOURS_ENABLED", "true")
     monkeypatch.setenv("RSN_THROTTLE_MIN_INTERVALS", "in_transit:sms=6h")
@@ -117,9 +117,9 @@ class World:
 
 def make_world() -> World:
     """A tenant with six principals and the quiet hours of ``SEEDED``, made by an operator."""
-    from return_notify.policy_store import set_quiet_hours
-    from return_notify.principals import operator
-    from return_notify.quiet_hours import QuietHoursConfig
+    from return_notify.access.principals import operator
+    from return_notify.policy.quiet_hours import QuietHoursConfig
+    from return_notify.policy.store import set_quiet_hours
     from return_notify.storage.db import session_scope
 
     tid, slug, tenant_key = make_tenant()
@@ -366,7 +366,7 @@ def test_throttle_overrides_merge_over_defaults(api: TestClient) -> None:
 
 @pytest.fixture
 def cli(api_env: ApiEnv) -> typer.Typer:  # noqa: F811
-    from return_notify.cli_prefs import register
+    from return_notify.cli.preferences import register
 
     app = typer.Typer()
     app.command("noop")(lambda: None)  # a group needs two commands to keep its names

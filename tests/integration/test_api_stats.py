@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from return_notify.kpis import ReturnScope, compute_kpis
+from return_notify.reporting.kpis import ReturnScope, compute_kpis
 from return_notify.storage.db import session_scope
 from tests.helpers import event
 from tests.integration.api_fixtures import (  # noqa: F401 - fixtures

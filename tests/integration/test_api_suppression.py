@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from return_notify.policy.suppression import is_suppressed, lift, suppress, suppressed_addresses
 from return_notify.storage.db import session_scope
-from return_notify.suppression import is_suppressed, lift, suppress, suppressed_addresses
 from tests.integration.api_fixtures import ApiEnv, api_env, make_tenant, uid  # noqa: F401
 
 pytestmark = pytest.mark.integration

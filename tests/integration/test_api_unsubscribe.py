@@ -9,7 +9,7 @@ import typer
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from return_notify.suppression import make_unsubscribe_token, unsubscribe_url
+from return_notify.policy.suppression import make_unsubscribe_token, unsubscribe_url
 from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
     INBOX_MASTER,
     PUBLIC_BASE_URL,
@@ -43,8 +43,8 @@ def test_get_shows_a_confirmation_page_and_changes_nothing(client: TestClient) -
 
 
 def test_one_click_post_suppresses_and_is_idempotent(client: TestClient) -> None:
+    from return_notify.policy.suppression import is_suppressed
     from return_notify.storage.db import session_scope
-    from return_notify.suppression import is_suppressed
 
     tid, slug, _ = make_tenant()
     email = f"{uid('Bo')}@Example.com"
@@ -110,7 +110,7 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
 
 
 def test_cli_tenants_create_list_and_inbox_token(api_env: ApiEnv) -> None:
-    from return_notify.cli_api import register
+    from return_notify.cli.tenants import register
     from return_notify.inbox import verify_inbox_token
 
     app = typer.Typer()

@@ -122,8 +122,8 @@ def test_oversized_webhook_body_is_413(client: TestClient) -> None:
 # ------------------------------------------------------------------ Twilio inbound ------
 
 def test_stop_suppresses_and_start_lifts_for_the_tenant_and_sender(client: TestClient) -> None:
+    from return_notify.policy.suppression import is_suppressed
     from return_notify.storage.db import session_scope
-    from return_notify.suppression import is_suppressed
 
     tid, slug, _ = make_tenant()
     phone, ours = "+14155550110", "+15005550006"
@@ -144,8 +144,8 @@ def test_stop_suppresses_and_start_lifts_for_the_tenant_and_sender(client: TestC
 
 
 def test_stop_on_a_shared_number_applies_to_every_tenant(client: TestClient) -> None:
+    from return_notify.policy.suppression import is_suppressed
     from return_notify.storage.db import session_scope
-    from return_notify.suppression import is_suppressed
 
     t1, _, _ = make_tenant()
     t2, _, _ = make_tenant()

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 def test_scaling_bench_sends_through_the_real_sdks_and_reports_each_level(
     svc: Any, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from return_notify.bench import run_scaling_bench
+    from return_notify.devtools.bench import run_scaling_bench
 
     # when: one small level, provider servers answering after 20 ms
     code = run_scaling_bench([4], latency_ms=20, workers=1, n_events=150, json_out=True)

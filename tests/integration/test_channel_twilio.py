@@ -17,8 +17,8 @@ from return_notify.channels.fakes.twilio_server import (
     TwilioFakeServer,
 )
 from return_notify.channels.registry import build_channel
-from return_notify.channels.segments import count_segments
 from return_notify.channels.twilio_sms import TwilioChannel
+from return_notify.core.sms_segments import count_segments
 from return_notify.errors import ConfigurationError, PermanentError, RateLimitedError, TransientError
 from tests.integration.provider_fixtures import closed_port_url, make_settings, sms_message
 

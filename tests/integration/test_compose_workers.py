@@ -15,8 +15,8 @@ import yaml
 from sqlalchemy import text
 
 from return_notify.config.settings import Settings
+from return_notify.devtools.processes import Proc, _spawn, stop_process, wait_for, wait_for_log
 from return_notify.producer import publish
-from return_notify.runner import Proc, _spawn, stop_process, wait_for, wait_for_log
 from return_notify.storage.db import session_scope
 from tests.helpers import event, uid, wait_until
 

@@ -18,7 +18,7 @@ import pytest
 import redis
 import sqlalchemy
 
-from return_notify.embedded import EmbeddedServerError, EmbeddedServers, embedded_available
+from return_notify.devtools.embedded import EmbeddedServerError, EmbeddedServers, embedded_available
 
 pytestmark = pytest.mark.integration
 
@@ -112,7 +112,7 @@ def test_servers_die_when_the_parent_is_killed(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
         import json, time
-        from return_notify.embedded import EmbeddedServers
+        from return_notify.devtools.embedded import EmbeddedServers
         servers = EmbeddedServers().start()
         print(json.dumps({"pids": servers.pids, "dir": str(servers.directory)}), flush=True)
         time.sleep(120)

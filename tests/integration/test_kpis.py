@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from return_notify.kpis import compute_kpis
+from return_notify.reporting.kpis import compute_kpis
 from return_notify.storage.db import session_scope
 from tests.helpers import event, uid
 
@@ -177,7 +177,7 @@ def test_stats_command_prints_the_kpis(svc: Any) -> None:
 
 def test_a_scope_keeps_only_returns_in_its_regions_and_categories(svc: Any) -> None:
     # given: returns initiated in EU-DE (electronics), EU-FR (apparel), EUR and US
-    from return_notify.kpis import ReturnScope
+    from return_notify.reporting.kpis import ReturnScope
 
     t = uid("t-")
     where = {"A": ("EU-DE", "electronics"), "B": ("eu-fr", "Apparel"), "C": ("EUR", "apparel"),
@@ -205,7 +205,7 @@ def test_a_scope_keeps_only_returns_in_its_regions_and_categories(svc: Any) -> N
 
 
 def test_since_accepts_durations_and_iso_times() -> None:
-    from return_notify.kpis import parse_since
+    from return_notify.reporting.kpis import parse_since
 
     now = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
     assert parse_since("15m", now) == now - timedelta(minutes=15)

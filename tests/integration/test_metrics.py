@@ -11,8 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
+from return_notify.devtools.processes import Proc, start_worker
 from return_notify.producer import publish_many
-from return_notify.runner import Proc, start_worker
 from return_notify.storage.db import session_scope
 from tests.helpers import event, uid, wait_until
 from tests.integration.provider_fixtures import free_port

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from return_notify.runner import start_beat, stop_process
+from return_notify.devtools.processes import start_beat, stop_process
 from tests.helpers import wait_until
 from tests.integration.provider_fixtures import free_port
 

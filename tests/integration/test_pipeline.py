@@ -213,7 +213,7 @@ def test_sweeper_finds_due_and_lost_deliveries(tenant: str) -> None:
 
 def test_render_failure_is_permanent_and_recorded(tenant: str, monkeypatch: Any) -> None:
     from return_notify.pipeline import deliver as deliver_mod
-    from return_notify.rendering import TemplateRenderError
+    from return_notify.templating.render import TemplateRenderError
 
     def broken(*_: Any, **__: Any) -> Any:
         raise TemplateRenderError("email/label_created.html.j2", "undefined variable: x")

@@ -35,8 +35,8 @@ def zone_at(hour: int) -> str:
 @pytest.fixture
 def policies(svc: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Production defaults on: quiet hours 08-21 (sms, inapp), in_transit SMS every 6 h."""
-    from return_notify.planning import forget_policies, reset_policy_settings
-    from return_notify.preferences import forget_preferences
+    from return_notify.policy.planner import forget_policies, reset_policy_settings
+    from return_notify.policy.preferences import forget_preferences
 
     monkeypatch.setenv("RSN_QUIET_HOURS_ENABLED", "true")
     monkeypatch.setenv("RSN_THROTTLE_MIN_INTERVALS", "in_transit:sms=6h")
@@ -113,7 +113,7 @@ def state_of(rid: str) -> dict[tuple[str, str], str]:
 # ------------------------------------------------------------------ preferences -------
 
 def test_sms_opt_out_stops_the_sms_and_is_recorded(policies: None) -> None:
-    from return_notify.preferences import Preferences, put_preferences
+    from return_notify.policy.preferences import Preferences, put_preferences
 
     # given a customer who switched SMS off
     slug, rid = uid("t-"), uid("RMA-")
@@ -130,7 +130,7 @@ def test_sms_opt_out_stops_the_sms_and_is_recorded(policies: None) -> None:
 
 
 def test_milestone_opt_out_preferred_channel_and_locale(policies: None) -> None:
-    from return_notify.preferences import Preferences, put_preferences
+    from return_notify.policy.preferences import Preferences, put_preferences
 
     slug = uid("t-")
     tid = tenant_id(slug)
@@ -149,7 +149,7 @@ def test_milestone_opt_out_preferred_channel_and_locale(policies: None) -> None:
 
 
 def test_event_defaults_apply_until_the_customer_chooses(policies: None) -> None:
-    from return_notify.preferences import Preferences, put_preferences
+    from return_notify.policy.preferences import Preferences, put_preferences
 
     slug = uid("t-")
     defaults = {"preferences": {"channels": {"email": False}}}
@@ -167,8 +167,8 @@ def test_event_defaults_apply_until_the_customer_chooses(policies: None) -> None
 def test_transactional_override_beats_an_opt_out_but_never_stop_or_unsubscribe(
         policies: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from return_notify.pipeline import ingest as ingest_module
-    from return_notify.preferences import Preferences, put_preferences
-    from return_notify.suppression import suppress
+    from return_notify.policy.preferences import Preferences, put_preferences
+    from return_notify.policy.suppression import suppress
 
     # given rules that let transactional milestones override channel opt-outs (what a
     # rule with override_opt_out says; patched where ingest asks, whatever the rule store)
@@ -234,8 +234,8 @@ def test_florida_is_quiet_at_half_past_eight_pm_but_federal_us_is_not(policies: 
 
 
 def test_held_sms_is_sent_by_the_sweeper_once_allowed(policies: None) -> None:
-    from return_notify.planning import put_quiet_hours
-    from return_notify.quiet_hours import QuietHoursConfig
+    from return_notify.policy.planner import put_quiet_hours
+    from return_notify.policy.quiet_hours import QuietHoursConfig
 
     slug, rid = uid("t-"), uid("RMA-")
     ingest([ev_at("label_created", slug, rid, zone_at(3), region="EU-DE")])
@@ -251,7 +251,7 @@ def test_held_sms_is_sent_by_the_sweeper_once_allowed(policies: None) -> None:
 
 
 def test_a_send_that_reaches_quiet_hours_is_held_at_send_time(policies: None) -> None:
-    from return_notify.preferences import Preferences, forget_preferences, put_preferences
+    from return_notify.policy.preferences import Preferences, forget_preferences, put_preferences
 
     # given an SMS planned at noon (pending) ...
     slug, rid = uid("t-"), uid("RMA-")
@@ -311,8 +311,8 @@ def test_a_newer_milestone_skips_a_throttled_eta_sms(policies: None) -> None:
 @pytest.fixture
 def digest(policies: None) -> Iterator[str]:
     """A tenant with a 2-minute digest on every channel."""
-    from return_notify.planning import put_throttle
-    from return_notify.throttle import ThrottleConfig
+    from return_notify.policy.planner import put_throttle
+    from return_notify.policy.throttle import ThrottleConfig
 
     slug = uid("t-")
     with session_scope() as s:
@@ -368,21 +368,21 @@ def test_a_stale_digest_member_is_skipped_at_claim_time(digest: str) -> None:
 # ------------------------------------------------------------------ storage -----------
 
 def test_batch_loaders_and_caches_on_postgres(policies: None) -> None:
-    from return_notify.planning import (
+    from return_notify.policy.planner import (
         get_quiet_hours,
         load_policies,
         put_quiet_hours,
         put_throttle,
     )
-    from return_notify.preferences import (
+    from return_notify.policy.preferences import (
         Preferences,
         delete_preferences,
         get_preferences,
         load_preferences,
         put_preferences,
     )
-    from return_notify.quiet_hours import QuietHoursConfig
-    from return_notify.throttle import ThrottleConfig, load_histories
+    from return_notify.policy.quiet_hours import QuietHoursConfig
+    from return_notify.policy.throttle import ThrottleConfig, load_histories
 
     tid = tenant_id(uid("t-"))
     with session_scope() as s:

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from return_notify.devtools.processes import start_worker
 from return_notify.pipeline.ingest import ingest_batch
-from return_notify.runner import start_worker
 from return_notify.storage.db import session_scope
 from return_notify.workers.app import enqueue_deliveries
 from tests.helpers import event, uid, wait_until

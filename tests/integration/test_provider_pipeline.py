@@ -22,11 +22,11 @@ from return_notify.channels.fakes.twilio_server import (
 )
 from return_notify.channels.registry import build_channel
 from return_notify.config.settings import Settings
+from return_notify.devtools.processes import start_worker, wait_for_log
 from return_notify.pipeline.deliver import DeliverOutcome, deliver_batch
 from return_notify.pipeline.ingest import ingest_batch
 from return_notify.pipeline.maintenance import due_deliveries
 from return_notify.producer import publish_many
-from return_notify.runner import start_worker, wait_for_log
 from return_notify.storage.db import session_scope
 from tests.helpers import event, uid, wait_until
 from tests.integration.provider_fixtures import SmtpTestServer

@@ -9,9 +9,9 @@ import pytest
 import redis
 from sqlalchemy import text
 
+from return_notify.devtools.processes import start_worker
+from return_notify.pipeline.ratelimit import Limit, RateLimiter, parse_limits
 from return_notify.producer import publish_many
-from return_notify.ratelimit import Limit, RateLimiter, parse_limits
-from return_notify.runner import start_worker
 from return_notify.storage.db import session_scope
 from tests.helpers import event, uid, wait_until
 

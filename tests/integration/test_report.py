@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from return_notify.kpis import compute_kpis
+from return_notify.reporting.kpis import compute_kpis
 from return_notify.storage.db import session_scope
 from tests.helpers import event, uid
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: the operator commands without relying on how cli.py registers them
-OPS_CLI = "import typer; from return_notify.cli_ops import register; a = typer.Typer(); " \
+OPS_CLI = "import typer; from return_notify.cli.privacy import register; a = typer.Typer(); " \
           "register(a); a()"
 
 
@@ -138,7 +138,7 @@ def test_report_renders_in_headless_chromium(
     svc: Any, report_file: tuple[Path, str, dict[str, Any]], tmp_path: Path,
 ) -> None:
     # given
-    from return_notify.report_html import COLORS
+    from return_notify.reporting.html import COLORS
 
     path, _, _ = report_file
     assert CHROMIUM is not None

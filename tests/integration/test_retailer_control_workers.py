@@ -29,8 +29,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from return_notify.devtools.processes import Proc, start_worker
 from return_notify.producer import publish
-from return_notify.runner import Proc, start_worker
 from return_notify.storage.db import session_scope
 from tests.helpers import event, later, uid, wait_until
 from tests.integration.api_fixtures import make_tenant
@@ -79,7 +79,7 @@ class Retailer:
 
 @pytest.fixture
 def retailer(svc: Any) -> Retailer:
-    from return_notify.principals import create_principal, operator
+    from return_notify.access.principals import create_principal, operator
 
     tid, slug, tenant_key = make_tenant()
     with session_scope() as s:
@@ -265,7 +265,7 @@ def test_two_eta_updates_within_the_interval_send_one_sms(
 
 def test_a_transactional_override_rule_emails_despite_an_opt_out_never_an_unsubscribe(
         api: TestClient, retailer: Retailer, worker: Proc) -> None:
-    from return_notify.suppression import suppress
+    from return_notify.policy.suppression import suppress
 
     # given a refund rule that overrides channel opt-outs (owner, admin API) ...
     rule = retailer.call(api, retailer.owner_key, "POST", "/v1/admin/rules", {

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from return_notify.kpis import compute_kpis
-from return_notify.retention import purge_expired
+from return_notify.pipeline.retention import purge_expired
+from return_notify.reporting.kpis import compute_kpis
 from return_notify.storage.db import session_scope
 from tests.helpers import event, uid
 from tests.integration.test_report import run_ops

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def cli(api_env: ApiEnv) -> Any:
-    from return_notify.cli_rules import register
+    from return_notify.cli.rules import register
 
     app = typer.Typer()
     register(app)
@@ -137,8 +137,8 @@ def test_admin_api_never_answers_500(api_env: ApiEnv) -> None:
     from hypothesis import HealthCheck, given, settings
     from schemathesis.checks import not_a_server_error
 
+    from return_notify.access.principals import create_principal, operator
     from return_notify.api.app import create_app
-    from return_notify.principals import create_principal, operator
     from return_notify.storage.db import session_scope
 
     tid, slug, _ = make_tenant()

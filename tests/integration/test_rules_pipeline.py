@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import text
 
-from return_notify.principals import operator
-from return_notify.rules import CACHE_TTL_S, invalidate, prefetch, resolve
-from return_notify.rules_store import RuleSpec, create_rule, disable_rule, update_rule
+from return_notify.access.principals import operator
+from return_notify.rules.resolver import CACHE_TTL_S, invalidate, prefetch, resolve
+from return_notify.rules.store import RuleSpec, create_rule, disable_rule, update_rule
 from return_notify.storage.db import get_engine, session_scope
 from tests.helpers import event, uid, wait_until
 from tests.integration.api_fixtures import ApiEnv, api_env, make_tenant  # noqa: F401
@@ -118,7 +118,7 @@ def test_rule_per_region_changes_what_is_sent(api_env: ApiEnv) -> None:
 
 @pytest.fixture(scope="module")
 def worker(api_env: ApiEnv, tmp_path_factory: Any) -> Iterator[Any]:
-    from return_notify.runner import start_worker
+    from return_notify.devtools.processes import start_worker
 
     proc = start_worker(api_env.env(RSN_INAPP_PROVIDER="sandbox"), concurrency=2,
                         logdir=str(tmp_path_factory.mktemp("logs")))

@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from return_notify.principals import operator
-from return_notify.rules_store import RuleSpec, create_rule
+from return_notify.access.principals import operator
+from return_notify.rules.store import RuleSpec, create_rule
 from return_notify.storage.db import session_scope
 from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
     PRINCIPALS,

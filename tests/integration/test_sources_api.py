@@ -295,7 +295,7 @@ def test_carriers_cli_sets_a_secret_and_lists_unmatched_updates(client: TestClie
     import typer
     from typer.testing import CliRunner
 
-    from return_notify.cli_sources import register
+    from return_notify.cli.sources import register
 
     app = typer.Typer()
     register(app)

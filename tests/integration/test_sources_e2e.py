@@ -12,12 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from return_notify.masking import mask
-from return_notify.rendering import format_date
-from return_notify.runner import Proc, start_worker
+from return_notify.core.masking import mask
+from return_notify.devtools.processes import Proc, start_worker
 from return_notify.sources.carrier_events import set_secret
 from return_notify.sources.tracking import remember_tracking
 from return_notify.storage.db import session_scope
+from return_notify.templating.render import format_date
 from tests.helpers import wait_until
 from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
     PUBLIC_BASE_URL,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from return_notify.runner import Proc, start_worker, stop_process
+from return_notify.devtools.processes import Proc, start_worker, stop_process
 from return_notify.storage.db import session_scope
 from tests.helpers import event, uid, wait_until
 
@@ -40,7 +40,7 @@ def listen(svc: Any, consumer: str, logdir: Path) -> Proc:
            "PYTHONUNBUFFERED": "1"}
     with open(logfile, "ab") as fh:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "return_notify.cli_sources", "streams", "listen",
+            [sys.executable, "-m", "return_notify.cli.sources", "streams", "listen",
              "--consumer", consumer, "--batch", "50"],
             env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
@@ -128,7 +128,7 @@ def test_bad_entries_never_block_the_stream(svc: Any, listener: Proc) -> None:
     assert sorted(d["reason"].split(":")[0] for d in dead) == [
         "no 'event' or 'events' field (got ['payload'])", "not valid JSON"]
     assert {d.get("field:event") for d in dead} >= {"{not json"}
-    out = subprocess.run([sys.executable, "-m", "return_notify.cli_sources", "streams", "dead",
+    out = subprocess.run([sys.executable, "-m", "return_notify.cli.sources", "streams", "dead",
                           "--json"], env={**os.environ, **svc.env()}, capture_output=True,
                          text=True, timeout=60, check=True).stdout
     assert any(row.get("field:event") == "{not json" for row in json.loads(out))

@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from return_notify.branding import BrandingUpdate, save_branding
 from return_notify.channels.sandbox import SandboxChannel
 from return_notify.config.settings import Settings
 from return_notify.pipeline.deliver import deliver_batch
 from return_notify.pipeline.ingest import IngestResult, ingest_batch
 from return_notify.storage.db import get_engine, session_scope
-from return_notify.template_store import (
+from return_notify.templating.branding import BrandingUpdate, save_branding
+from return_notify.templating.store import (
     OverrideRejected,
     forget_tenant_templates,
     list_overrides,
@@ -28,7 +28,7 @@ from return_notify.template_store import (
     rollback_override,
     save_override,
 )
-from return_notify.template_validation import OverrideKey
+from return_notify.templating.validation import OverrideKey
 from tests.helpers import event, uid
 
 pytestmark = pytest.mark.integration
@@ -177,7 +177,7 @@ def test_hostile_override_written_to_the_database_fails_the_delivery(svc: Any, s
 
 
 def test_workers_see_a_change_on_their_next_batch(svc: Any) -> None:
-    from return_notify.template_store import load_tenant_templates
+    from return_notify.templating.store import load_tenant_templates
 
     tid, _ = new_tenant()
     with session_scope() as s:
@@ -261,8 +261,8 @@ def client(svc: Any) -> Iterator[TestClient]:
 
 def api_tenant() -> tuple[int, str, dict[str, str], dict[str, str]]:
     """A tenant, its owner principal's auth header and its tenant (ingest) key's header."""
+    from return_notify.access.principals import create_principal, operator
     from return_notify.api.auth import issue_api_key
-    from return_notify.principals import create_principal, operator
 
     tid, slug = new_tenant()
     with session_scope() as s:
@@ -336,7 +336,7 @@ def test_admin_api(client: TestClient) -> None:
 
 @pytest.fixture
 def cli(svc: Any) -> typer.Typer:
-    from return_notify.cli_templates import register
+    from return_notify.cli.templates import register
 
     app = typer.Typer()
     templates_app = typer.Typer()
@@ -378,7 +378,7 @@ def test_cli(cli: typer.Typer, tmp_path: Any) -> None:
              p=sent_out["provider_message_id"])[0][0]
     assert body.startswith("[TEST] ") and "Geld zurück für RMA-100042" in body
     # `templates preview --tenant` reads the tenant's overrides when a database is configured
-    from return_notify.cli import app as main_app
+    from return_notify.cli.main import app as main_app
 
     shown = CliRunner().invoke(main_app, ["templates", "preview", "--tenant", slug, "--milestone",
                                           "refund_processed", "--channel", "sms", "--locale",
@@ -417,7 +417,7 @@ def test_cli_scope_and_variant(cli: typer.Typer) -> None:
     body = q("SELECT body FROM sandbox_messages WHERE provider_message_id = :p",
              p=sent_out["provider_message_id"])[0][0]
     assert body.startswith("[TEST] EU formal RMA-100042")
-    from return_notify.cli import app as main_app
+    from return_notify.cli.main import app as main_app
 
     def preview(*extra: str) -> str:
         shown = CliRunner().invoke(main_app, ["templates", "preview", "--tenant", slug,

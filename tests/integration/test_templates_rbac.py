@@ -17,11 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from return_notify.principals import operator
+from return_notify.access.principals import operator
 from return_notify.storage.db import session_scope
-from return_notify.template_scope import TemplateScope
-from return_notify.template_store import forget_tenant_templates, save_override
-from return_notify.template_validation import OverrideKey
+from return_notify.templating.scope import TemplateScope
+from return_notify.templating.store import forget_tenant_templates, save_override
+from return_notify.templating.validation import OverrideKey
 from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
     PRINCIPALS,
     ApiEnv,

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from return_notify.principals import operator
-from return_notify.rules_store import RuleSpec, create_rule
+from return_notify.access.principals import operator
+from return_notify.rules.store import RuleSpec, create_rule
 from return_notify.storage.db import get_engine, session_scope
-from return_notify.template_scope import TemplateScope
-from return_notify.template_store import rollback_override, save_override
-from return_notify.template_validation import OverrideKey
+from return_notify.templating.scope import TemplateScope
+from return_notify.templating.store import rollback_override, save_override
+from return_notify.templating.validation import OverrideKey
 from tests.helpers import event, uid, wait_until
 from tests.integration.api_fixtures import ApiEnv, api_env, make_tenant  # noqa: F401
 
@@ -126,7 +126,7 @@ def test_a_variant_without_overrides_falls_back_to_the_default(api_env: ApiEnv) 
 
 @pytest.fixture(scope="module")
 def worker(api_env: ApiEnv, tmp_path_factory: Any) -> Iterator[Any]:
-    from return_notify.runner import start_worker
+    from return_notify.devtools.processes import start_worker
 
     proc = start_worker(api_env.env(RSN_INAPP_PROVIDER="sandbox"), concurrency=2,
                         logdir=str(tmp_path_factory.mktemp("logs")))

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import text
 
 from return_notify.config.settings import get_settings
+from return_notify.devtools.processes import Proc, start_beat, start_worker
 from return_notify.errors import PublishError
 from return_notify.producer import publish, publish_many
-from return_notify.runner import Proc, start_beat, start_worker
 from return_notify.storage.db import session_scope
 from tests.helpers import event, later, uid, wait_until
 

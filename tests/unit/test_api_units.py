@@ -9,7 +9,6 @@ from fastapi import HTTPException
 
 from return_notify.api.auth import KEY_SCHEME, _new_key, hash_key
 from return_notify.api.events import MAX_EVENTS, validate_events
-from return_notify.api.feedback import _delivery_id, _pmid, _suppression_reason
 from return_notify.api.webhooks import keyword
 from return_notify.inbox import (
     InvalidInboxToken,
@@ -17,7 +16,8 @@ from return_notify.inbox import (
     tenant_inbox_secret,
     verify_inbox_token,
 )
-from return_notify.suppression import (
+from return_notify.pipeline.feedback import _delivery_id, _pmid, _suppression_reason
+from return_notify.policy.suppression import (
     InvalidTokenError,
     make_unsubscribe_token,
     normalise_address,

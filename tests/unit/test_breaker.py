@@ -423,7 +423,7 @@ def test_breaker_state_is_exported_in_a_worker_process(tmp_path: object) -> None
     # a process set up like a pool process: metrics port set, multiprocess dir exported
     code = """
 import os
-from return_notify.metrics import observe_breaker
+from return_notify.observability.metrics import observe_breaker
 observe_breaker("twilio", False)
 observe_breaker("twilio", True)
 observe_breaker("sendgrid", True)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-import return_notify.metrics as metrics
-import return_notify.metrics_api as metrics_api
+import return_notify.observability.http_metrics as metrics_api
+import return_notify.observability.metrics as metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "return-notify.json"

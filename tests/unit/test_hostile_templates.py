@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from return_notify import rendering
-from return_notify.rendering import TemplateRenderError, compile_override, render
-from return_notify.template_guard import RenderLimits, budget
-from return_notify.template_samples import sample_context
-from return_notify.template_validation import OverrideKey, check_key, validate_override
+from return_notify.templating import render as rendering
+from return_notify.templating.render import TemplateRenderError, compile_override, render
+from return_notify.templating.samples import sample_context
+from return_notify.templating.sandbox import RenderLimits, budget
+from return_notify.templating.validation import OverrideKey, check_key, validate_override
 
 OK = " {{ return_id }} {{ cta_url }}"  # so that only the hostile part can be the problem
 
@@ -171,8 +171,8 @@ def test_whole_corpus_in_a_memory_capped_process() -> None:
     script = textwrap.dedent("""
         import json, resource, sys, time
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-        from return_notify.rendering import TemplateRenderError, render
-        from return_notify.template_samples import sample_context
+        from return_notify.templating.render import TemplateRenderError, render
+        from return_notify.templating.samples import sample_context
         class One:
             def __init__(self, s): self.s = s
             def covers(self, channel): return True
@@ -185,8 +185,8 @@ def test_whole_corpus_in_a_memory_capped_process() -> None:
                         render("sms", "refund_processed", sample_context("refund_processed"),
                                None, One(source))
                     else:
-                        from return_notify.rendering import _run, compile_override
-                        from return_notify.template_guard import RenderLimits, budget
+                        from return_notify.templating.render import _run, compile_override
+                        from return_notify.templating.sandbox import RenderLimits, budget
                         t = compile_override(source, False, static_check=False)
                         extra = {"lang": "en", "ui": {}, "format_locale": None,
                                  "format_tz": None}

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from return_notify.core.lifecycle import MAIN_LINE, Disposition, ReturnState, decide, supersedes
 from return_notify.events import Milestone as M
-from return_notify.lifecycle import MAIN_LINE, Disposition, ReturnState, decide, supersedes
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from return_notify.logging_setup import (
+from return_notify.observability.logs import (
     ContextFilter,
     JsonFormatter,
     configure_handlers,
@@ -133,7 +133,7 @@ def test_plain_text_logs_are_masked_too() -> None:
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     """Put the root logger and the SDK loggers back as they were."""
-    from return_notify.logging_setup import SDK_LOGGERS
+    from return_notify.observability.logs import SDK_LOGGERS
 
     root = logging.getLogger()
     saved = (list(root.handlers), root.level,
@@ -150,7 +150,7 @@ def test_setup_logging_drops_the_twilio_sdks_request_lines(
     restore_logging: None, capsys: pytest.CaptureFixture[str],
 ) -> None:
     # given: the API/CLI logging, at DEBUG even
-    from return_notify.logging_setup import setup_logging
+    from return_notify.observability.logs import setup_logging
 
     setup_logging("DEBUG", json_logs=True)
     # when: the SDK logs a request as it does for every call (headers at INFO)
@@ -185,7 +185,7 @@ def test_uvicorn_log_config_writes_its_lines_as_json_with_the_ids(
     # given: the config `return-notify api` hands uvicorn (applied in every server process)
     import logging.config
 
-    from return_notify.logging_setup import uvicorn_log_config
+    from return_notify.observability.logs import uvicorn_log_config
 
     logging.config.dictConfig(uvicorn_log_config("info", json_logs=True))
     # when
@@ -209,7 +209,7 @@ def test_a_tasks_ids_are_bound_from_prerun_to_postrun(
     # given: ids read from a task's arguments, as the deliver task registers them
     from celery.signals import task_postrun, task_prerun
 
-    from return_notify.logging_setup import bind_task_ids, ids_or_list
+    from return_notify.observability.logs import bind_task_ids, ids_or_list
 
     logger, stream = json_log
     bind_task_ids("rsn.test.task", lambda args, kw: {"channel": args[0],

@@ -14,7 +14,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from return_notify.cli_sources import register
+from return_notify.cli.sources import register
 from return_notify.sources.mapping import MappingError, SourceMapping
 from return_notify.sources.mapping_files import BUILTIN_DIR, get_mapping, parse_mapping, resolve
 from return_notify.sources.paths import MISSING, PathSyntaxError, compile_path, compile_template

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from return_notify.metrics import queue_keys
+from return_notify.observability.metrics import queue_keys
 
 
 def _value(text: str, series: str) -> float:
@@ -23,7 +23,7 @@ def test_instrumented_app_counts_requests_by_route_template() -> None:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from return_notify.metrics import instrument_app
+    from return_notify.observability.metrics import instrument_app
 
     app = FastAPI()
 
@@ -54,7 +54,7 @@ def test_instrumenting_two_apps_in_one_process_shares_the_metrics() -> None:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from return_notify.metrics import instrument_app
+    from return_notify.observability.metrics import instrument_app
 
     apps = [FastAPI(), FastAPI()]
     for a in apps:
@@ -66,7 +66,7 @@ def test_rate_limit_waits_are_counted_in_a_worker_process(tmp_path: object) -> N
     # a process set up like a pool process: metrics port set, multiprocess dir exported
     code = """
 import os
-from return_notify.metrics import observe_rate_limit_wait
+from return_notify.observability.metrics import observe_rate_limit_wait
 observe_rate_limit_wait("twilio", 0.25)
 observe_rate_limit_wait("twilio", 0.5)
 observe_rate_limit_wait("twilio", 2.0, "tenant")
@@ -86,7 +86,7 @@ print(generate_latest(r).decode())
 
 def test_hooks_are_no_ops_without_a_metrics_port() -> None:
     code = """
-from return_notify.metrics import observe_rate_limit_wait, _state
+from return_notify.observability.metrics import observe_rate_limit_wait, _state
 observe_rate_limit_wait("twilio", 1.0)
 print(_state.metrics is None)
 """

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from return_notify.events import Milestone
-from return_notify.preferences import (
+from return_notify.policy.preferences import (
     OPTED_OUT,
     OPTED_OUT_MILESTONE,
     PREFERRED_OTHER,
@@ -17,8 +17,8 @@ from return_notify.preferences import (
     event_defaults,
     rule_overrides_opt_out,
 )
-from return_notify.quiet_hours import DEFAULT_WINDOW
-from return_notify.throttle import (
+from return_notify.policy.quiet_hours import DEFAULT_WINDOW
+from return_notify.policy.throttle import (
     DIGEST,
     PENDING,
     QUIET_HOURS,
@@ -77,7 +77,7 @@ def test_preferences_never_add_a_channel_the_rule_did_not_give() -> None:
 
 
 def test_override_is_only_for_transactional_rules_that_ask_for_it() -> None:
-    from return_notify.rules import ResolvedRule
+    from return_notify.rules.resolver import ResolvedRule
 
     def rule(urgency: str, override: bool) -> ResolvedRule:
         return ResolvedRule(("email",), urgency, None, 1, "test", override)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from return_notify.quiet_hours import (
+from return_notify.policy.quiet_hours import (
     DEFAULT_WINDOW,
     LEGAL_WINDOWS,
     QuietHoursConfig,

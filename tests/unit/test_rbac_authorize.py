@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from return_notify.principals import (
+from return_notify.access.principals import (
     Principal,
     PrincipalError,
     authorize,

@@ -1,4 +1,4 @@
-"""Unit tests for return_notify.rendering: default templates, filters and the sandbox."""
+"""Unit tests for return_notify.templating.render: default templates, filters and the sandbox."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from return_notify import rendering
-from return_notify.rendering import (
+from return_notify.templating import render as rendering
+from return_notify.templating.render import (
     MAX_OUTPUT_CHARS,
     PARTS,
     Rendered,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from return_notify.events import Milestone
-from return_notify.preferences import (
+from return_notify.policy.preferences import (
     OPTED_OUT,
     Preferences,
     apply_preferences,
     rule_overrides_opt_out,
 )
-from return_notify.rules import (
+from return_notify.rules.resolver import (
     RuleIndex,
     RuleRecord,
     decide,
@@ -19,7 +19,7 @@ from return_notify.rules import (
     explain_rules,
     validate_override,
 )
-from return_notify.rules_store import RuleSpec
+from return_notify.rules.store import RuleSpec
 
 REFUND, IT, EXC = Milestone.REFUND_PROCESSED, Milestone.IN_TRANSIT, Milestone.EXCEPTION
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from return_notify.config.rules import DEFAULT_RULES
 from return_notify.events import Milestone
-from return_notify.rules import (
+from return_notify.rules.resolver import (
     RuleIndex,
     RuleRecord,
     decide,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from return_notify.channels.segments import (
+from return_notify.core.sms_segments import (
     count_segments,
     fit_to_segments,
     is_gsm7,

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from return_notify.rendering import render
-from return_notify.template_samples import sample_context
-from return_notify.template_scope import (
+from return_notify.templating.render import render
+from return_notify.templating.samples import sample_context
+from return_notify.templating.scope import (
     TemplateScope,
     TenantOverrides,
     listing_filter,
@@ -190,7 +190,7 @@ def test_send_and_branding_permissions(role: str, regions: tuple[str, ...],
                                        categories: tuple[str, ...], action: str,
                                        region: str | None, category: str | None,
                                        allowed: bool) -> None:
-    from return_notify.principals import Principal, authorize
+    from return_notify.access.principals import Principal, authorize
 
     who = Principal(1, 1, "acme", f"{role}-x", role, regions, categories)
     decision = authorize(who, action, region, category)

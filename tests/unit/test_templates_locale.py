@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
-from return_notify import rendering
-from return_notify.branding import Branding, apply_branding
-from return_notify.channels.segments import segment_info
-from return_notify.pipeline.context import build_context
-from return_notify.rendering import PARTS, Rendered, render
-from return_notify.template_filters import (
+from return_notify.core.sms_segments import segment_info
+from return_notify.templating import render as rendering
+from return_notify.templating.branding import Branding, apply_branding
+from return_notify.templating.context import build_context
+from return_notify.templating.filters import (
     format_date,
     format_datetime,
     format_time,
@@ -25,8 +24,9 @@ from return_notify.template_filters import (
     refund_via,
     ucfirst,
 )
-from return_notify.template_i18n import _UI, LANGUAGES, locale_chain, ui_strings
-from return_notify.template_samples import MILESTONES, SAMPLE_RETURN_ID, sample_context
+from return_notify.templating.i18n import _UI, LANGUAGES, locale_chain, ui_strings
+from return_notify.templating.render import PARTS, Rendered, render
+from return_notify.templating.samples import MILESTONES, SAMPLE_RETURN_ID, sample_context
 
 CASES = [(ch, m) for ch in PARTS for m in MILESTONES]
 LOCALES = ("es-ES", "fr-FR", "de-DE")

@@ -30,7 +30,7 @@ from typing import Any
 
 from return_notify.channels.fakes import Fault, RateWindow, RecordedRequest, Reply, json_reply, run_cli
 from return_notify.channels.fakes.control import FakeProviderServer
-from return_notify.channels.segments import count_segments
+from return_notify.core.sms_segments import count_segments
 
 FAKE_ACCOUNT_SID = "AC" + "0" * 30 + "fa"
 FAKE_AUTH_TOKEN = "fake-twilio-auth-token"

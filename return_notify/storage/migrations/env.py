@@ -5,11 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-import return_notify.storage.models_api  # noqa: F401 - registers the API tables
-import return_notify.storage.models_prefs  # noqa: F401
-import return_notify.storage.models_rules  # noqa: F401
-import return_notify.storage.models_sources  # noqa: F401
-import return_notify.storage.models_templates  # noqa: F401
+# the package imports every table group, so autogenerate sees the whole schema
 from return_notify.storage.models import Base
 
 config = context.config

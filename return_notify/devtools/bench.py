@@ -1,0 +1,210 @@
+"""`return-notify bench`: end-to-end throughput against the bare-Celery ceiling, same run.
+
+Both measurements use the same broker, the same worker command and the same number of
+pool processes; the ceiling drains pre-published no-op tasks (one message each), the
+pipeline takes a realistic event stream from publish to every delivery recorded as sent.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import text
+
+
+class _PeakRSS:
+    """Samples the summed RSS of a process tree until stopped."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                root = psutil.Process(self.pid)
+                rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+                self.peak = max(self.peak, rss)
+            except psutil.Error:
+                pass
+            self._stop.wait(0.2)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._t.join(2)
+        return self.peak
+
+
+def _drain_time(redis_url: str, prefix: str, queue: str, n: int, timeout_s: float) -> float:
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        if r.llen(prefix + queue) == 0 and r.hlen(prefix + "unacked") == 0:
+            return time.monotonic() - t0
+        time.sleep(0.02)
+    raise TimeoutError(f"{n} no-op tasks not drained in {timeout_s}s")
+
+
+def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
+              json_out: bool = False, timeout_s: float = 600.0) -> int:
+    from return_notify.config.settings import get_settings, reset_settings
+    from return_notify.devtools.endpoints import scratch_database, servers
+    from return_notify.devtools.processes import start_worker
+    from return_notify.devtools.sample_data import make_stream, stamp
+    from return_notify.producer import publish_raw_batches
+
+    console = Console(stderr=True)
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"rsn-bench-{tag}:"
+    import os
+    os.environ["RSN_REDIS_KEY_PREFIX"] = prefix
+    reset_settings()
+    result: dict[str, Any] = {"events": n_events, "worker_processes": workers, "noop_tasks": n_noop}
+    with servers() as served, scratch_database(served) as ep:  # an empty database per run
+        from return_notify.storage.db import dispose_engine, session_scope
+        from return_notify.storage.migrate import upgrade
+
+        dispose_engine()
+        upgrade()
+        env = ep.env(RSN_REDIS_KEY_PREFIX=prefix, RSN_SANDBOX_TRANSIENT_FAILURE_RATE="0",
+                     RSN_QUIET_HOURS_ENABLED="false", RSN_THROTTLE_MIN_INTERVALS="",
+                     RSN_SANDBOX_LATENCY_MS="0")
+        logdir = tempfile.mkdtemp(prefix="rsn-bench-")
+
+        # 1. bare-Celery ceiling: drain pre-published no-op tasks, with the pipeline's own
+        #    configuration (task events on, for Flower) and with task events off.
+        for label, events_on in (("ceiling_tasks_per_s", True), ("ceiling_no_events_tasks_per_s", False)):
+            rate = _ceiling(ep, env, prefix, n_noop, workers, logdir, events_on, timeout_s, console)
+            result[label] = rate
+        result["ceiling_best_tasks_per_s"] = max(result["ceiling_tasks_per_s"],
+                                                 result["ceiling_no_events_tasks_per_s"])
+
+        # 2. the pipeline, publish → every delivery sent
+        stream = make_stream(n_events=n_events, min_returns=max(50, n_events // 9), seed=11,
+                             dup_rate=0.0, ooo_rate=0.0, invalid=0, prefix=f"b{tag}-")
+        w = start_worker(env, concurrency=workers, logdir=logdir, name="bench-pipeline",
+                         loglevel="WARNING")
+        rss = _PeakRSS(w.popen.pid)
+        try:
+            since = datetime.now(UTC)
+            events = stamp(stream.events)
+            size = get_settings().ingest_batch_size
+            t0 = time.monotonic()
+            publish_raw_batches([events[i : i + size] for i in range(0, len(events), size)])
+            done_s = _wait_pipeline(session_scope, since, f"b{tag}-", len(events), t0, timeout_s,
+                                    console)
+        finally:
+            peak = rss.stop()
+            w.stop(20)
+        from return_notify.reporting.throughput import pipeline_stats
+
+        with session_scope() as s:
+            st = pipeline_stats(s, since=since)
+        n_notif = st["deliveries"]["sent"]
+        result.update({
+            "events_published": len(events), "notifications_sent": n_notif,
+            "elapsed_s": round(done_s, 2),
+            "events_per_s": round(len(events) / done_s, 1),
+            "notifications_per_s": round(n_notif / done_s, 1),
+            "latency_s": st["latency_s"], "peak_worker_rss_mib": round(peak / 2**20, 1),
+            "ratio_to_ceiling": round(n_notif / done_s / result["ceiling_tasks_per_s"], 3),
+            "ratio_to_best_ceiling": round(n_notif / done_s / result["ceiling_best_tasks_per_s"], 3),
+            "broker": ep.broker_url.split("@")[-1], "embedded": ep.embedded,
+        })
+        dispose_engine()
+    _report(result, json_out, console)
+    return 0
+
+
+def _ceiling(ep: Any, env: dict[str, str], prefix: str, n: int, workers: int, logdir: str,
+             events_on: bool, timeout_s: float, console: Console) -> float:
+    from celery import Celery
+
+    from return_notify.config.celery import NOOP_TASK, celery_config
+    from return_notify.config.settings import Settings
+    from return_notify.devtools.processes import start_worker
+
+    settings = Settings(broker_url=ep.broker_url, redis_key_prefix=prefix, task_events=events_on)
+    capp = Celery("bench", set_as_current=False)
+    capp.conf.update(celery_config(settings))
+    console.print(f"publishing {n:,} no-op tasks (task events {'on' if events_on else 'off'}) …")
+    with capp.producer_or_acquire() as prod:
+        for _ in range(n):
+            capp.send_task(NOOP_TASK, queue="events", routing_key="events", producer=prod)
+    w = start_worker({**env, "RSN_TASK_EVENTS": "true" if events_on else "false"},
+                     queues="events", concurrency=workers, logdir=logdir,
+                     name=f"bench-noop-{int(events_on)}", loglevel="WARNING")
+    try:
+        elapsed = _drain_time(ep.broker_url, prefix, "events", n, timeout_s)
+    finally:
+        w.stop(20)
+    rate = round(n / elapsed, 1)
+    console.print(f"bare Celery, task events {'on' if events_on else 'off'}: {rate:,} tasks/s")
+    return rate
+
+
+def _wait_pipeline(session_scope: Any, since: datetime, tag: str, n: int, t0: float,
+                   timeout_s: float, console: Console) -> float:
+    while time.monotonic() - t0 < timeout_s:
+        with session_scope() as s:
+            row = s.execute(text(
+                "SELECT (SELECT count(*) FROM events WHERE received_at >= :s AND event_id LIKE :p),"
+                " count(*) FILTER (WHERE state IN ('pending','sending','retrying','scheduled')),"
+                " max(sent_at) FROM deliveries WHERE created_at >= :s"),
+                {"s": since, "p": tag + "%"}).one()
+        if row[0] >= n and row[1] == 0:
+            last = row[2]
+            return (last - since).total_seconds() if last else time.monotonic() - t0
+        time.sleep(0.2)
+    raise TimeoutError(f"pipeline did not finish in {timeout_s}s")
+
+
+def _report(r: dict[str, Any], json_out: bool, console: Console) -> None:
+    if json_out:
+        sys.stdout.write(json.dumps(r, indent=2) + "\n")
+        return
+    t = Table("measure", "value", title="return-notify bench")
+    lat = r["latency_s"]
+    for k, v in (
+        ("events published", f"{r['events_published']:,}"),
+        ("notifications sent", f"{r['notifications_sent']:,}"),
+        ("elapsed (publish → last sent)", f"{r['elapsed_s']} s"),
+        ("events/s", f"{r['events_per_s']:,}"),
+        ("notifications/s", f"{r['notifications_per_s']:,}"),
+        ("occurred_at → sent p50 / p95 / p99",
+         " / ".join(f"{(lat[k] or 0) * 1000:,.0f} ms" for k in
+                    ("occurred_to_sent_p50", "occurred_to_sent_p95", "occurred_to_sent_p99"))),
+        ("peak worker RSS (all pool processes)", f"{r['peak_worker_rss_mib']} MiB"),
+        ("bare-Celery ceiling, same config (no-op tasks/s)", f"{r['ceiling_tasks_per_s']:,}"),
+        ("bare-Celery ceiling, task events off", f"{r['ceiling_no_events_tasks_per_s']:,}"),
+        ("notifications/s ÷ ceiling (same config)", f"{r['ratio_to_ceiling']}"),
+        ("notifications/s ÷ best ceiling", f"{r['ratio_to_best_ceiling']}"),
+        ("worker pool processes", str(r["worker_processes"])),
+    ):
+        t.add_row(k, v)
+    Console().print(t)
+
+
+def run_scaling_bench(concurrency: list[int], latency_ms: float = 200.0, workers: int = 2,
+                      pool: str = "prefork", n_events: int | None = None,
+                      json_out: bool = False) -> int:
+    """``bench --providers local``: the notifications/s curve against delivery concurrency,
+    through the real SDKs and local provider servers answering after ``latency_ms``
+    (implementation in ``bench_scaling``)."""
+    from return_notify.devtools.bench_scaling import run_scaling
+
+    return run_scaling(concurrency, latency_ms=latency_ms, workers=workers, pool=pool,
+                       n_events=n_events, json_out=json_out)

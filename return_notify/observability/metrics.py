@@ -1,0 +1,354 @@
+"""Prometheus metrics of the workers and the API: definitions, task hooks and endpoints.
+
+Workers (prefork pool): **multiprocess mode**. Every pool process writes its counters and
+histograms to memory-mapped files in one directory per worker (``RSN_METRICS_DIR``, else
+``PROMETHEUS_MULTIPROC_DIR``, else a fresh temporary directory), and the worker's main
+process serves ``http://RSN_METRICS_ADDRESS:RSN_METRICS_PORT/metrics`` summing them all.
+Chosen over one port per pool process because pool processes come and go (autoscale,
+``max_tasks_per_child`` recycling): with one port each, Prometheus would need a target per
+child and would lose a recycled child's counts; here one target per worker sees them all,
+and a dead child's totals stay in its file. The directory is chosen and exported in the
+main process at ``worker_init`` (before the pool forks) and wiped there; queue depths
+are read from Redis (``LLEN``) by a collector in the main process at scrape time.
+
+The API (``instrument_app``): request counts and durations by route template, served on
+the app's own ``GET /metrics`` (multiprocess too when ``PROMETHEUS_MULTIPROC_DIR`` is set).
+Metrics never fail a task or a request: a broken observation is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from celery.signals import worker_init, worker_process_shutdown, worker_ready, worker_shutdown
+
+# the tasks import this module before Celery sets up logging: connect the logging signals
+from return_notify.observability import logs as _logging_setup  # noqa: F401
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+log = logging.getLogger(__name__)
+
+#: occurred_at → sent: from sub-second to a day (events may be published late)
+LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
+                     7200, 21600, 86400)
+PROVIDER_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+#: kombu's Redis transport keeps priority levels in separate lists: queue, queue\x06\x163, ...
+PRIORITY_STEPS = (0, 3, 6, 9)
+_PRIORITY_SEP = "\x06\x16"
+
+
+class _WorkerMetrics:
+    """The worker's metric objects (one set per process, values in the shared directory)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.deliveries = Counter(
+            "rsn_deliveries", "Deliveries processed by a deliver task, by the provider that "
+            "answered and the call's outcome (sent, transient, rate_limited, permanent; "
+            "skipped: no call)", ["channel", "provider", "outcome"], registry=None)
+        self.states = Counter(
+            "rsn_delivery_states", "State a processed delivery moved to (sent, retrying, "
+            "failed, dead, skipped)", ["channel", "state"], registry=None)
+        self.by_tenant = Counter(
+            "rsn_tenant_deliveries", "Deliveries processed, by tenant and call outcome",
+            ["tenant", "channel", "outcome"], registry=None)
+        self.provider_seconds = Histogram(
+            "rsn_provider_call_seconds", "Provider call duration, each call timed on its own "
+            "(a provider with a batch API: its call's time divided by its messages)", ["channel", "provider"],
+            buckets=PROVIDER_BUCKETS_S, registry=None)
+        self.latency = Histogram(
+            "rsn_notification_latency_seconds", "Time from the event's occurred_at to the "
+            "notification sent", ["channel"], buckets=LATENCY_BUCKETS_S, registry=None)
+        self.rate_limit_waits = Counter(
+            "rsn_rate_limit_waits", "Sends held back by the global rate limiter, by the "
+            "bucket that was empty (limit: tenant or provider) and the channel's provider",
+            ["limit", "provider"], registry=None)
+        self.rate_limit_wait_seconds = Counter(
+            "rsn_rate_limit_wait_seconds", "Summed wait imposed by the global rate limiter",
+            ["limit", "provider"], registry=None)
+        self.events = Counter(
+            "rsn_events", "Events ingested, by disposition (notified, stale, repeat, "
+            "no_channel, duplicate, rejected)", ["disposition"], registry=None)
+        self.created = Counter(
+            "rsn_deliveries_created", "Delivery rows created by ingest", ["channel"],
+            registry=None)
+        self.superseded = Counter(
+            "rsn_deliveries_superseded", "Waiting deliveries skipped because a newer "
+            "milestone superseded them", registry=None)
+        self.breaker_open = Gauge(
+            "rsn_provider_breaker_open", "1 while a provider's circuit breaker holds it "
+            "paused in at least one live worker process", ["provider"],
+            multiprocess_mode="livemax", registry=None)
+        self.breaker_trips = Counter(
+            "rsn_provider_breaker_trips", "Times a provider's circuit breaker opened "
+            "(re-opening after a failed trial call included)", ["provider"], registry=None)
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.enabled: bool | None = None
+        self.metrics: _WorkerMetrics | None = None
+        self.server: Any = None
+        self.owned_dir: str | None = None
+
+
+_state = _State()
+
+
+def _enabled() -> bool:
+    if _state.enabled is None:
+        from return_notify.config.settings import get_settings
+
+        _state.enabled = get_settings().metrics_port is not None and bool(
+            os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    return _state.enabled
+
+
+def _worker_metrics() -> _WorkerMetrics | None:
+    if not _enabled():
+        return None
+    if _state.metrics is None:
+        with _state.lock:
+            if _state.metrics is None:
+                _state.metrics = _WorkerMetrics()
+    return _state.metrics
+
+
+# ------------------------------------------------------------------ hooks -------------
+
+def observe_deliver(channel: str, outcome: Any) -> None:
+    """Called by the deliver task after each batch with its ``DeliverOutcome``."""
+    m = _worker_metrics()
+    if m is None:
+        return
+    try:
+        tenants: dict[int, str] = getattr(outcome, "tenants", {}) or {}
+        per_tenant = _per_tenant()
+        for a in getattr(outcome, "attempts", []) or []:
+            provider = a.get("provider") or "none"
+            result = a.get("outcome") or "unknown"
+            m.deliveries.labels(channel, provider, result).inc()
+            if per_tenant and a.get("delivery_id") in tenants:
+                m.by_tenant.labels(tenants[a["delivery_id"]], channel, result).inc()
+            if a.get("provider") and a.get("duration_ms") is not None:
+                m.provider_seconds.labels(channel, provider).observe(
+                    float(a["duration_ms"]) / 1000.0)
+        states: dict[str, int] = dict(getattr(outcome, "states", {}) or {})
+        for state, n in states.items():
+            if n:
+                m.states.labels(channel, state).inc(n)
+        if states.get("skipped"):
+            m.deliveries.labels(channel, "none", "skipped").inc(states["skipped"])
+        for seconds in getattr(outcome, "sent_latencies_s", []) or []:
+            m.latency.labels(channel).observe(max(0.0, float(seconds)))
+    except Exception:  # noqa: BLE001 - metrics never fail a task
+        log.warning("deliver metrics dropped", exc_info=True)
+    for limit, provider, seconds in getattr(outcome, "throttle_waits", []) or []:
+        observe_rate_limit_wait(provider, seconds, limit)
+
+
+def observe_ingest(result: Any) -> None:
+    """Called by the ingest task after each batch with its ``IngestResult``."""
+    m = _worker_metrics()
+    if m is None:
+        return
+    try:
+        for disposition, n in dict(getattr(result, "by_disposition", {}) or {}).items():
+            if n:
+                m.events.labels(disposition).inc(n)
+        if getattr(result, "duplicates", 0):
+            m.events.labels("duplicate").inc(result.duplicates)
+        if getattr(result, "rejected", 0):
+            m.events.labels("rejected").inc(result.rejected)
+        for ch, ids in dict(getattr(result, "deliveries", {}) or {}).items():
+            if ids:
+                m.created.labels(ch).inc(len(ids))
+        if getattr(result, "superseded", 0):
+            m.superseded.inc(result.superseded)
+    except Exception:  # noqa: BLE001 - metrics never fail a task
+        log.warning("ingest metrics dropped", exc_info=True)
+
+
+def observe_rate_limit_wait(provider: str, seconds: float, limit: str = "provider") -> None:
+    """One send to ``provider`` held back for ``seconds`` by the global rate limiter's
+    ``limit`` bucket (``tenant`` or ``provider``: see ``pipeline.deliver._throttle``)."""
+    m = _worker_metrics()
+    if m is None:
+        return
+    try:
+        m.rate_limit_waits.labels(limit, provider).inc()
+        m.rate_limit_wait_seconds.labels(limit, provider).inc(max(0.0, float(seconds)))
+    except Exception:  # noqa: BLE001 - metrics never fail a task
+        log.warning("rate-limit metrics dropped", exc_info=True)
+
+
+def observe_breaker(provider: str, is_open: bool) -> None:
+    """A provider's circuit breaker opened or closed in this process (``channels.breaker``)."""
+    m = _worker_metrics()
+    if m is None:
+        return
+    try:
+        m.breaker_open.labels(provider).set(1 if is_open else 0)
+        if is_open:
+            m.breaker_trips.labels(provider).inc()
+    except Exception:  # noqa: BLE001 - metrics never fail a task
+        log.warning("breaker metrics dropped", exc_info=True)
+
+
+def _per_tenant() -> bool:
+    from return_notify.config.settings import get_settings
+
+    return get_settings().metrics_per_tenant
+
+
+# ------------------------------------------------------------------ queue depths ------
+
+def queue_keys(prefix: str, queue: str) -> list[str]:
+    """The Redis lists holding ``queue``'s messages, one per kombu priority level."""
+    return [prefix + queue + ("" if p == 0 else f"{_PRIORITY_SEP}{p}") for p in PRIORITY_STEPS]
+
+
+class QueueDepthCollector:
+    """``rsn_queue_depth{queue}`` (messages waiting), ``rsn_broker_unacked`` and
+    ``rsn_broker_up``, read from Redis at scrape time (one pipelined round trip)."""
+
+    def __init__(self, broker_url: str, prefix: str, queues: Iterable[str]) -> None:
+        self._url, self._prefix, self._queues = broker_url, prefix, list(queues)
+        self._client: Any = None
+
+    def describe(self) -> list[Any]:
+        return []  # no I/O when registered
+
+    def collect(self) -> Iterator[Any]:
+        import redis
+        from prometheus_client.core import GaugeMetricFamily
+
+        depth = GaugeMetricFamily("rsn_queue_depth", "Messages waiting in a broker queue "
+                                  "(all priority levels)", labels=["queue"])
+        unacked = GaugeMetricFamily("rsn_broker_unacked", "Messages delivered to workers and "
+                                    "not yet acknowledged (incl. countdowns)")
+        up = GaugeMetricFamily("rsn_broker_up", "1 if Redis answered the queue-depth scrape")
+        try:
+            if self._client is None:
+                self._client = redis.Redis.from_url(self._url, socket_timeout=2.0,
+                                                    socket_connect_timeout=2.0)
+            pipe = self._client.pipeline(transaction=False)
+            for q in self._queues:
+                for key in queue_keys(self._prefix, q):
+                    pipe.llen(key)
+            pipe.hlen(self._prefix + "unacked")
+            values = pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("queue depth scrape failed: %s", type(exc).__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        n = len(PRIORITY_STEPS)
+        for i, q in enumerate(self._queues):
+            depth.add_metric([q], sum(values[i * n:(i + 1) * n]))
+        unacked.add_metric([], values[-1])
+        up.add_metric([], 1)
+        yield from (depth, unacked, up)
+
+
+# ------------------------------------------------------------------ worker endpoint ---
+
+def _multiproc_dir(configured: str | None) -> str:
+    path = configured or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = tempfile.mkdtemp(prefix="rsn-metrics-")
+        _state.owned_dir = path
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):
+        os.remove(stale)  # counts of a previous run would add up with ours
+    return path
+
+
+@worker_init.connect
+def _setup_worker_metrics(**_: Any) -> None:
+    """Main process, before the pool forks: pick, wipe and export the multiprocess dir."""
+    from return_notify.config.settings import get_settings
+
+    settings = get_settings()
+    if settings.metrics_port is None:
+        return
+    path = _multiproc_dir(settings.metrics_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # inherited by every pool process
+    from prometheus_client import values
+
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        # prometheus_client was imported before the directory was known: switch it now,
+        # before any metric exists (metrics are created on first use, in the children)
+        values.ValueClass = values.MultiProcessValue()
+    _state.enabled = None
+
+
+@worker_ready.connect
+def _start_worker_endpoint(sender: Any = None, **_: Any) -> None:
+    """Main process, once the worker consumes: serve every pool process's metrics."""
+    from return_notify.config.settings import get_settings
+
+    settings = get_settings()
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if settings.metrics_port is None or not path:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    app = getattr(sender, "app", None)
+    queues = [q.name for q in (app.conf.task_queues or [])] if app is not None else []
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=path)
+    if settings.broker_url and queues:
+        registry.register(QueueDepthCollector(  # type: ignore[arg-type]
+            settings.broker_url, settings.redis_key_prefix, queues))
+    try:
+        server, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_address,
+                                            registry=registry)
+    except OSError as exc:
+        log.error("worker metrics endpoint not started on %s:%s: %s", settings.metrics_address,
+                  settings.metrics_port, exc)
+        return
+    _state.server = server
+    log.info("worker metrics on http://%s:%s/metrics", settings.metrics_address,
+             settings.metrics_port)
+
+
+@worker_process_shutdown.connect
+def _pool_process_gone(pid: int | None = None, **_: Any) -> None:
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path and _state.metrics is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid(), path)  # live gauges only
+
+
+@worker_shutdown.connect
+def _stop_worker_endpoint(**_: Any) -> None:
+    if _state.server is not None:
+        _state.server.shutdown()
+        _state.server = None
+    if _state.owned_dir:
+        shutil.rmtree(_state.owned_dir, ignore_errors=True)
+        _state.owned_dir = None
+
+
+# ------------------------------------------------------------------ API ---------------
+
+def instrument_app(app: FastAPI) -> None:
+    """Count and time every request by route template and serve ``GET /metrics``
+    (implementation in ``metrics_api``; no credentials: keep it off public networks)."""
+    from return_notify.observability.http_metrics import instrument
+
+    instrument(app)
