@@ -47,7 +47,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from return_notify.access.audit import Actor, record
-from return_notify.rules.resolver import (
+from return_notify.core.regions import (
     event_category,
     event_region,
     normalize_category,

@@ -18,8 +18,9 @@ from return_notify.access.audit import list_entries
 from return_notify.access.principals import authorize
 from return_notify.api import admin_principals
 from return_notify.api.rbac import Admin, Principal, Scope, enforce, query_scope, require
+from return_notify.core.regions import normalize_category, normalize_region
 from return_notify.events import Milestone
-from return_notify.rules.resolver import explain, normalize_category, normalize_region, validate_template
+from return_notify.rules.resolver import explain, validate_template
 from return_notify.rules.store import (
     RuleConflict,
     RuleNotFound,

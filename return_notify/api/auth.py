@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from return_notify.api.settings import get_api_settings
+from return_notify.config.settings import get_settings
 from return_notify.inbox import InvalidInboxToken, tenant_id_for_slug, verify_inbox_token
 from return_notify.storage.db import session_scope
 
@@ -150,7 +150,7 @@ def require_customer(
                                         "that cannot set headers")] = None,
 ) -> CustomerAuth:
     """FastAPI dependency: the customer of the inbox token (header, or ``?token=``)."""
-    master = get_api_settings().inbox_token_secret
+    master = get_settings().inbox_token_secret
     if master is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             detail="the inbox is not configured (RSN_INBOX_TOKEN_SECRET unset)")

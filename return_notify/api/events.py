@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from return_notify.api.auth import Tenant
-from return_notify.api.settings import get_api_settings
 from return_notify.config.settings import get_settings
 from return_notify.errors import EventValidationError, PublishError
 from return_notify.events import parse_event
@@ -92,7 +91,7 @@ def validate_events(raw: Any, tenant_slug: str) -> list[dict[str, Any]]:
 
 
 def _publish(payloads: list[dict[str, Any]]) -> int:
-    timeout = get_api_settings().api_publish_timeout_s
+    timeout = get_settings().api_publish_timeout_s
     policy = {"max_retries": max(1, int(timeout / 0.5)), "interval_start": 0.0,
               "interval_step": 0.5, "interval_max": 0.5}
     return publish_raw_batches([payloads], settings=get_settings(), retry_policy=policy)

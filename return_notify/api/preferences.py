@@ -29,9 +29,10 @@ from pydantic import BaseModel
 
 from return_notify.api.auth import Tenant
 from return_notify.api.rbac import Principal, Scope, authorize, require
+from return_notify.config.settings import get_settings
 from return_notify.policy.planner import (
+    default_quiet_hours,
     effective_throttle,
-    get_policy_settings,
     get_quiet_hours,
     get_throttle,
     load_policies,
@@ -149,8 +150,8 @@ class QuietHoursView(BaseModel):
 
 
 def effective_view(configs: dict[str, QuietHoursConfig], region: str | None) -> dict[str, Any]:
-    settings = get_policy_settings()
-    eff = resolve(configs, region, settings.default_quiet_hours())
+    settings = get_settings()
+    eff = resolve(configs, region, default_quiet_hours(settings))
     if eff is None or not settings.quiet_hours_enabled:
         return {"region": region, "source": "off", "enabled": False, "allowed": {},
                 "channels": [], "exempt_milestones": []}
@@ -179,7 +180,7 @@ def read_quiet_hours(
         configs = get_quiet_hours(s, principal.tenant_id)
     visible = {k: v for k, v in configs.items()
                if authorize(principal, "quiet_hours:read", scope_region(k), None)}
-    return {"configs": visible, "default": get_policy_settings().default_quiet_hours(),
+    return {"configs": visible, "default": default_quiet_hours(get_settings()),
             "legal_windows": {k: w.describe() for k, w in LEGAL_WINDOWS.items()},
             "effective": effective_view(configs, scope.region) if scope.region else None}
 
@@ -238,7 +239,7 @@ def throttle_view(tid: int) -> dict[str, Any]:
     with session_scope() as s:
         own = get_throttle(s, tid)
         policy = load_policies(s, [tid], ttl_s=0)[tid]
-    return {"tenant": own, "effective": effective_throttle(policy, get_policy_settings())}
+    return {"tenant": own, "effective": effective_throttle(policy, get_settings())}
 
 
 @router.get("/v1/throttle", response_model=ThrottleView, responses=_ADMIN_AUTH,

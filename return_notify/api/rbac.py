@@ -33,7 +33,7 @@ from return_notify.access.principals import (
     authenticate,
     authorize,
 )
-from return_notify.rules.resolver import event_category, event_region
+from return_notify.core.regions import event_category, event_region
 from return_notify.storage.db import session_scope
 
 __all__ = ["Admin", "Principal", "Scope", "authorize", "current_principal", "enforce",

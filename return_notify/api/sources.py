@@ -22,7 +22,6 @@ from starlette.concurrency import run_in_threadpool
 
 from return_notify.api.auth import Tenant
 from return_notify.api.events import MAX_BODY_BYTES, RETRY_AFTER_S, read_limited_body
-from return_notify.api.settings import get_api_settings
 from return_notify.config.settings import get_settings
 from return_notify.errors import EventValidationError, PublishError
 from return_notify.events import parse_event
@@ -38,7 +37,6 @@ from return_notify.sources.carrier_events import (
 )
 from return_notify.sources.mapping import MAX_RECORDS, MappedRecord, Problem, SourceMapping
 from return_notify.sources.mapping_files import get_mapping, load_all
-from return_notify.sources.settings import get_sources_settings
 from return_notify.sources.tracking import find_return_by_ref
 from return_notify.storage.db import session_scope
 
@@ -51,7 +49,7 @@ _SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 def publish_events(payloads: list[dict[str, Any]]) -> int:
     """Hand validated payloads to the ingest queue as one message, retrying briefly."""
-    timeout = get_api_settings().api_publish_timeout_s
+    timeout = get_settings().api_publish_timeout_s
     policy = {"max_retries": max(1, int(timeout / 0.5)), "interval_start": 0.0,
               "interval_step": 0.5, "interval_max": 0.5}
     return publish_raw_batches([payloads], settings=get_settings(), retry_policy=policy)
@@ -121,7 +119,7 @@ async def carrier_webhook(
 ) -> JSONResponse:
     """Configure the provider to call ``…/v1/carriers/<provider>?tenant=<slug>`` (Shippo:
     ``&token=<secret>``) and store the shared secret with ``return-notify carriers secret``."""
-    body = await read_limited_body(request, get_sources_settings().carrier_max_body_bytes)
+    body = await read_limited_body(request, get_settings().carrier_max_body_bytes)
     headers = {k.lower(): v for k, v in request.headers.items()}
     code, content, payload = await run_in_threadpool(
         _carrier, provider, tenant, body, headers, dict(request.query_params))

@@ -36,7 +36,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from return_notify.access.principals import authorize
 from return_notify.api.rbac import Principal, enforce, require
-from return_notify.rules.resolver import normalize_category, normalize_region
+from return_notify.core.regions import normalize_category, normalize_region
 from return_notify.storage.db import session_scope
 from return_notify.templating.branding import BRANDING_FIELDS, BrandingUpdate, get_branding
 from return_notify.templating.scope import TemplateScope, listing_filter, normalize_variant

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from return_notify.api.settings import get_api_settings
+from return_notify.config.settings import get_settings
 from return_notify.core.masking import mask
 from return_notify.policy.suppression import (
     InvalidTokenError,
@@ -49,7 +49,7 @@ def _page(title: str, body: str, code: int = 200) -> HTMLResponse:
 
 
 def _target(token: str) -> UnsubscribeTarget | str:
-    secret = get_api_settings().unsubscribe_secret
+    secret = get_settings().unsubscribe_secret
     if secret is None:
         return "Unsubscribe links are not configured on this server (RSN_UNSUBSCRIBE_SECRET)."
     try:

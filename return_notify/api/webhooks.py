@@ -22,7 +22,6 @@ from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator
 
 from return_notify.api.events import read_limited_body
-from return_notify.api.settings import get_api_settings
 from return_notify.config.settings import get_settings
 from return_notify.core.masking import mask
 from return_notify.inbox import tenant_id_for_slug
@@ -143,7 +142,7 @@ async def twilio_inbound(
     sender = params.get("MessagingServiceSid") or params.get("To") or None
     address = params.get("From", "")
     if word == "help":
-        return _twiml(get_api_settings().sms_help_text)
+        return _twiml(get_settings().sms_help_text)
     if word is None or not address:
         return _twiml()
 
@@ -170,7 +169,7 @@ def _sendgrid_verifier(public_key: str) -> EventWebhook:
 
 def verify_sendgrid(raw: bytes, signature: str | None, timestamp: str | None) -> None:
     """Raise 403 unless the body is signed by SendGrid within the replay window."""
-    api = get_api_settings()
+    api = get_settings()
     if not api.sendgrid_webhook_public_key:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             detail="RSN_SENDGRID_WEBHOOK_PUBLIC_KEY is not set")

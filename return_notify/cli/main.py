@@ -416,9 +416,9 @@ def stats(
     channel/provider/tenant/region, completion rate, funnel, engagement, load pattern).
     --region/--category narrow the KPIs as GET /v1/stats does."""
     _require_urls()
+    from return_notify.core.regions import normalize_category, normalize_region
     from return_notify.reporting.kpis import ReturnScope, compute_kpis
     from return_notify.reporting.throughput import pipeline_stats
-    from return_notify.rules.resolver import normalize_category, normalize_region
     from return_notify.storage.db import session_scope
 
     since_at = _parse_since(since)

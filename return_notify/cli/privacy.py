@@ -24,7 +24,7 @@ def report(
 ) -> None:
     """Write one self-contained HTML report (no network needed to view it): throughput over
     time, latency distribution, success by channel, the return funnel, load, KPI tables."""
-    from return_notify.cli import _fail, _parse_since, _require_urls, console
+    from return_notify.cli.main import _fail, _parse_since, _require_urls, console
     from return_notify.reporting.html import render_report
     from return_notify.reporting.kpis import PERIODS, compute_kpis
     from return_notify.storage.db import session_scope
@@ -47,7 +47,7 @@ def customers_erase(
 ) -> None:
     """Erase a customer's personal data from events, deliveries, attempts, sandbox copies and
     the in-app inbox; anonymised rows stay so the KPIs keep their counts. Irreversible."""
-    from return_notify.cli import _fail, _print_json, _require_urls, console
+    from return_notify.cli.main import _fail, _print_json, _require_urls, console
     from return_notify.pipeline.retention import erase_customer
     from return_notify.storage.db import session_scope
 
@@ -75,7 +75,7 @@ def retention(
 ) -> None:
     """Run the retention purge now (beat runs it daily): redact rendered content and personal
     data older than RSN_RETENTION_DAYS."""
-    from return_notify.cli import _print_json, _require_urls, console
+    from return_notify.cli.main import _print_json, _require_urls, console
     from return_notify.config.settings import get_settings
     from return_notify.pipeline.retention import purge_expired
     from return_notify.storage.db import session_scope

@@ -97,7 +97,7 @@ def rules_list(tenant: TenantOpt, milestone: Annotated[str | None, typer.Option(
                region: RegionOpt = None, category: CategoryOpt = None,
                json_out: JsonOpt = False) -> None:
     """List a tenant's rules (region/category filters are exact; '*' = rules for any)."""
-    from return_notify.rules.resolver import normalize_category, normalize_region
+    from return_notify.core.regions import normalize_category, normalize_region
     from return_notify.rules.store import list_rules, rule_dict
 
     try:

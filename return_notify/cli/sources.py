@@ -162,15 +162,14 @@ def streams_listen(
     from return_notify.config.settings import get_settings
     from return_notify.observability.logs import setup_logging
     from return_notify.producer import publish_raw_batches
-    from return_notify.sources.settings import get_sources_settings
     from return_notify.sources.streams import StreamListener
 
     setup_logging(loglevel.upper())
-    settings, sources = get_settings(), get_sources_settings()
+    settings = get_settings()
     client = _redis()
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
     listener = StreamListener(
-        client, settings, sources, name,
+        client, settings, name,
         lambda batches: publish_raw_batches(batches, settings=settings), batch=batch)
     stop = threading.Event()
 
@@ -194,10 +193,9 @@ def streams_listen(
 def streams_info(json_out: JsonOpt = False) -> None:
     """Length of the stream and its dead letter, and each consumer group's backlog."""
     from return_notify.config.settings import get_settings
-    from return_notify.sources.settings import get_sources_settings
     from return_notify.sources.streams import stream_keys
 
-    key, dead = stream_keys(get_settings(), get_sources_settings())
+    key, dead = stream_keys(get_settings())
     r = _redis()
     groups = r.xinfo_groups(key) if r.exists(key) else []
     info = {"stream": key, "length": r.xlen(key), "dead_letter": dead, "dead": r.xlen(dead),
@@ -217,10 +215,9 @@ def streams_dead(limit: Annotated[int, typer.Option(help="Newest N.")] = 20,
                  json_out: JsonOpt = False) -> None:
     """Dead-lettered stream entries (not an event at all, or crashed consumers repeatedly)."""
     from return_notify.config.settings import get_settings
-    from return_notify.sources.settings import get_sources_settings
     from return_notify.sources.streams import stream_keys
 
-    _, dead = stream_keys(get_settings(), get_sources_settings())
+    _, dead = stream_keys(get_settings())
     rows = [{"id": i, **f} for i, f in _redis().xrevrange(dead, count=limit)]
     if json_out:
         _print_json(rows)

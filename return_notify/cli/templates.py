@@ -36,7 +36,7 @@ def _actor() -> str:
 
 
 def _require_db() -> None:
-    from return_notify.cli import _fail
+    from return_notify.cli.main import _fail
     from return_notify.config.settings import get_settings
 
     if not get_settings().database_url:
@@ -44,7 +44,7 @@ def _require_db() -> None:
 
 
 def _tenant_id(session: Any, slug: str) -> int:
-    from return_notify.cli import _fail
+    from return_notify.cli.main import _fail
     from return_notify.inbox import tenant_id_for_slug
 
     tid = tenant_id_for_slug(session, slug)
@@ -55,7 +55,7 @@ def _tenant_id(session: Any, slug: str) -> int:
 
 
 def _key(channel: str, milestone: str, part: str, locale: str) -> Any:
-    from return_notify.cli import _fail
+    from return_notify.cli.main import _fail
     from return_notify.templating.validation import check_key
 
     key, problems = check_key(channel, milestone, part, locale)
@@ -65,7 +65,7 @@ def _key(channel: str, milestone: str, part: str, locale: str) -> Any:
 
 
 def parse_scope(region: str | None, category: str | None, variant: str | None) -> Any:
-    from return_notify.cli import _fail
+    from return_notify.cli.main import _fail
     from return_notify.templating.scope import TemplateScope
 
     try:
@@ -87,7 +87,7 @@ def _label(key: Any, scope: Any) -> str:
 
 
 def _problems(problems: list[str], warnings: list[str], json_out: bool) -> None:
-    from return_notify.cli import _print_json, err_console
+    from return_notify.cli.main import _print_json, err_console
 
     if json_out:
         _print_json({"ok": False, "problems": problems, "warnings": warnings})
@@ -109,7 +109,7 @@ def templates_set(
     json_out: JsonOpt = False,
 ) -> None:
     """Validate a template and store it as the next version of a tenant override (active)."""
-    from return_notify.cli import _print_json, console, err_console
+    from return_notify.cli.main import _print_json, console, err_console
     from return_notify.storage.db import session_scope
     from return_notify.templating.store import OverrideRejected, save_override
     from return_notify.templating.validation import validate_override
@@ -160,7 +160,7 @@ def templates_list(
     """A tenant's overrides (active ones, or every version with --all), optionally filtered."""
     from rich.table import Table
 
-    from return_notify.cli import _fail, _print_json, console
+    from return_notify.cli.main import _fail, _print_json, console
     from return_notify.storage.db import session_scope
     from return_notify.templating.scope import listing_filter
     from return_notify.templating.store import list_overrides
@@ -199,7 +199,7 @@ def templates_history(
     json_out: JsonOpt = False,
 ) -> None:
     """Every version of one override, newest first."""
-    from return_notify.cli import _print_json, console
+    from return_notify.cli.main import _print_json, console
     from return_notify.storage.db import session_scope
     from return_notify.templating.store import override_history
 
@@ -231,7 +231,7 @@ def templates_rollback(
     json_out: JsonOpt = False,
 ) -> None:
     """Make an earlier version active again (re-validated first), or 0 for none."""
-    from return_notify.cli import _fail, _print_json, console
+    from return_notify.cli.main import _fail, _print_json, console
     from return_notify.storage.db import session_scope
     from return_notify.templating.store import OverrideRejected, rollback_override
 
@@ -273,7 +273,7 @@ def templates_test_send(
 ) -> None:
     """Render the tenant's message with sample data and send it, marked [TEST], to an
     address or number through the configured provider."""
-    from return_notify.cli import _fail, _print_json, console
+    from return_notify.cli.main import _fail, _print_json, console
     from return_notify.config.settings import get_settings
     from return_notify.core.masking import mask
     from return_notify.errors import DeliveryError
@@ -337,7 +337,7 @@ def templates_branding(
     """Show a tenant's branding, or change the given fields (an empty string clears one)."""
     from pydantic import ValidationError
 
-    from return_notify.cli import _fail, _print_json, console
+    from return_notify.cli.main import _fail, _print_json, console
     from return_notify.storage.db import session_scope
     from return_notify.templating.branding import BRANDING_FIELDS, BrandingUpdate, get_branding
     from return_notify.templating.store import save_branding_audited

@@ -42,9 +42,9 @@ def _require_database() -> None:
 
 
 def _inbox_master() -> str:
-    from return_notify.api.settings import get_api_settings
+    from return_notify.config.settings import get_settings
 
-    secret = get_api_settings().inbox_token_secret
+    secret = get_settings().inbox_token_secret
     if secret is None:
         _fail("RSN_INBOX_TOKEN_SECRET is not set (e.g. `openssl rand -hex 32`)")
         raise AssertionError  # unreachable
@@ -88,14 +88,14 @@ def tenants_create(
               "starting with a letter or digit")
     _require_database()
     from return_notify.api.auth import create_tenant, issue_api_key
-    from return_notify.api.settings import get_api_settings
+    from return_notify.config.settings import get_settings
     from return_notify.inbox import tenant_inbox_secret
     from return_notify.storage.db import session_scope
 
     with session_scope() as s:
         tenant_id, created = create_tenant(s, name, display_name)
         key = issue_api_key(s, tenant_id, key_name)
-    master = get_api_settings().inbox_token_secret
+    master = get_settings().inbox_token_secret
     inbox_secret = tenant_inbox_secret(master.get_secret_value(), name) if master else None
     if json_out:
         _print_json({"tenant": name, "tenant_id": tenant_id, "created": created,
@@ -153,11 +153,11 @@ def inbox_token(
     json_out: JsonOpt = False,
 ) -> None:
     """Mint a customer inbox token (what a retailer's backend does with mint_inbox_token)."""
-    from return_notify.api.settings import get_api_settings
+    from return_notify.config.settings import get_settings
     from return_notify.inbox import mint_inbox_token, tenant_inbox_secret
 
     master = _inbox_master()
-    ttl_s = ttl or get_api_settings().inbox_token_ttl_s
+    ttl_s = ttl or get_settings().inbox_token_ttl_s
     if ttl_s <= 0:
         _fail("--ttl must be positive")
     token = mint_inbox_token(tenant, customer, ttl_s, tenant_inbox_secret(master, tenant))

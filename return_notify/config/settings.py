@@ -1,4 +1,9 @@
-"""The one settings object, read from ``RSN_*`` environment variables or a ``.env`` file."""
+"""The one settings object, read from ``RSN_*`` environment variables or a ``.env`` file.
+
+Every setting of every process lives here (one class, one cache, one ``reset_settings``);
+sections are marked ``# --- name ---`` and the settings reference in the documentation is
+generated from this class (``python -m return_notify.devtools.reference_docs``).
+"""
 
 from __future__ import annotations
 
@@ -159,6 +164,82 @@ class Settings(BaseSettings):
         default=30, ge=0,
         description="purge rendered content and personal data older than this; 0: never",
     )
+
+    # --- HTTP API: tokens, webhooks, unsubscribe ----------------------------------------
+    inbox_token_secret: SecretStr | None = Field(
+        default=None,
+        description="Master secret for customer inbox tokens; each tenant gets a secret derived "
+        "from it (`return-notify inbox secret`), so one tenant cannot mint another's tokens",
+    )
+    unsubscribe_secret: SecretStr | None = Field(
+        default=None, description="Key sealing one-click unsubscribe tokens (server side only)"
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None, description="SendGrid signed Event Webhook verification key (base64 DER)"
+    )
+    webhook_replay_window_s: int = Field(
+        default=300, ge=1, description="Reject signed webhooks whose timestamp is further off"
+    )
+    inbox_token_ttl_s: int = Field(default=3600, ge=60, description="Default inbox token lifetime")
+    api_publish_timeout_s: float = Field(
+        default=2.0, gt=0, description="How long POST /v1/events retries an unreachable broker"
+    )
+    sms_help_text: str = Field(
+        default="Return status updates. Reply STOP to opt out, START to opt back in. "
+        "Msg&data rates may apply.",
+        description="Reply to HELP/INFO on the inbound SMS webhook",
+    )
+
+    # --- ways in: carrier webhooks, feed mappings, the Redis Stream listener -------------
+    source_mapping_dirs: str = Field(
+        default="",
+        description="Extra directories of <source>.yaml feed mappings (os.pathsep-separated); "
+        "a mapping here replaces a built-in example of the same name",
+    )
+    stream_key: str = Field(
+        default="events:stream",
+        description="Redis Stream that non-Python producers XADD to (after RSN_REDIS_KEY_PREFIX)",
+    )
+    stream_group: str = Field(default="return-notify", description="consumer group of listeners")
+    stream_batch: int = Field(default=100, ge=1, le=1000, description="entries per XREADGROUP")
+    stream_block_ms: int = Field(
+        default=1000, ge=10, le=30_000, description="XREADGROUP BLOCK; also the SIGTERM latency"
+    )
+    stream_claim_idle_s: float = Field(
+        default=60.0, gt=0, description="XAUTOCLAIM entries a consumer has held unacked this long"
+    )
+    stream_claim_interval_s: float = Field(default=10.0, gt=0, description="how often to claim")
+    stream_max_deliveries: int = Field(
+        default=5, ge=1, description="an entry claimed more often than this goes to the dead letter"
+    )
+    stream_dead_maxlen: int = Field(
+        default=100_000, ge=100, description="approximate length cap of the dead-letter stream"
+    )
+    stream_max_entry_bytes: int = Field(
+        default=1_048_576, ge=1024, description="a bigger entry is dead-lettered, not decoded"
+    )
+    stream_trim: bool = Field(
+        default=True,
+        description="XTRIM entries every consumer group has read and acknowledged (set false "
+        "if something else reads the stream without a consumer group)",
+    )
+    carrier_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="largest carrier webhook body accepted"
+    )
+
+    # --- customer preferences, quiet hours, throttles (tenant defaults) ------------------
+    quiet_hours_enabled: bool = Field(
+        default=True, description="hold SMS/in-app inside the recipient's quiet hours")
+    quiet_hours_allowed: str = Field(
+        default="08:00-21:00", description="default allowed window, recipient's local time")
+    quiet_hours_channels: str = Field(default="sms,inapp", description="channels held back")
+    throttle_min_intervals: str = Field(
+        default="in_transit:sms=6h",
+        description="per return: 'milestone:channel=duration' (or '*:channel'), comma-separated")
+    digest_windows: str = Field(
+        default="", description="per channel digest window, e.g. 'email=2m,sms=2m'; empty: off")
+    preferences_cache_s: float = Field(default=30.0, ge=0, description="per-process cache TTL")
+    policy_cache_s: float = Field(default=30.0, ge=0, description="per-process cache TTL")
 
 
 @lru_cache(maxsize=1)

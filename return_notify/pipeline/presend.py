@@ -72,10 +72,10 @@ def fall_back_to_email(session: Session, sms_ids: list[int], settings: Settings)
 
 def unsubscribe_token(tenant: str, recipient: str) -> str | None:
     """The one-click unsubscribe token of an email, when RSN_UNSUBSCRIBE_SECRET is set."""
-    from return_notify.api.settings import get_api_settings
+    from return_notify.config.settings import get_settings
     from return_notify.policy.suppression import make_unsubscribe_token
 
-    secret = get_api_settings().unsubscribe_secret
+    secret = get_settings().unsubscribe_secret
     if secret is None or not recipient:
         return None
     return make_unsubscribe_token(tenant, "email", recipient, secret.get_secret_value())

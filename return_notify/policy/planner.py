@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from return_notify.config.settings import Settings, get_settings
 from return_notify.events import ReturnEvent
 from return_notify.policy.preferences import (
     Preferences,
@@ -47,32 +47,16 @@ from return_notify.policy.throttle import (
 )
 
 
-class PolicySettings(BaseSettings):
-    """``RSN_*`` settings of preferences, quiet hours and throttles (defaults for tenants
-    that configured nothing); kept apart until they join ``config.settings.Settings``."""
+def default_quiet_hours(settings: Settings) -> QuietHoursConfig:
+    """The quiet hours of a tenant that configured none (``RSN_QUIET_HOURS_*``)."""
+    return _quiet_hours_config(settings.quiet_hours_allowed, settings.quiet_hours_channels,
+                               settings.quiet_hours_enabled)
 
-    model_config = SettingsConfigDict(
-        env_prefix="RSN_", env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    quiet_hours_enabled: bool = Field(
-        default=True, description="hold SMS/in-app inside the recipient's quiet hours")
-    quiet_hours_allowed: str = Field(
-        default="08:00-21:00", description="default allowed window, recipient's local time")
-    quiet_hours_channels: str = Field(default="sms,inapp", description="channels held back")
-    throttle_min_intervals: str = Field(
-        default="in_transit:sms=6h",
-        description="per return: 'milestone:channel=duration' (or '*:channel'), comma-separated")
-    digest_windows: str = Field(
-        default="", description="per channel digest window, e.g. 'email=2m,sms=2m'; empty: off")
-    preferences_cache_s: float = Field(default=30.0, ge=0, description="per-process cache TTL")
-    policy_cache_s: float = Field(default=30.0, ge=0, description="per-process cache TTL")
-
-    def default_quiet_hours(self) -> QuietHoursConfig:
-        return _quiet_hours_config(self.quiet_hours_allowed, self.quiet_hours_channels,
-                                   self.quiet_hours_enabled)
-
-    def default_throttle(self) -> ThrottleConfig:
-        return ThrottleConfig.from_spec(self.throttle_min_intervals, self.digest_windows)
+def default_throttle(settings: Settings) -> ThrottleConfig:
+    """The throttle of a tenant that configured none (``RSN_THROTTLE_MIN_INTERVALS``,
+    ``RSN_DIGEST_WINDOWS``)."""
+    return ThrottleConfig.from_spec(settings.throttle_min_intervals, settings.digest_windows)
 
 
 @lru_cache(maxsize=16)
@@ -80,15 +64,6 @@ def _quiet_hours_config(allowed: Any, channels: str, enabled: bool) -> QuietHour
     """Validated once per value: it is asked for every row of every batch."""
     chans = tuple(c.strip() for c in channels.split(",") if c.strip())
     return QuietHoursConfig(allowed=allowed, channels=chans, enabled=enabled)
-
-
-@lru_cache(maxsize=1)
-def get_policy_settings() -> PolicySettings:
-    return PolicySettings()
-
-
-def reset_policy_settings() -> None:
-    get_policy_settings.cache_clear()
 
 
 # --------------------------------------------------------------------- storage ---------
@@ -193,9 +168,9 @@ def load_policies(session: Session, tenant_ids: Iterable[int], ttl_s: float = 30
     return out
 
 
-def effective_throttle(policy: TenantPolicy, settings: PolicySettings) -> ThrottleConfig:
+def effective_throttle(policy: TenantPolicy, settings: Settings) -> ThrottleConfig:
     """The tenant's entries over the defaults (an entry of 0 switches a default off)."""
-    base = settings.default_throttle()
+    base = default_throttle(settings)
     over = policy.throttle
     if over is None:
         return base
@@ -204,14 +179,14 @@ def effective_throttle(policy: TenantPolicy, settings: PolicySettings) -> Thrott
 
 
 def quiet_window(
-    policy: TenantPolicy, settings: PolicySettings, *, region: str | None, channel: str,
+    policy: TenantPolicy, settings: Settings, *, region: str | None, channel: str,
     milestone: str, timezone: str | None, phone: str | None,
 ) -> tuple[Window | None, tuple[str, ...]]:
     """The recipient's allowed window for this channel and milestone (None: not held) and
     the time zones it is read in."""
     if not settings.quiet_hours_enabled:
         return None, ()
-    eff = resolve(policy.quiet_hours, region, settings.default_quiet_hours())
+    eff = resolve(policy.quiet_hours, region, default_quiet_hours(settings))
     if eff is None or not eff.applies(channel, milestone):
         return None, ()
     return eff.window, recipient_zones(timezone, phone, region, eff.default_timezone)
@@ -236,7 +211,7 @@ class DeliveryPlanner:
     """One ingest batch's view of preferences, policies and delivery history."""
 
     def __init__(self, prefs: dict[tuple[int, str], Preferences], policies: dict[int, TenantPolicy],
-                 histories: dict[tuple[int, str], History], settings: PolicySettings,
+                 histories: dict[tuple[int, str], History], settings: Settings,
                  now: datetime) -> None:
         self.prefs, self.policies, self.histories = prefs, policies, histories
         self.settings, self.now = settings, now
@@ -244,9 +219,9 @@ class DeliveryPlanner:
     @classmethod
     def load(cls, session: Session, *, tenant_ids: Iterable[int],
              customers: Iterable[tuple[int, str]], return_pks: Iterable[int],
-             now: datetime | None = None, settings: PolicySettings | None = None,
+             now: datetime | None = None, settings: Settings | None = None,
              ) -> DeliveryPlanner:
-        settings = settings or get_policy_settings()
+        settings = settings or get_settings()
         now = now or datetime.now(UTC)
         policies = load_policies(session, tenant_ids, settings.policy_cache_s)
         prefs = load_preferences(session, customers, settings.preferences_cache_s)
@@ -282,11 +257,11 @@ class DeliveryPlanner:
 
 def quiet_hours_holds(
     session: Session, channel: str, rows: Iterable[Any], now: datetime | None = None,
-    settings: PolicySettings | None = None,
+    settings: Settings | None = None,
 ) -> dict[int, datetime]:
     """``{delivery id: when}`` for claimed rows (``id``, ``tenant_id``, ``payload``,
     ``region``, ``milestone``) that would be sent inside the recipient's quiet hours."""
-    settings = settings or get_policy_settings()
+    settings = settings or get_settings()
     rows = list(rows)
     if not settings.quiet_hours_enabled or not rows:
         return {}
@@ -317,4 +292,4 @@ def quiet_hours_holds(
     return out
 
 
-__all__ = ["SEND_NOW", "Choice", "DeliveryPlanner", "PolicySettings", "quiet_hours_holds"]
+__all__ = ["SEND_NOW", "Choice", "DeliveryPlanner", "quiet_hours_holds"]

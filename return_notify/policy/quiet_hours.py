@@ -23,6 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from return_notify.core.regions import region_chain, region_path
+
 DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DayWindow = tuple[int, int] | None  # allowed [start, end) in minutes; None: no sending that day
 _HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
@@ -104,20 +106,6 @@ LEGAL_WINDOWS: dict[str, Window] = {
     "US-TX": Window.daily("09:00-21:00").with_days({"sun": "12:00-21:00"}),
     "US-RI": Window.daily("09:00-18:00").with_days({"sat": "10:00-17:00", "sun": "10:00-17:00"}),
 }
-
-
-def normalise_region(region: str | None) -> str | None:
-    return region.strip().upper().replace("_", "-") if region and region.strip() else None
-
-
-def region_chain(region: str | None) -> list[str]:
-    """``US-FL`` → ``["US-FL", "US", "*"]``: most specific first, ``*`` is the tenant default."""
-    norm = normalise_region(region)
-    chain: list[str] = []
-    while norm:
-        chain.append(norm)
-        norm = norm.rpartition("-")[0] or None
-    return [*chain, "*"]
 
 
 def legal_window(region: str | None) -> Window | None:
@@ -331,7 +319,7 @@ def recipient_zones(
     by_phone = phone_zones(phone)
     if by_phone:
         return by_phone
-    norm = normalise_region(region)
+    norm = region_path(region)
     if norm and norm.startswith("US"):
         state = norm[3:] if norm.startswith("US-") else ""
         return US_STATE_ZONES.get(state, US_CONTINENTAL)

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from return_notify.access.audit import Actor, record
+from return_notify.core.regions import normalize_region
 from return_notify.policy.planner import (
     delete_quiet_hours,
     get_quiet_hours,
@@ -27,7 +28,6 @@ from return_notify.policy.planner import (
 )
 from return_notify.policy.quiet_hours import QuietHoursConfig
 from return_notify.policy.throttle import ThrottleConfig
-from return_notify.rules.resolver import normalize_region
 
 QUIET_HOURS, THROTTLE = "quiet_hours", "throttle"
 TENANT_DEFAULT = "*"

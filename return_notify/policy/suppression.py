@@ -259,12 +259,11 @@ def unsubscribe_url(
 ) -> str:
     """The one-click unsubscribe link for an email (``List-Unsubscribe`` header and footer)."""
     if secret is None or public_base_url is None:
-        from return_notify.api.settings import get_api_settings
         from return_notify.config.settings import get_settings
         from return_notify.errors import ConfigurationError
 
         if secret is None:
-            configured = get_api_settings().unsubscribe_secret
+            configured = get_settings().unsubscribe_secret
             if configured is None:
                 raise ConfigurationError("RSN_UNSUBSCRIBE_SECRET is not set: cannot sign "
                                          "unsubscribe links")

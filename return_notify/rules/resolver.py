@@ -48,50 +48,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from return_notify.config.rules import CHANNELS, DEFAULT_RULES
+from return_notify.core.regions import (
+    event_category,
+    event_region,
+    region_covers,
+)
 from return_notify.events import Milestone
 
 URGENCIES = ("transactional", "informational")
 CACHE_TTL_S = 5.0
 _MEMO_MAX = 4096
 
-_REGION = re.compile(r"^[A-Z0-9_]+(-[A-Z0-9_]+)*$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TEMPLATE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_ANY = ("", "*", "ANY")
 
 
 # ---------------------------------------------------------------- validation (pure) ------
-
-def normalize_region(value: str | None) -> str | None:
-    """A rule's or a scope's region, upper case; ``None``, ``""``, ``*`` or ``any`` → ANY."""
-    if value is None or value.strip().upper() in _ANY:
-        return None
-    region = value.strip().upper()
-    if len(region) > 32 or not _REGION.match(region):
-        raise ValueError(f"region {value!r}: letters, digits and '_' in '-'-separated segments "
-                         "(e.g. US, EU, EU-DE), at most 32 characters; '*' for any")
-    return region
-
-
-def normalize_category(value: str | None) -> str | None:
-    """A rule's or a scope's product category, lower case; ``None``, ``""``, ``*`` → ANY."""
-    if value is None or value.strip().upper() in _ANY:
-        return None
-    category = value.strip().lower()
-    if len(category) > 64 or _CONTROL.search(category):
-        raise ValueError(f"product category {value!r}: at most 64 printable characters")
-    return category
-
-
-def event_region(value: str | None) -> str | None:
-    """An event's region as rules compare it (never raises)."""
-    return (value.strip().upper() or None) if value else None
-
-
-def event_category(value: str | None) -> str | None:
-    """An event's product category as rules compare it (never raises)."""
-    return (value.strip().lower() or None) if value else None
-
 
 def validate_channels(channels: Iterable[str]) -> tuple[str, ...]:
     out: list[str] = []
@@ -142,11 +113,6 @@ def validate_override(milestone: Milestone | str, urgency: str | None,
             raise ValueError(f"override_opt_out is only for transactional rules, and {why}: "
                              "set urgency to transactional, or turn override_opt_out off")
     return override_opt_out
-
-
-def region_covers(scope: str, region: str) -> bool:
-    """True when ``region`` is ``scope`` or one of its sub-regions (``EU`` covers ``EU-DE``)."""
-    return region == scope or region.startswith(scope + "-")
 
 
 # ---------------------------------------------------------------- decisions (pure) -------

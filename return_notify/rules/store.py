@@ -17,11 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from return_notify.access.audit import Actor, record
+from return_notify.core.regions import normalize_category, normalize_region
 from return_notify.events import Milestone
 from return_notify.rules.resolver import (
     invalidate,
-    normalize_category,
-    normalize_region,
     validate_channels,
     validate_override,
     validate_template,

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from return_notify.config.settings import get_settings
 from return_notify.events import Milestone
 from return_notify.sources.mapping import FieldSpec, MappingError, SourceMapping, mapping_key
 from return_notify.sources.paths import PathSyntaxError, compile_path, compile_template, is_template
-from return_notify.sources.settings import get_sources_settings
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ _cache: dict[str, Any] = {"signature": None, "mappings": {}, "errors": []}
 
 def mapping_dirs() -> list[FilePath]:
     extra = [FilePath(p).expanduser() for p in
-             get_sources_settings().source_mapping_dirs.split(os.pathsep) if p.strip()]
+             get_settings().source_mapping_dirs.split(os.pathsep) if p.strip()]
     return [BUILTIN_DIR, *extra]
 
 

@@ -28,7 +28,6 @@ import redis
 from return_notify.config.settings import Settings
 from return_notify.errors import EventValidationError, PublishError
 from return_notify.events import parse_event
-from return_notify.sources.settings import SourcesSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +39,9 @@ _TRIM_EVERY_S = 5.0
 _FORGET_MS = 3_600_000
 
 
-def stream_keys(settings: Settings, sources: SourcesSettings) -> tuple[str, str]:
+def stream_keys(settings: Settings) -> tuple[str, str]:
     """(stream, dead-letter stream), after the deployment's key prefix."""
-    key = f"{settings.redis_key_prefix}{sources.stream_key}"
+    key = f"{settings.redis_key_prefix}{settings.stream_key}"
     return key, f"{key}:dead"
 
 
@@ -95,17 +94,17 @@ class StreamListener:
     """One consumer of the group; ``run(stop)`` until ``stop`` is set (warm: the batch in
     hand is published and acknowledged first)."""
 
-    def __init__(self, client: redis.Redis, settings: Settings, sources: SourcesSettings,
-                 consumer: str, publish: Publisher, *, batch: int | None = None) -> None:
+    def __init__(self, client: redis.Redis, settings: Settings, consumer: str,
+                 publish: Publisher, *, batch: int | None = None) -> None:
         # redis-py types every command as sync-or-async; this client is sync.
         self.r: Any = client
         self.settings = settings
-        self.cfg = sources
+        self.cfg = settings
         self.consumer = consumer
         self.publish = publish
-        self.batch = batch or sources.stream_batch
-        self.key, self.dead_key = stream_keys(settings, sources)
-        self.group = sources.stream_group
+        self.batch = batch or settings.stream_batch
+        self.key, self.dead_key = stream_keys(settings)
+        self.group = settings.stream_group
         self.stats = ListenerStats()
         self._next_claim = 0.0
         self._next_trim = 0.0

@@ -35,14 +35,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from return_notify.rules.resolver import (
+from return_notify.core.regions import (
     event_category,
     event_region,
     normalize_category,
     normalize_region,
     region_covers,
-    validate_template,
 )
+from return_notify.rules.resolver import validate_template
 from return_notify.storage.models import ANY_MILESTONE, DEFAULT_VARIANT
 
 __all__ = ["ANY_SCOPE", "Slot", "TemplateScope", "TenantOverrides", "listing_filter",

@@ -80,14 +80,13 @@ class ApiEnv:
 
 def reset_caches() -> None:
     """Forget every per-process cache that depends on the environment."""
-    from return_notify.api.settings import reset_api_settings
     from return_notify.channels.registry import reset_channels
     from return_notify.config.settings import reset_settings
     from return_notify.pipeline.ingest import forget_tenants
     from return_notify.storage.db import dispose_engine
 
     reset_settings()
-    reset_api_settings()
+    reset_settings()
     dispose_engine()
     reset_channels()
     forget_tenants()

@@ -33,15 +33,15 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(autouse=True)
 def production_defaults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Quiet hours on and the 6 h ETA-SMS interval, whatever the suite's environment says."""
-    from return_notify.policy.planner import reset_policy_settings
+    from return_notify.config.settings import reset_settings
 
     monkeypatch.setenv("RSN_QUIET_HOURS_ENABLED", "true")
     monkeypatch.setenv("RSN_THROTTLE_MIN_INTERVALS", "in_transit:sms=6h")
     monkeypatch.setenv("RSN_DIGEST_WINDOWS", "")
-    reset_policy_settings()
+    reset_settings()
     yield
     monkeypatch.undo()
-    reset_policy_settings()
+    reset_settings()
 
 
 @pytest.fixture

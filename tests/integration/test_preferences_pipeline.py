@@ -35,17 +35,18 @@ def zone_at(hour: int) -> str:
 @pytest.fixture
 def policies(svc: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Production defaults on: quiet hours 08-21 (sms, inapp), in_transit SMS every 6 h."""
-    from return_notify.policy.planner import forget_policies, reset_policy_settings
+    from return_notify.config.settings import reset_settings
+    from return_notify.policy.planner import forget_policies
     from return_notify.policy.preferences import forget_preferences
 
     monkeypatch.setenv("RSN_QUIET_HOURS_ENABLED", "true")
     monkeypatch.setenv("RSN_THROTTLE_MIN_INTERVALS", "in_transit:sms=6h")
     monkeypatch.setenv("RSN_DIGEST_WINDOWS", "")
-    for reset in (reset_policy_settings, forget_policies, forget_preferences):
+    for reset in (reset_settings, forget_policies, forget_preferences):
         reset()
     yield
     monkeypatch.undo()
-    for reset in (reset_policy_settings, forget_policies, forget_preferences):
+    for reset in (reset_settings, forget_policies, forget_preferences):
         reset()
 
 

@@ -76,12 +76,11 @@ def ingest(evs: list[dict[str, Any]]) -> Any:
 
 def inbound(body: str, phone: str) -> int:
     from return_notify.api.app import create_app
-    from return_notify.api.settings import reset_api_settings
     from return_notify.config.settings import reset_settings
 
     os.environ.update(RSN_TWILIO_AUTH_TOKEN=FAKE_AUTH_TOKEN, RSN_PUBLIC_BASE_URL=PUBLIC)
     reset_settings()
-    reset_api_settings()
+    reset_settings()
     try:
         params = {"From": phone, "To": SENDER, "Body": body, "MessageSid": uid("SM")}
         path = "/v1/webhooks/twilio/inbound"
@@ -94,7 +93,7 @@ def inbound(body: str, phone: str) -> int:
         for k in ("RSN_TWILIO_AUTH_TOKEN", "RSN_PUBLIC_BASE_URL"):
             os.environ.pop(k, None)
         reset_settings()
-        reset_api_settings()
+        reset_settings()
 
 
 def test_stop_suppresses_then_start_sends_again(fakes: dict[str, Any]) -> None:
@@ -160,10 +159,10 @@ def test_sendgrid_5xx_fails_over_to_smtp_inside_the_pipeline(fakes: dict[str, An
 
 
 def test_email_carries_one_click_unsubscribe_when_a_secret_is_set(fakes: dict[str, Any]) -> None:
-    from return_notify.api.settings import reset_api_settings
+    from return_notify.config.settings import reset_settings
 
     os.environ["RSN_UNSUBSCRIBE_SECRET"] = "test-unsubscribe-secret-0123456789"
-    reset_api_settings()
+    reset_settings()
     try:
         settings = settings_for(fakes)
         r = ingest([event("warehouse_received", tenant=uid("t-"), phone=None,
@@ -171,7 +170,7 @@ def test_email_carries_one_click_unsubscribe_when_a_secret_is_set(fakes: dict[st
         run(settings, {"email": r.deliveries["email"]})
     finally:
         os.environ.pop("RSN_UNSUBSCRIBE_SECRET")
-        reset_api_settings()
+        reset_settings()
     [mail] = [m for m in fakes["sendgrid"].mails()
               if m.body["personalizations"][0]["to"][0]["email"] == "cleo@example.com"]
     headers = mail.body["headers"]

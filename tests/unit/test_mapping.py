@@ -15,10 +15,10 @@ import yaml
 from typer.testing import CliRunner
 
 from return_notify.cli.sources import register
+from return_notify.config.settings import reset_settings
 from return_notify.sources.mapping import MappingError, SourceMapping
 from return_notify.sources.mapping_files import BUILTIN_DIR, get_mapping, parse_mapping, resolve
 from return_notify.sources.paths import MISSING, PathSyntaxError, compile_path, compile_template
-from return_notify.sources.settings import reset_sources_settings
 from tests.sources_samples import erp_credit_memo, wms_message
 
 DOC = {"header": {"id": 7, "lines": [{"sku": "A", "qty": 2}, {"sku": "B"}]},
@@ -151,13 +151,13 @@ def test_builtin_examples_load_and_operator_dirs_override_them(
     own.write_text("source: example-erp\ndescription: ours\nfields:\n  event_id: '{id}'\n"
                    "  customer.id: c\n")
     monkeypatch.setenv("RSN_SOURCE_MAPPING_DIRS", str(tmp_path))
-    reset_sources_settings()
+    reset_settings()
     try:
         found = get_mapping("example-erp")
         assert isinstance(found, SourceMapping) and found.description == "ours"
     finally:
         monkeypatch.delenv("RSN_SOURCE_MAPPING_DIRS")
-        reset_sources_settings()
+        reset_settings()
     assert get_mapping("example-erp") is not None
     assert get_mapping("example-erp").description != "ours"  # type: ignore[union-attr]
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from return_notify.core.regions import region_chain
 from return_notify.policy.quiet_hours import (
     DEFAULT_WINDOW,
     LEGAL_WINDOWS,
@@ -15,7 +16,6 @@ from return_notify.policy.quiet_hours import (
     next_allowed_all,
     parse_span,
     recipient_zones,
-    region_chain,
     resolve,
 )
 

@@ -7,16 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from return_notify.config.rules import DEFAULT_RULES
+from return_notify.core.regions import normalize_category, normalize_region
 from return_notify.events import Milestone
-from return_notify.rules.resolver import (
-    RuleIndex,
-    RuleRecord,
-    decide,
-    explain_rules,
-    normalize_category,
-    normalize_region,
-    validate_channels,
-)
+from return_notify.rules.resolver import RuleIndex, RuleRecord, decide, explain_rules, validate_channels
 
 LC, IT = Milestone.LABEL_CREATED, Milestone.IN_TRANSIT
 
