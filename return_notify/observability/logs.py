@@ -1,19 +1,20 @@
 """Logs: optional JSON lines (``RSN_LOG_JSON``), ids from ``log_context`` on every line,
 and e-mail addresses and phone numbers masked wherever they appear in a message.
 
-In workers and beat it is wired through Celery's ``after_setup_logger`` and
-``after_setup_task_logger`` signals (Celery keeps choosing handlers, log file and level;
-this module adds the context filter and, with ``RSN_LOG_JSON=true``, the JSON formatter);
-``workers/app.py`` imports this module so every process of the Celery app connects them.
-Other processes call ``setup_logging()``; the API server (uvicorn, every server process)
-is configured with ``uvicorn_log_config()``.
+In workers and beat, ``workers/signals.py`` calls ``configure_handlers`` from Celery's
+``after_setup_logger`` and ``after_setup_task_logger`` signals (Celery keeps choosing
+handlers, log file and level; this module adds the context filter and, with
+``RSN_LOG_JSON=true``, the JSON formatter). This module imports no Celery. Other processes
+call ``setup_logging()``; the API server (uvicorn, every server process) is configured
+with ``uvicorn_log_config()``.
 
 ``log_context(event_id=..., delivery_id=...)`` binds ids for the current thread or task
 (contextvars): every line logged inside carries them. Threads started inside (a channel's
 send pool) do not inherit them; those lines name the delivery in their message.
 ``bind_task_ids(task_name, ids_of)`` binds a task's ids (read from its arguments) for its
-whole run in the pool process, from Celery's ``task_prerun`` to ``task_postrun``: Celery's
-own lines about the task (succeeded, retry, failed) carry them too.
+whole run in the pool process, from ``enter_task`` to ``exit_task`` (Celery's
+``task_prerun`` and ``task_postrun``): Celery's own lines about the task (succeeded,
+retry, failed) carry them too.
 
 Provider SDK loggers that write request details at INFO/DEBUG (Twilio logs every request's
 headers and parameters, the SendGrid client its payload and headers) are held at WARNING
@@ -32,8 +33,6 @@ from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
-
-from celery.signals import after_setup_logger, after_setup_task_logger, task_postrun, task_prerun
 
 from return_notify.core.masking import mask
 
@@ -136,16 +135,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-def _current_task() -> tuple[str, str] | None:
-    try:
-        from celery._state import get_current_task
+#: ``() -> (task id, task name) | None``: the task running in this thread, set by the
+#: process that runs tasks (``workers/signals.py``); JSON lines carry it
+_task_lookup: Callable[[], tuple[str, str] | None] | None = None
 
-        task = get_current_task()
+
+def set_task_lookup(lookup: Callable[[], tuple[str, str] | None] | None) -> None:
+    """Name the running task on every JSON line (the worker passes Celery's lookup)."""
+    global _task_lookup
+    _task_lookup = lookup
+
+
+def _current_task() -> tuple[str, str] | None:
+    if _task_lookup is None:
+        return None
+    try:
+        return _task_lookup()
     except Exception:  # noqa: BLE001 - logging never fails
         return None
-    if task is None or task.request is None or not task.request.id:
-        return None
-    return str(task.request.id), str(task.name)
 
 
 def quiet_sdk_loggers() -> None:
@@ -169,15 +176,10 @@ def _json_enabled() -> bool:
     return get_settings().log_json
 
 
-@after_setup_logger.connect
-def _celery_root_logger(logger: logging.Logger | None = None, **_: Any) -> None:
-    quiet_sdk_loggers()
-    if logger is not None:
-        configure_handlers(logger, _json_enabled())
-
-
-@after_setup_task_logger.connect
-def _celery_task_logger(logger: logging.Logger | None = None, **_: Any) -> None:
+def configure_celery_logger(logger: logging.Logger | None, *, root: bool) -> None:
+    """What a Celery logger gets once Celery set it up (root: the SDK loggers are quieted)."""
+    if root:
+        quiet_sdk_loggers()
     if logger is not None:
         configure_handlers(logger, _json_enabled())
 
@@ -195,10 +197,10 @@ def bind_task_ids(task_name: str, ids_of: IdsOf) -> None:
     _task_ids[task_name] = ids_of
 
 
-@task_prerun.connect
-def _bind_task(task_id: str | None = None, task: Any = None, args: Any = None,
-               kwargs: Any = None, **_: Any) -> None:
-    ids_of = _task_ids.get(getattr(task, "name", None) or "")
+def enter_task(task_name: str | None, task_id: str | None, args: Any = None,
+               kwargs: Any = None) -> None:
+    """A task starts in this process: bind its ids (``bind_task_ids``) until ``exit_task``."""
+    ids_of = _task_ids.get(task_name or "")
     if ids_of is None or task_id is None:
         return
     try:
@@ -210,8 +212,8 @@ def _bind_task(task_id: str | None = None, task: Any = None, args: Any = None,
         {**current, **{k: v for k, v in ids.items() if v is not None}})
 
 
-@task_postrun.connect
-def _unbind_task(task_id: str | None = None, **_: Any) -> None:
+def exit_task(task_id: str | None) -> None:
+    """The task ended: unbind what ``enter_task`` bound."""
     token = _task_tokens.pop(task_id or "", None)
     if token is None:
         return

@@ -8,7 +8,8 @@ Chosen over one port per pool process because pool processes come and go (autosc
 ``max_tasks_per_child`` recycling): with one port each, Prometheus would need a target per
 child and would lose a recycled child's counts; here one target per worker sees them all,
 and a dead child's totals stay in its file. The directory is chosen and exported in the
-main process at ``worker_init`` (before the pool forks) and wiped there; queue depths
+main process at ``worker_init`` (before the pool forks) and wiped there (the Celery
+signals are connected in ``workers/signals.py``; this module imports no Celery); queue depths
 are read from Redis (``LLEN``) by a collector in the main process at scrape time.
 
 The API (``instrument_app``): request counts and durations by route template, served on
@@ -26,11 +27,6 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
-
-from celery.signals import worker_init, worker_process_shutdown, worker_ready, worker_shutdown
-
-# the tasks import this module before Celery sets up logging: connect the logging signals
-from return_notify.observability import logs as _logging_setup  # noqa: F401
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -275,8 +271,7 @@ def _multiproc_dir(configured: str | None) -> str:
     return path
 
 
-@worker_init.connect
-def _setup_worker_metrics(**_: Any) -> None:
+def setup_worker_metrics() -> None:
     """Main process, before the pool forks: pick, wipe and export the multiprocess dir."""
     from return_notify.config.settings import get_settings
 
@@ -294,9 +289,9 @@ def _setup_worker_metrics(**_: Any) -> None:
     _state.enabled = None
 
 
-@worker_ready.connect
-def _start_worker_endpoint(sender: Any = None, **_: Any) -> None:
-    """Main process, once the worker consumes: serve every pool process's metrics."""
+def start_worker_endpoint(queues: list[str]) -> None:
+    """Main process, once the worker consumes: serve every pool process's metrics (and the
+    depth of ``queues``)."""
     from return_notify.config.settings import get_settings
 
     settings = get_settings()
@@ -306,8 +301,6 @@ def _start_worker_endpoint(sender: Any = None, **_: Any) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    app = getattr(sender, "app", None)
-    queues = [q.name for q in (app.conf.task_queues or [])] if app is not None else []
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=path)
     if settings.broker_url and queues:
@@ -325,8 +318,8 @@ def _start_worker_endpoint(sender: Any = None, **_: Any) -> None:
              settings.metrics_port)
 
 
-@worker_process_shutdown.connect
-def _pool_process_gone(pid: int | None = None, **_: Any) -> None:
+def pool_process_gone(pid: int | None = None) -> None:
+    """A pool process exited: its live gauges no longer count (its counters stay)."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path and _state.metrics is not None:
         from prometheus_client import multiprocess
@@ -334,8 +327,8 @@ def _pool_process_gone(pid: int | None = None, **_: Any) -> None:
         multiprocess.mark_process_dead(pid or os.getpid(), path)  # live gauges only
 
 
-@worker_shutdown.connect
-def _stop_worker_endpoint(**_: Any) -> None:
+def stop_worker_endpoint() -> None:
+    """The worker stops: close the endpoint and remove a directory we created."""
     if _state.server is not None:
         _state.server.shutdown()
         _state.server = None

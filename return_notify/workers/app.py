@@ -16,15 +16,15 @@ from celery.signals import (
 
 from return_notify.config.celery import DELIVER_TASK, celery_config
 from return_notify.config.settings import get_settings
-
-# connects the logging signals (JSON lines, ids, masking) in every process of this app:
-# workers, beat and the tools that start them
-from return_notify.observability import logs as _logging_setup  # noqa: F401
+from return_notify.workers import signals
 
 log = logging.getLogger(__name__)
 
 
 def create_app() -> Celery:
+    # logging (JSON lines, ids, masking) and metrics in every process of this app: workers,
+    # beat and the tools that start them
+    signals.connect()
     app = Celery("return_notify", set_as_current=True)
     app.conf.update(celery_config(get_settings()))
     app.conf.imports = (

@@ -97,10 +97,14 @@ def test_context_is_per_thread() -> None:
 
 
 def test_celery_logging_signal_switches_handlers_to_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    # given: a logger as Celery set it up, and RSN_LOG_JSON=true
+    # given: a logger as Celery set it up, the signals the worker app connects, and
+    # RSN_LOG_JSON=true
     from celery.signals import after_setup_logger
 
     from return_notify.config.settings import reset_settings
+    from return_notify.workers.signals import connect
+
+    connect()
 
     monkeypatch.setenv("RSN_LOG_JSON", "true")
     reset_settings()
