@@ -118,10 +118,6 @@ def item_json(row: Any) -> dict[str, Any]:
 _COLUMNS = "id, title, body, cta_url, milestone, return_id, created_at, read_at"
 
 
-def tenant_id_for_slug(session: Session, slug: str) -> int | None:
-    return session.execute(text("SELECT id FROM tenants WHERE slug = :s"), {"s": slug}).scalar()
-
-
 def list_items(
     session: Session, tenant_id: int, customer_id: str, *, limit: int = 20,
     before_id: int | None = None, unread_only: bool = False,

@@ -34,10 +34,7 @@ tenant keys (192 random bits: a slow KDF would add latency, not safety).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from return_notify.access.audit import Actor, record
+from return_notify.access.keys import hash_key, key_matches, key_prefix, new_key
 from return_notify.core.regions import (
     event_category,
     event_region,
@@ -199,10 +197,6 @@ def validate_principal(name: str, role: str, regions: Iterable[str],
 
 # ---------------------------------------------------------------- storage ----------------
 
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
 def principal_dict(p: AdminPrincipal, key_prefixes: list[str] | None = None) -> dict[str, Any]:
     return {"id": p.id, "name": p.name, "role": p.role, "regions": list(p.regions or []),
             "categories": list(p.categories or []), "created_at": p.created_at,
@@ -213,8 +207,7 @@ def issue_key(session: Session, by: Principal, target: AdminPrincipal,
               name: str | None = None) -> str:
     """A new key for ``target``; returned once, stored hashed, audited by prefix only."""
     for _ in range(5):
-        prefix = secrets.token_hex(6)
-        key = f"{KEY_SCHEME}_{prefix}_{secrets.token_hex(24)}"
+        prefix, key = new_key(KEY_SCHEME)
         try:
             with session.begin_nested():
                 session.add(PrincipalApiKey(principal_id=target.id, key_prefix=prefix,
@@ -279,17 +272,17 @@ def revoke_key(session: Session, by: Principal, target: AdminPrincipal, prefix: 
 
 def authenticate(session: Session, key: str) -> Principal | None:
     """The principal of an ``rsnp_…`` key, or None (unknown, revoked or malformed)."""
-    parts = key.split("_")
-    if len(parts) != 3 or parts[0] != KEY_SCHEME or len(key) > 200:
+    prefix = key_prefix(key, KEY_SCHEME)
+    if prefix is None:
         return None
     row = session.execute(
         select(PrincipalApiKey.key_hash, AdminPrincipal, Tenant.slug)
         .join(AdminPrincipal, AdminPrincipal.id == PrincipalApiKey.principal_id)
         .join(Tenant, Tenant.id == AdminPrincipal.tenant_id)
-        .where(PrincipalApiKey.key_prefix == parts[1], PrincipalApiKey.revoked_at.is_(None))
+        .where(PrincipalApiKey.key_prefix == prefix, PrincipalApiKey.revoked_at.is_(None))
     ).first()
-    if row is None or not hmac.compare_digest(row[0], hash_key(key)):
+    if row is None or not key_matches(row[0], key):
         return None
     p: AdminPrincipal = row[1]
     return Principal(p.id, p.tenant_id, row[2], p.name, p.role, tuple(p.regions or ()),
-                     tuple(p.categories or ()), parts[1])
+                     tuple(p.categories or ()), prefix)

@@ -6,13 +6,13 @@ import time
 from typing import Any
 
 import anyio
-import redis
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from return_notify.config.settings import get_settings
 from return_notify.storage.db import get_engine
+from return_notify.storage.redis import redis_client
 
 router = APIRouter(tags=["health"])
 
@@ -31,8 +31,7 @@ def _redis() -> dict[str, Any]:
     url = get_settings().broker_url
     if not url:
         return {"ok": False, "error": "RSN_BROKER_URL is not set"}
-    client = redis.Redis.from_url(url, socket_timeout=CHECK_TIMEOUT_S,
-                                  socket_connect_timeout=CHECK_TIMEOUT_S)
+    client = redis_client(url=url, timeout_s=CHECK_TIMEOUT_S)
     try:
         t0 = time.perf_counter()
         client.ping()

@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import anyio
 import redis
-import redis.asyncio as aioredis
 from fastapi import APIRouter, Header, HTTPException, Path, Query, status
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -31,6 +30,7 @@ from return_notify.inbox import (
     unread_count,
 )
 from return_notify.storage.db import session_scope
+from return_notify.storage.redis import redis_client
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["inbox"])
@@ -147,7 +147,7 @@ async def stream(
     if not settings.broker_url:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="RSN_BROKER_URL is unset")
     channel = inbox_channel_name(settings.redis_key_prefix, customer.tenant, customer.customer_id)
-    client = aioredis.Redis.from_url(settings.broker_url, socket_connect_timeout=2.0)
+    client = redis_client(settings, asyncio=True, timeout_s=None, socket_connect_timeout=2.0)
     pubsub = client.pubsub()
     try:
         await pubsub.subscribe(channel)
@@ -162,7 +162,7 @@ async def stream(
     return EventSourceResponse(_events(pubsub, client, customer, last_id), ping=PING_S)
 
 
-async def _events(pubsub: Any, client: aioredis.Redis, customer: CustomerAuth, last_id: int
+async def _events(pubsub: Any, client: Any, customer: CustomerAuth, last_id: int
                   ) -> AsyncIterator[ServerSentEvent]:
     try:
         missed, unread = await run_in_threadpool(

@@ -32,10 +32,7 @@ from return_notify.api.rbac import Principal, Scope, authorize, require
 from return_notify.config.settings import get_settings
 from return_notify.policy.planner import (
     default_quiet_hours,
-    effective_throttle,
     get_quiet_hours,
-    get_throttle,
-    load_policies,
 )
 from return_notify.policy.preferences import (
     Preferences,
@@ -43,7 +40,7 @@ from return_notify.policy.preferences import (
     get_preferences,
     put_preferences,
 )
-from return_notify.policy.quiet_hours import LEGAL_WINDOWS, QuietHoursConfig, resolve
+from return_notify.policy.quiet_hours import LEGAL_WINDOWS, QuietHoursConfig
 from return_notify.policy.store import (
     region_key,
     remove_quiet_hours,
@@ -52,6 +49,7 @@ from return_notify.policy.store import (
     set_throttle,
 )
 from return_notify.policy.throttle import ThrottleConfig
+from return_notify.policy.views import effective_view, throttle_view
 from return_notify.storage.db import session_scope
 
 __all__ = ["effective_view", "region_key", "router", "throttle_view"]
@@ -149,17 +147,6 @@ class QuietHoursView(BaseModel):
     effective: EffectiveQuietHours | None = None
 
 
-def effective_view(configs: dict[str, QuietHoursConfig], region: str | None) -> dict[str, Any]:
-    settings = get_settings()
-    eff = resolve(configs, region, default_quiet_hours(settings))
-    if eff is None or not settings.quiet_hours_enabled:
-        return {"region": region, "source": "off", "enabled": False, "allowed": {},
-                "channels": [], "exempt_milestones": []}
-    return {"region": region, "source": eff.source, "enabled": True,
-            "allowed": eff.window.describe(), "channels": sorted(eff.channels),
-            "exempt_milestones": sorted(eff.exempt_milestones)}
-
-
 class QuietHoursRegionView(BaseModel):
     region: str
     stored: bool
@@ -182,7 +169,8 @@ def read_quiet_hours(
                if authorize(principal, "quiet_hours:read", scope_region(k), None)}
     return {"configs": visible, "default": default_quiet_hours(get_settings()),
             "legal_windows": {k: w.describe() for k, w in LEGAL_WINDOWS.items()},
-            "effective": effective_view(configs, scope.region) if scope.region else None}
+            "effective": (effective_view(configs, scope.region, get_settings())
+                          if scope.region else None)}
 
 
 @router.get("/v1/quiet-hours/{region}", response_model=QuietHoursRegionView,
@@ -196,7 +184,7 @@ def read_region_quiet_hours(
     with session_scope() as s:
         configs = get_quiet_hours(s, principal.tenant_id)
     return {"region": key, "stored": key in configs, "config": configs.get(key),
-            "effective": effective_view(configs, scope_region(key))}
+            "effective": effective_view(configs, scope_region(key), get_settings())}
 
 
 @router.put("/v1/quiet-hours/{region}", response_model=EffectiveQuietHours,
@@ -212,7 +200,7 @@ def write_quiet_hours(
     with session_scope() as s:
         set_quiet_hours(s, principal.tenant_id, key, body, principal.actor)
         configs = get_quiet_hours(s, principal.tenant_id)
-    return effective_view(configs, scope_region(key))
+    return effective_view(configs, scope_region(key), get_settings())
 
 
 @router.delete("/v1/quiet-hours/{region}", status_code=204, responses=_ADMIN_AUTH,
@@ -235,11 +223,9 @@ class ThrottleView(BaseModel):
     effective: ThrottleConfig
 
 
-def throttle_view(tid: int) -> dict[str, Any]:
+def _throttle_view(tid: int) -> dict[str, Any]:
     with session_scope() as s:
-        own = get_throttle(s, tid)
-        policy = load_policies(s, [tid], ttl_s=0)[tid]
-    return {"tenant": own, "effective": effective_throttle(policy, get_settings())}
+        return throttle_view(s, tid, get_settings())
 
 
 @router.get("/v1/throttle", response_model=ThrottleView, responses=_ADMIN_AUTH,
@@ -247,7 +233,7 @@ def throttle_view(tid: int) -> dict[str, Any]:
 def read_throttle(
     principal: Annotated[Principal, Depends(require("throttle:read", tenant_wide))],
 ) -> dict[str, Any]:
-    return throttle_view(principal.tenant_id)
+    return _throttle_view(principal.tenant_id)
 
 
 @router.put("/v1/throttle", response_model=ThrottleView, responses=_ADMIN_AUTH,
@@ -261,7 +247,7 @@ def write_throttle(
     "digest_window_s": {"email": "2m"}}``. Audited."""
     with session_scope() as s:
         set_throttle(s, principal.tenant_id, body, principal.actor)
-    return throttle_view(principal.tenant_id)
+    return _throttle_view(principal.tenant_id)
 
 
 @router.delete("/v1/throttle", status_code=204, responses=_ADMIN_AUTH,

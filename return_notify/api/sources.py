@@ -25,7 +25,6 @@ from return_notify.api.events import MAX_BODY_BYTES, RETRY_AFTER_S, read_limited
 from return_notify.config.settings import get_settings
 from return_notify.errors import EventValidationError, PublishError
 from return_notify.events import parse_event
-from return_notify.inbox import tenant_id_for_slug
 from return_notify.producer import publish_raw_batches
 from return_notify.sources.base import CarrierPayloadError
 from return_notify.sources.carrier_events import (
@@ -39,6 +38,7 @@ from return_notify.sources.mapping import MAX_RECORDS, MappedRecord, Problem, So
 from return_notify.sources.mapping_files import get_mapping, load_all
 from return_notify.sources.tracking import find_return_by_ref
 from return_notify.storage.db import session_scope
+from return_notify.storage.tenants import find_tenant_id
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["sources"])
@@ -69,7 +69,7 @@ def _carrier(provider: str, tenant: str, body: bytes, headers: dict[str, str],
     """(status, response, payload to publish) for one carrier webhook; sync (threadpool)."""
     adapter = PROVIDERS[provider]
     with session_scope() as s:
-        tenant_id = tenant_id_for_slug(s, tenant)
+        tenant_id = find_tenant_id(s, tenant)
         secret = get_secret(s, tenant_id, provider) if tenant_id is not None else None
     if tenant_id is None or secret is None:
         log.warning("%s webhook for tenant %r: no such tenant or no %s secret configured",

@@ -13,7 +13,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from return_notify.config.settings import get_settings
@@ -27,6 +26,7 @@ from return_notify.policy.suppression import (
 )
 from return_notify.storage.db import session_scope
 from return_notify.storage.models import UNSUBSCRIBE
+from return_notify.storage.tenants import find_tenant
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["unsubscribe"])
@@ -60,9 +60,8 @@ def _target(token: str) -> UnsubscribeTarget | str:
 
 def _tenant(slug: str) -> tuple[int, str] | None:
     with session_scope() as s:
-        row = s.execute(text("SELECT id, coalesce(name, slug) FROM tenants WHERE slug = :s"),
-                        {"s": slug}).first()
-    return (int(row[0]), str(row[1])) if row else None
+        row = find_tenant(s, slug)
+    return (row.id, row.display_name) if row else None
 
 
 def _state(target: UnsubscribeTarget) -> tuple[int, str, str | None] | None:

@@ -24,11 +24,11 @@ from twilio.request_validator import RequestValidator
 from return_notify.api.events import read_limited_body
 from return_notify.config.settings import get_settings
 from return_notify.core.masking import mask
-from return_notify.inbox import tenant_id_for_slug
 from return_notify.pipeline.feedback import apply_sendgrid_events, apply_twilio_status
 from return_notify.policy.suppression import lift, suppress
 from return_notify.storage.db import session_scope
 from return_notify.storage.models import STOP
+from return_notify.storage.tenants import find_tenant_id
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -148,7 +148,7 @@ async def twilio_inbound(
 
     def apply() -> int:
         with session_scope() as session:
-            tenant_id = tenant_id_for_slug(session, tenant) if tenant else None
+            tenant_id = find_tenant_id(session, tenant) if tenant else None
             if tenant and tenant_id is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown tenant {tenant!r}")
             if word == "stop":

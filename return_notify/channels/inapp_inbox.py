@@ -24,6 +24,8 @@ from sqlalchemy import Engine, text
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
 from return_notify.errors import DeliveryError, PermanentError, TransientError
 from return_notify.inbox import inbox_channel_name, item_json
+from return_notify.storage.redis import redis_client as new_redis_client
+from return_notify.storage.tenants import find_tenant_ids
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,7 @@ class InboxChannel(Channel):
                     if not settings.broker_url:
                         raise TransientError("RSN_BROKER_URL is not set: no Redis for live "
                                              "inbox updates", provider=self.provider)
-                    self._redis = redis.Redis.from_url(
-                        settings.broker_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+                    self._redis = new_redis_client(settings, timeout_s=2.0)
             return self._engine, self._redis, self._key_prefix
 
     def send(self, message: OutboundMessage) -> SendResult:
@@ -92,11 +93,7 @@ class InboxChannel(Channel):
             with engine.begin() as conn:
                 slugs = {m.tenant for m in messages if m.tenant} - self._tenants.keys()
                 if slugs:
-                    for slug, tid in conn.execute(
-                        text("SELECT slug, id FROM tenants WHERE slug = ANY(CAST(:s AS text[]))"),
-                        {"s": sorted(slugs)},
-                    ):
-                        self._tenants[slug] = tid
+                    self._tenants.update(find_tenant_ids(conn, slugs))
                 rows: dict[int, dict[str, Any]] = {}
                 for i, m in enumerate(messages):
                     problem = self._problem(m)

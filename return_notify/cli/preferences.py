@@ -47,13 +47,13 @@ def _out(data: Any, json_out: bool) -> None:
 
 def _tenant_id(slug: str) -> int:
     from return_notify.config.settings import get_settings
-    from return_notify.inbox import tenant_id_for_slug
     from return_notify.storage.db import session_scope
+    from return_notify.storage.tenants import find_tenant_id
 
     if not get_settings().database_url:
         _fail("RSN_DATABASE_URL is not set. Point it at PostgreSQL (see README).")
     with session_scope() as s:
-        tid = tenant_id_for_slug(s, slug)
+        tid = find_tenant_id(s, slug)
     if tid is None:
         _fail(f"no tenant {slug!r} (see `return-notify tenants list`)")
         raise AssertionError  # unreachable
@@ -183,8 +183,9 @@ def quiet_get(tenant: TenantOpt,
               region: Annotated[str | None, typer.Option(help="Show what applies here.")] = None,
               json_out: JsonOpt = False) -> None:
     """The tenant's quiet-hours configs, and with --region what applies in that region."""
-    from return_notify.api.preferences import effective_view
+    from return_notify.config.settings import get_settings
     from return_notify.policy.planner import get_quiet_hours
+    from return_notify.policy.views import effective_view
     from return_notify.storage.db import session_scope
 
     tid = _tenant_id(tenant)
@@ -192,7 +193,7 @@ def quiet_get(tenant: TenantOpt,
         configs = get_quiet_hours(s, tid)
     data: dict[str, Any] = {"configs": {k: v.model_dump(mode="json") for k, v in configs.items()}}
     if region:
-        data["effective"] = effective_view(configs, region)
+        data["effective"] = effective_view(configs, region, get_settings())
     _out(data, json_out)
 
 
@@ -215,10 +216,11 @@ def quiet_set(
     """Set (replace) the quiet hours of one region of a tenant."""
     from pydantic import ValidationError
 
-    from return_notify.api.preferences import effective_view
+    from return_notify.config.settings import get_settings
     from return_notify.policy.planner import get_quiet_hours
     from return_notify.policy.quiet_hours import QuietHoursConfig
     from return_notify.policy.store import remove_quiet_hours, scope_region, set_quiet_hours
+    from return_notify.policy.views import effective_view
     from return_notify.storage.db import session_scope
 
     tid = _tenant_id(tenant)
@@ -250,7 +252,7 @@ def quiet_set(
                 raise AssertionError from None  # unreachable
             set_quiet_hours(s, tid, key, cfg, _actor())
         configs = get_quiet_hours(s, tid)
-    _out(effective_view(configs, scope_region(key)), json_out)
+    _out(effective_view(configs, scope_region(key), get_settings()), json_out)
 
 
 # ------------------------------------------------------------------ throttle ------------
@@ -258,9 +260,13 @@ def quiet_set(
 @throttle_app.command("get")
 def throttle_get(tenant: TenantOpt, json_out: JsonOpt = False) -> None:
     """The tenant's overrides and the intervals and digest windows in effect."""
-    from return_notify.api.preferences import throttle_view
+    from return_notify.config.settings import get_settings
+    from return_notify.policy.views import throttle_view
+    from return_notify.storage.db import session_scope
 
-    view = throttle_view(_tenant_id(tenant))
+    tid = _tenant_id(tenant)
+    with session_scope() as s:
+        view = throttle_view(s, tid, get_settings())
     _out({k: (v.model_dump(mode="json") if v is not None else None) for k, v in view.items()},
          json_out)
 

@@ -44,12 +44,11 @@ def _print_json(data: Any) -> None:
 
 def _tenant(s: Any, slug: str) -> Any:
     """The operator principal of tenant ``slug`` (fails if the tenant does not exist)."""
-    from sqlalchemy import select
 
     from return_notify.access.principals import operator
-    from return_notify.storage.models import Tenant
+    from return_notify.storage.tenants import find_tenant_id
 
-    tid = s.execute(select(Tenant.id).where(Tenant.slug == slug)).scalar()
+    tid = find_tenant_id(s, slug)
     if tid is None:
         _fail(f"no tenant {slug!r} (create it with `return-notify tenants create {slug}`)")
     try:

@@ -137,16 +137,14 @@ def _print_records(source: str, records: list[Any]) -> None:
 # ------------------------------------------------------------------ streams -----------
 
 def _redis() -> Any:
-    import redis
-
     from return_notify.config.settings import get_settings
+    from return_notify.storage.redis import redis_client
 
     url = get_settings().broker_url
     if not url:
         _fail("RSN_BROKER_URL is not set: the stream lives on the broker's Redis")
         raise AssertionError
-    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=35,
-                                health_check_interval=30)
+    return redis_client(url=url, timeout_s=35, decode_responses=True, health_check_interval=30)
 
 
 @streams_app.command("listen")
@@ -230,11 +228,11 @@ def streams_dead(limit: Annotated[int, typer.Option(help="Newest N.")] = 20,
 # ------------------------------------------------------------------ carriers ----------
 
 def _tenant_id(slug: str) -> int:
-    from return_notify.inbox import tenant_id_for_slug
     from return_notify.storage.db import session_scope
+    from return_notify.storage.tenants import find_tenant_id
 
     with session_scope() as s:
-        tid = tenant_id_for_slug(s, slug)
+        tid = find_tenant_id(s, slug)
     if tid is None:
         _fail(f"no tenant {slug!r} (create it with `return-notify tenants create {slug}`)")
         raise AssertionError

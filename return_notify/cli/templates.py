@@ -45,9 +45,9 @@ def _require_db() -> None:
 
 def _tenant_id(session: Any, slug: str) -> int:
     from return_notify.cli.main import _fail
-    from return_notify.inbox import tenant_id_for_slug
+    from return_notify.storage.tenants import find_tenant_id
 
-    tid = tenant_id_for_slug(session, slug)
+    tid = find_tenant_id(session, slug)
     if tid is None:
         _fail(f"no tenant {slug!r}")
         raise AssertionError("unreachable")

@@ -87,7 +87,7 @@ def tenants_create(
         _fail(f"{name!r} is not a slug: lowercase letters, digits, '-' and '_', "
               "starting with a letter or digit")
     _require_database()
-    from return_notify.api.auth import create_tenant, issue_api_key
+    from return_notify.access.tenant_keys import create_tenant, issue_api_key
     from return_notify.config.settings import get_settings
     from return_notify.inbox import tenant_inbox_secret
     from return_notify.storage.db import session_scope
@@ -113,7 +113,7 @@ def tenants_create(
 def tenants_list(json_out: JsonOpt = False) -> None:
     """List tenants with their active API key prefixes (never the keys)."""
     _require_database()
-    from return_notify.api.auth import list_tenants
+    from return_notify.access.tenant_keys import list_tenants
     from return_notify.storage.db import session_scope
 
     with session_scope() as s:
@@ -134,7 +134,7 @@ def tenants_revoke_key(
 ) -> None:
     """Revoke an API key; requests with it get 401 from then on."""
     _require_database()
-    from return_notify.api.auth import revoke_api_key
+    from return_notify.access.tenant_keys import revoke_api_key
     from return_notify.storage.db import session_scope
 
     with session_scope() as s:

@@ -237,8 +237,9 @@ class QueueDepthCollector:
         up = GaugeMetricFamily("rsn_broker_up", "1 if Redis answered the queue-depth scrape")
         try:
             if self._client is None:
-                self._client = redis.Redis.from_url(self._url, socket_timeout=2.0,
-                                                    socket_connect_timeout=2.0)
+                from return_notify.storage.redis import redis_client
+
+                self._client = redis_client(url=self._url, timeout_s=2.0)
             pipe = self._client.pipeline(transaction=False)
             for q in self._queues:
                 for key in queue_keys(self._prefix, q):

@@ -29,6 +29,7 @@ from return_notify.storage.models import (
     STOP,
     UNSUBSCRIBE,
 )
+from return_notify.storage.tenants import find_tenant_ids
 
 log = logging.getLogger(__name__)
 
@@ -209,9 +210,7 @@ def apply_sendgrid_events(session: Session, events: Sequence[Any]) -> FeedbackRe
     by_pmid = {r.provider_message_id: r for r in rows if r.provider == "sendgrid"}
     states = {r.id: r.state for r in rows}
     slugs = {e["tenant"] for e in fresh if isinstance(e.get("tenant"), str)}
-    tenant_ids = dict(session.execute(text(
-        "SELECT slug, id FROM tenants WHERE slug = ANY(CAST(:s AS text[]))"),
-        {"s": sorted(slugs)}).tuples().all()) if slugs else {}
+    tenant_ids = find_tenant_ids(session, slugs)
     suppressions: list[SuppressionRow] = []
     for e in fresh:
         kind = e["event"].lower()

@@ -30,6 +30,7 @@ from return_notify.storage.models import (
     Delivery,
     RejectedEvent,
 )
+from return_notify.storage.tenants import ensure_tenant_ids
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,6 @@ def record_rejected(session: Session, raw: Any, err: EventValidationError) -> No
 
 # Set-based statements over arrays: one cached statement whatever the batch size, where a
 # multi-row VALUES insert would be recompiled by SQLAlchemy for every new row count.
-_UPSERT_TENANTS = text(
-    "INSERT INTO tenants (slug) SELECT unnest(CAST(:slugs AS text[])) "
-    "ON CONFLICT (slug) DO NOTHING"
-)
-_SELECT_TENANTS = text("SELECT slug, id FROM tenants WHERE slug = ANY(CAST(:slugs AS text[]))")
 _UPSERT_RETURNS = text("""
 INSERT INTO returns (tenant_id, return_id, customer_id, region, product_category)
 SELECT * FROM unnest(CAST(:tids AS int[]), CAST(:rids AS text[]), CAST(:cids AS text[]),
@@ -126,9 +122,7 @@ _tenant_cache: dict[str, int] = {}
 def _tenant_ids(session: Session, slugs: set[str]) -> dict[str, int]:
     missing = sorted(slugs - _tenant_cache.keys())
     if missing:
-        session.execute(_UPSERT_TENANTS, {"slugs": missing})
-        for slug, tid in session.execute(_SELECT_TENANTS, {"slugs": missing}):
-            _tenant_cache[slug] = tid
+        _tenant_cache.update(ensure_tenant_ids(session, missing))
     return {s: _tenant_cache[s] for s in slugs}
 
 

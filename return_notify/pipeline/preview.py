@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
 from return_notify.config.settings import Settings, get_settings
 from return_notify.core.masking import mask
+from return_notify.storage.tenants import find_tenant
 from return_notify.templating.render import OverrideSource, Rendered, render
 from return_notify.templating.samples import sample_context
 from return_notify.templating.store import TenantTemplates, load_tenant_templates, render_limits
@@ -44,7 +44,7 @@ def resolve_tenant(session: Session | None, slug: str) -> PreviewTenant:
     or for an unknown tenant."""
     if session is None:
         return PreviewTenant(slug)
-    row = session.execute(text("SELECT id, name FROM tenants WHERE slug = :s"), {"s": slug}).first()
+    row = find_tenant(session, slug)
     if row is None:
         return PreviewTenant(slug)
     return PreviewTenant(slug, row.name, load_tenant_templates(session, [row.id], fresh=True)[row.id])

@@ -125,8 +125,8 @@ def get_limiter(settings: Any) -> RateLimiter | None:
         if not limits or not settings.broker_url:
             _cache[key] = None
         else:
-            import redis
+            from return_notify.storage.redis import redis_client
 
-            client = redis.Redis.from_url(settings.broker_url, socket_timeout=5)
+            client = redis_client(settings, timeout_s=5.0)
             _cache[key] = RateLimiter(client, limits, settings.redis_key_prefix)
     return _cache[key]

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from return_notify.storage.models import TERMINAL_STATES
+from return_notify.storage.tenants import find_tenant_id
 
 ERASED = "(erased)"
 REDACTED_JSON = '"[redacted]"'
@@ -111,7 +112,7 @@ def erase_customer(session: Session, tenant: str, customer_id: str) -> dict[str,
     Their waiting or in-flight deliveries are cancelled (``skipped``, reason ``erased``);
     every row stays, anonymised, so KPIs keep their counts. Idempotent.
     """
-    tid = session.execute(text("SELECT id FROM tenants WHERE slug = :t"), {"t": tenant}).scalar()
+    tid = find_tenant_id(session, tenant)
     out: dict[str, Any] = {"tenant": tenant, "tenant_found": tid is not None}
     if tid is None:
         return out

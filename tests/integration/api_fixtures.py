@@ -191,7 +191,7 @@ def uid(prefix: str = "") -> str:
 
 def make_tenant(slug: str | None = None, name: str | None = None) -> tuple[int, str, str]:
     """A tenant with one API key: (tenant id, slug, key)."""
-    from return_notify.api.auth import create_tenant, issue_api_key
+    from return_notify.access.tenant_keys import create_tenant, issue_api_key
     from return_notify.storage.db import session_scope
 
     slug = slug or uid("t-")

@@ -109,7 +109,7 @@ def test_missing_or_bad_key_is_401(client: TestClient, header: str | None) -> No
 
 
 def test_revoked_key_is_401(client: TestClient) -> None:
-    from return_notify.api.auth import revoke_api_key
+    from return_notify.access.tenant_keys import revoke_api_key
     from return_notify.storage.db import session_scope
 
     _, slug, key = make_tenant()

@@ -51,7 +51,7 @@ def policies(svc: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def tenant_id(slug: str) -> int:
-    from return_notify.api.auth import create_tenant
+    from return_notify.access.tenant_keys import create_tenant
 
     with session_scope() as s:
         return create_tenant(s, slug)[0]

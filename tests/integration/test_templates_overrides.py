@@ -43,7 +43,7 @@ def q(sql: str, **params: Any) -> list[Any]:
 
 
 def new_tenant(name: str | None = None) -> tuple[int, str]:
-    from return_notify.api.auth import create_tenant
+    from return_notify.access.tenant_keys import create_tenant
 
     slug = uid("t-")
     with session_scope() as s:
@@ -262,7 +262,7 @@ def client(svc: Any) -> Iterator[TestClient]:
 def api_tenant() -> tuple[int, str, dict[str, str], dict[str, str]]:
     """A tenant, its owner principal's auth header and its tenant (ingest) key's header."""
     from return_notify.access.principals import create_principal, operator
-    from return_notify.api.auth import issue_api_key
+    from return_notify.access.tenant_keys import issue_api_key
 
     tid, slug = new_tenant()
     with session_scope() as s:
