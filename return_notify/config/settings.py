@@ -23,35 +23,56 @@ class Settings(BaseSettings):
 
     # --- services -----------------------------------------------------------------------
     broker_url: str | None = Field(
-        default=None, description="Redis URL of the Celery broker; unset: embedded server"
+        default=None, description="Redis URL of the Celery broker; unset: demo, bench and the "
+        "tests start an embedded Redis"
     )
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL of PostgreSQL; unset: embedded server"
+        default=None, description="SQLAlchemy URL of PostgreSQL "
+        "(postgresql://user:pw@host:5432/db); unset: embedded PostgreSQL"
     )
     redis_key_prefix: str = Field(
-        default="", description="Prefix for every Redis key (several deployments on one Redis)"
+        default="", description="Prefix for every Redis key (several deployments or test runs "
+        "on one Redis)"
     )
-    db_pool_size: int = 5
+    db_pool_size: int = Field(default=5, description="SQLAlchemy pool size per process")
 
     # --- providers ----------------------------------------------------------------------
-    email_provider: Literal["sendgrid", "smtp", "sandbox"] = "sandbox"
-    sms_provider: Literal["twilio", "sandbox"] = "sandbox"
-    sendgrid_api_key: SecretStr | None = None
-    sendgrid_base_url: str = "https://api.sendgrid.com"
-    email_from: str = "returns@example.com"
-    smtp_url: SecretStr | None = None
-    twilio_account_sid: str | None = None
-    twilio_auth_token: SecretStr | None = None
-    twilio_from: str | None = None
-    twilio_base_url: str = "https://api.twilio.com"
-    public_base_url: str = "http://127.0.0.1:8000"
-    provider_timeout_s: float = 10.0
+    email_provider: Literal["sendgrid", "smtp", "sandbox"] = Field(
+        default="sandbox", description="email provider (RSN_EMAIL_PROVIDERS, when set, replaces it)"
+    )
+    sms_provider: Literal["twilio", "sandbox"] = Field(default="sandbox", description="SMS provider")
+    sendgrid_api_key: SecretStr | None = Field(default=None, description="SendGrid API key")
+    sendgrid_base_url: str = Field(
+        default="https://api.sendgrid.com",
+        description="SendGrid API base URL (a regional endpoint or a local test server)",
+    )
+    email_from: str = Field(default="returns@example.com", description="sender address")
+    smtp_url: SecretStr | None = Field(
+        default=None, description="smtp://user:pw@host:587?starttls=1 or smtps://...:465"
+    )
+    twilio_account_sid: str | None = Field(default=None, description="Twilio account SID")
+    twilio_auth_token: SecretStr | None = Field(default=None, description="Twilio auth token")
+    twilio_from: str | None = Field(default=None, description="Twilio sender number")
+    twilio_base_url: str = Field(default="https://api.twilio.com", description="Twilio API base URL")
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="public URL of the HTTP service (status page, provider callbacks, "
+        "unsubscribe links; Twilio signatures are checked against it)",
+    )
+    provider_timeout_s: float = Field(
+        default=10.0, description="timeout of every provider call; keep it well above the "
+        "provider's p99 latency (a timed-out call the provider accepted is sent again)"
+    )
     sms_fallback_to_email: bool = Field(
         default=True, description="an undeliverable SMS (STOP, invalid number) goes by email"
     )
-    inapp_provider: Literal["inbox", "sandbox"] = "inbox"
+    inapp_provider: Literal["inbox", "sandbox"] = Field(
+        default="inbox", description="inbox: PostgreSQL inbox and live Server-Sent Events"
+    )
     provider_concurrency: int = Field(
-        default=16, ge=1, le=256, description="provider calls in flight per worker process"
+        default=16, ge=1, le=256, description="provider calls in flight per worker process "
+        "(a thread pool per batch, network providers; also the keep-alive connections kept per "
+        "provider); worker --profile delivery sets 64"
     )
     email_from_name: str | None = Field(
         default=None, description="Display name in From (\"Acme Returns\"); unset: address only"
@@ -79,23 +100,33 @@ class Settings(BaseSettings):
         "UCS-2 (70 characters a segment)",
     )
     breaker_trip_after: int = Field(
-        default=5, ge=0, description="a network provider pauses after this many consecutive "
-        "transient failures (per worker process); 0: no circuit breaker"
+        default=5, ge=0, description="a network provider (Twilio, SendGrid, SMTP) pauses after "
+        "this many consecutive transient failures (per worker process); 0: no circuit breaker"
     )
     breaker_cooldown_s: float = Field(
-        default=30.0, gt=0, le=3600, description="how long a tripped provider pauses before "
-        "one trial call decides whether it resumes"
+        default=30.0, gt=0, le=3600, description="how long a tripped provider pauses (longer if "
+        "the failure's Retry-After asks, at most RSN_BACKOFF_MAX_S) before one trial call "
+        "decides whether it resumes"
     )
 
     # --- sandbox provider (demo, tests, benchmarks) ---------------------------------------
-    sandbox_latency_ms: float = 0.0
-    sandbox_transient_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    sandbox_permanent_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    sandbox_record: bool = True
+    sandbox_latency_ms: float = Field(default=0.0, description="simulated latency per message")
+    sandbox_transient_failure_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="share of sends that fail transiently"
+    )
+    sandbox_permanent_failure_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="share of sends that fail permanently"
+    )
+    sandbox_record: bool = Field(
+        default=True, description="record each received message in sandbox_messages"
+    )
 
+    # --- rate limits --------------------------------------------------------------------
     rate_limits: str = Field(
         default="",
-        description="global limits, e.g. 'provider:twilio=100/s,provider:sendgrid=10000/m,tenant:*=50/s'",
+        description="global limits (Redis token buckets, shared by every worker), e.g. "
+        "'provider:twilio=100/s,provider:sendgrid=10000/m,tenant:*=50/s,tenant:acme=200/s:400' "
+        "(RATE:BURST)",
     )
 
     # --- templates ----------------------------------------------------------------------
@@ -110,18 +141,28 @@ class Settings(BaseSettings):
     )
 
     # --- pipeline -----------------------------------------------------------------------
-    ingest_batch_size: int = Field(default=200, ge=1, le=1000, description="events per message")
-    deliver_batch_size: int = Field(default=200, ge=1, le=1000, description="deliveries per message")
+    ingest_batch_size: int = Field(
+        default=200, ge=1, le=1000, description="events per broker message (producer side)"
+    )
+    deliver_batch_size: int = Field(
+        default=200, ge=1, le=1000, description="delivery ids per deliver message"
+    )
     max_attempts: int = Field(default=6, ge=1, description="tries before a delivery is dead")
-    backoff_base_s: float = 2.0
-    backoff_max_s: float = 3600.0
+    backoff_base_s: float = Field(
+        default=2.0, description="backoff: the wait before try n is uniform in "
+        "[0, min(RSN_BACKOFF_MAX_S, base * 2^(n-1))] (full jitter); a provider's Retry-After "
+        "is a floor"
+    )
+    backoff_max_s: float = Field(default=3600.0, description="backoff cap (see RSN_BACKOFF_BASE_S)")
     max_countdown_s: float = Field(
-        default=60.0, description="longer waits stay in PostgreSQL for the sweeper"
+        default=60.0, description="retries due within this ride a Celery countdown; later ones "
+        "wait in PostgreSQL for the sweeper"
     )
     lease_s: float = Field(
-        default=300.0, description="a pending/sending delivery older than this is re-enqueued"
+        default=300.0, description="a pending/sending delivery untouched this long is "
+        "re-enqueued by the sweeper; must exceed RSN_TASK_TIME_LIMIT_S"
     )
-    sweep_interval_s: float = 15.0
+    sweep_interval_s: float = Field(default=15.0, description="how often beat runs the sweeper")
     visibility_timeout_s: int = Field(
         default=300, description="Redis re-delivers a message unacked this long (a killed "
         "worker's, one held when the connection dropped); must exceed max countdown + task "
@@ -132,12 +173,18 @@ class Settings(BaseSettings):
     task_events: bool = Field(
         default=True, description="send task events (Flower's live view); costs ~1/3 of a no-op"
     )
-    worker_concurrency: int | None = None
-    task_soft_time_limit_s: int = 120
-    task_time_limit_s: int = 180
-    max_tasks_per_child: int = 10_000
+    worker_concurrency: int | None = Field(
+        default=None, description="reserved; pass -c to return-notify worker"
+    )
+    task_soft_time_limit_s: int = Field(default=120, description="per-task soft time limit")
+    task_time_limit_s: int = Field(
+        default=180, description="per-task hard time limit; also how long a warm shutdown may take"
+    )
+    max_tasks_per_child: int = Field(
+        default=10_000, description="recycle pool processes after this many tasks"
+    )
 
-    # --- operations: metrics, Flower, logs, data protection (appended) -------------------
+    # --- operations: metrics, Flower, logs, data protection ------------------------------
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535,
         description="worker Prometheus endpoint port (the main process serves every pool "

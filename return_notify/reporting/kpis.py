@@ -1,7 +1,7 @@
 """The business KPIs, computed in PostgreSQL: delivery success, notification latency,
 return completion and funnel, engagement per milestone and channel, load pattern.
 
-Definitions (also in README "KPIs"):
+Definitions (also in docs/operating.md, "Business KPIs"):
 
 * **success rate** = deliveries ``sent`` or ``delivered`` ÷ those plus ``failed`` and
   ``dead`` (a bounce after sending counts as failed); ``skipped``/``suppressed`` are

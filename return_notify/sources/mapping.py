@@ -4,7 +4,7 @@ A mapping names, for each event field, where its value is in the source's payloa
 see ``paths``), how to convert it, and for the milestone a status-code table; ``defaults``
 fill gaps and ``constants`` are always set. ``apply`` never raises on bad input: every record
 yields an event or a list of problems (a mapping error, then the contract's own errors).
-The YAML format is documented in README ("Adding a source") and in ``mappings/*.yaml``.
+The YAML format is documented in docs/sources.md ("Adding a source") and in ``mappings/*.yaml``.
 """
 
 from __future__ import annotations
