@@ -1,9 +1,9 @@
-"""CLI of customer preferences, quiet hours and throttles: ``preferences get|set|clear``,
-``quiet-hours get|set|clear`` and ``throttle get|set|clear``.
+"""Customer preferences, quiet hours and throttles: ``preferences get|set|clear``,
+``quiet-hours get|set`` and ``throttle get|set`` (``set --clear`` removes a config).
 
-``cli.py`` calls ``register(app)``; the database is touched only when a command runs.
+``register(app)`` adds the three groups; the database is touched only when a command runs.
 The command line holds the database credentials, so it acts as the tenant's owner; its
-quiet-hours and throttle changes are audited as ``cli:<OS user>`` (``policy_store``).
+quiet-hours and throttle changes are audited as ``audit_actor()`` names it (``policy_store``).
 """
 
 from __future__ import annotations
@@ -11,16 +11,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-if TYPE_CHECKING:
-    from return_notify.access.audit import Actor
-
-console = Console()
-err_console = Console(stderr=True)
+from return_notify.cli.common import (
+    LIST_TENANTS_HINT,
+    JsonOpt,
+    audit_actor,
+    console,
+    fail,
+    print_json,
+    require_database,
+    tenant_id,
+)
 
 preferences_app = typer.Typer(help="Customer notification preferences.", no_args_is_help=True)
 quiet_app = typer.Typer(help="Quiet hours per tenant and region (recipient's local time).",
@@ -28,49 +32,29 @@ quiet_app = typer.Typer(help="Quiet hours per tenant and region (recipient's loc
 throttle_app = typer.Typer(help="Minimum intervals between messages and digest windows.",
                            no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant slug.")]
 
 
-def _fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
+def register(app: typer.Typer) -> None:
+    """Add ``preferences``, ``quiet-hours`` and ``throttle`` to the ``return-notify`` app."""
+    app.add_typer(preferences_app, name="preferences")
+    app.add_typer(quiet_app, name="quiet-hours")
+    app.add_typer(throttle_app, name="throttle")
 
 
 def _out(data: Any, json_out: bool) -> None:
-    text = json.dumps(data, indent=2, default=str)
     if json_out:
-        sys.stdout.write(text + "\n")
+        print_json(data)
     else:
-        console.print_json(text)
+        console.print_json(json.dumps(data, indent=2, default=str))
 
 
 def _tenant_id(slug: str) -> int:
-    from return_notify.config.settings import get_settings
     from return_notify.storage.db import session_scope
-    from return_notify.storage.tenants import find_tenant_id
 
-    if not get_settings().database_url:
-        _fail("RSN_DATABASE_URL is not set. Point it at PostgreSQL (see README).")
+    require_database()
     with session_scope() as s:
-        tid = find_tenant_id(s, slug)
-    if tid is None:
-        _fail(f"no tenant {slug!r} (see `return-notify tenants list`)")
-        raise AssertionError  # unreachable
-    return int(tid)
-
-
-def _actor() -> Actor:
-    """Who the audit log names for a change made here: ``cli:<OS user>``."""
-    import getpass
-
-    from return_notify.access.audit import Actor
-
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "operator"
-    return Actor(None, f"cli:{user}")
+        return tenant_id(s, slug, LIST_TENANTS_HINT)
 
 
 def _region_key(region: str) -> str:
@@ -79,8 +63,7 @@ def _region_key(region: str) -> str:
     try:
         return region_key(region)
     except ValueError as exc:
-        _fail(f"--region: {exc}")
-        raise AssertionError from None  # unreachable
+        fail(f"--region: {exc}")
 
 
 def _switches(values: list[str], what: str) -> dict[str, bool]:
@@ -88,7 +71,7 @@ def _switches(values: list[str], what: str) -> dict[str, bool]:
     for item in values:
         key, sep, val = item.partition("=")
         if not sep or val.lower() not in ("on", "off", "true", "false", "yes", "no"):
-            _fail(f"{what} {item!r}: use KEY=on or KEY=off")
+            fail(f"{what} {item!r}: use KEY=on or KEY=off")
         out[key.strip()] = val.lower() in ("on", "true", "yes")
     return out
 
@@ -99,7 +82,7 @@ def _load_json(path: Path | None) -> dict[str, Any]:
     raw = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     data = json.loads(raw)
     if not isinstance(data, dict):
-        _fail("the JSON file must hold an object")
+        fail("the JSON file must hold an object")
     return data
 
 
@@ -148,7 +131,7 @@ def preferences_set(
         for key, on in _switches(milestone, "--milestone").items():
             m, sep, ch = key.partition(":")
             if not sep:
-                _fail(f"--milestone {key!r}: use MILESTONE:CHANNEL=on|off")
+                fail(f"--milestone {key!r}: use MILESTONE:CHANNEL=on|off")
             doc.setdefault("milestones", {}).setdefault(m, {})[ch] = on
         for name, value in (("preferred_channel", preferred), ("locale", locale),
                             ("timezone", timezone)):
@@ -157,8 +140,7 @@ def preferences_set(
         try:
             prefs = Preferences.model_validate(doc)
         except ValidationError as exc:
-            _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
-            raise AssertionError from None  # unreachable
+            fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
         put_preferences(s, tid, customer, prefs)
     _out({"customer_id": customer, "stored": True, "preferences": prefs.as_json()}, json_out)
 
@@ -232,7 +214,7 @@ def quiet_set(
     for item in day:
         name, sep, span = item.partition("=")
         if not sep:
-            _fail(f"--day {item!r}: use DAY=HH:MM-HH:MM or DAY=closed")
+            fail(f"--day {item!r}: use DAY=HH:MM-HH:MM or DAY=closed")
         days[name] = None if span.lower() == "closed" else span
     doc["days"] = days
     if channels is not None:
@@ -243,14 +225,13 @@ def quiet_set(
         doc["default_timezone"] = default_timezone
     with session_scope() as s:
         if clear:
-            remove_quiet_hours(s, tid, key, _actor())
+            remove_quiet_hours(s, tid, key, audit_actor())
         else:
             try:
                 cfg = QuietHoursConfig.model_validate(doc)
             except ValidationError as exc:
-                _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
-                raise AssertionError from None  # unreachable
-            set_quiet_hours(s, tid, key, cfg, _actor())
+                fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+            set_quiet_hours(s, tid, key, cfg, audit_actor())
         configs = get_quiet_hours(s, tid)
     _out(effective_view(configs, scope_region(key), get_settings()), json_out)
 
@@ -291,7 +272,7 @@ def throttle_set(
     tid = _tenant_id(tenant)
     with session_scope() as s:
         if clear:
-            set_throttle(s, tid, None, _actor())
+            set_throttle(s, tid, None, audit_actor())
         else:
             own = get_throttle(s, tid) or ThrottleConfig()
             try:
@@ -300,13 +281,6 @@ def throttle_set(
                     "digest_window_s": {**own.digest_window_s, **parse_pairs(",".join(digest))}})
             except ValueError as exc:  # ValidationError is a ValueError
                 msg = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-                _fail(msg)
-                raise AssertionError from None  # unreachable
-            set_throttle(s, tid, cfg, _actor())
+                fail(msg)
+            set_throttle(s, tid, cfg, audit_actor())
     throttle_get(tenant, json_out)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(preferences_app, name="preferences")
-    app.add_typer(quiet_app, name="quiet-hours")
-    app.add_typer(throttle_app, name="throttle")

@@ -1,23 +1,31 @@
-"""CLI commands for retailer control: ``rules``, ``principals`` and ``audit`` (all with ``--json``).
+"""Retailer control: ``rules``, ``principals`` and ``audit`` (every command with ``--json``).
 
-``cli.py`` calls ``register(app)``. The command line holds the database credentials, so it
-acts as the tenant's owner; its changes are audited as ``cli:<OS user>``.
+``register(app)`` adds the three groups. The command line holds the database credentials,
+so it acts as the tenant's owner; its changes are audited as ``audit_actor()`` names it.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
-import sys
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+from return_notify.cli.common import (
+    CREATE_TENANT_HINT,
+    JsonOpt,
+    audit_actor,
+    console,
+    fail,
+    print_json,
+    require_database,
+    tenant_id,
+)
+
+if TYPE_CHECKING:
+    from return_notify.access.principals import Principal
 
 rules_app = typer.Typer(help="Notification rules per tenant, region and product category.",
                         no_args_is_help=True)
@@ -25,7 +33,6 @@ principals_app = typer.Typer(help="Principals (people, systems) who administer a
                              no_args_is_help=True)
 audit_app = typer.Typer(help="Audit log of every change.", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant slug.")]
 RegionOpt = Annotated[str | None, typer.Option(help="Region, e.g. EU (covers EU-DE); '*' = any.")]
 CategoryOpt = Annotated[str | None, typer.Option(help="Product category; '*' = any.")]
@@ -33,37 +40,26 @@ _OVERRIDE_HELP = ("Send even on channels the customer opted out of (transactiona
                   "never beats SMS STOP or an email unsubscribe).")
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
+def register(app: typer.Typer) -> None:
+    """Add ``rules``, ``principals`` and ``audit`` to the ``return-notify`` app."""
+    app.add_typer(rules_app, name="rules")
+    app.add_typer(principals_app, name="principals")
+    app.add_typer(audit_app, name="audit")
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+def _tenant(s: Any, slug: str) -> Principal:
+    """Tenant ``slug``'s owner as the command line acts (fails if the tenant does not exist):
+    the operator's principal, named as ``audit_actor()`` names the operator."""
+    from return_notify.access.principals import OWNER, Principal
 
-
-def _tenant(s: Any, slug: str) -> Any:
-    """The operator principal of tenant ``slug`` (fails if the tenant does not exist)."""
-
-    from return_notify.access.principals import operator
-    from return_notify.storage.tenants import find_tenant_id
-
-    tid = find_tenant_id(s, slug)
-    if tid is None:
-        _fail(f"no tenant {slug!r} (create it with `return-notify tenants create {slug}`)")
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "operator"
-    return operator(int(tid), slug, user)
+    actor = audit_actor()
+    return Principal(actor.id, tenant_id(s, slug, CREATE_TENANT_HINT), slug, actor.name, OWNER)
 
 
 def _session() -> Any:
-    from return_notify.config.settings import get_settings
     from return_notify.storage.db import session_scope
 
-    if not get_settings().database_url:
-        _fail("RSN_DATABASE_URL is not set. Point it at PostgreSQL (see README).")
+    require_database()
     return session_scope()
 
 
@@ -86,7 +82,7 @@ def _rules_table(rows: list[dict[str, Any]]) -> None:
 
 def _show(rows: list[dict[str, Any]], json_out: bool) -> None:
     if json_out:
-        _print_json(rows[0] if len(rows) == 1 else rows)
+        print_json(rows[0] if len(rows) == 1 else rows)
     else:
         _rules_table(rows)
 
@@ -102,14 +98,14 @@ def rules_list(tenant: TenantOpt, milestone: Annotated[str | None, typer.Option(
     try:
         reg, cat = normalize_region(region), normalize_category(category)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     with _session() as s:
         op = _tenant(s, tenant)
         rows = [rule_dict(r) for r in list_rules(s, op.tenant_id, milestone)
                 if (region is None or r.region == reg)
                 and (category is None or r.product_category == cat)]
     if json_out:
-        _print_json(rows)
+        print_json(rows)
     else:
         _rules_table(rows)
 
@@ -136,13 +132,13 @@ def rules_create(
         spec = RuleSpec.build(milestone, _channels(channels), region, category, template,
                               urgency, not disabled, override_opt_out)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     try:
         with _session() as s:
             op = _tenant(s, tenant)
             row = rule_dict(create_rule(s, op.tenant_id, spec, op.actor))
     except RuleConflict as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _show([row], json_out)
 
 
@@ -160,7 +156,7 @@ def _change(tenant: str, rule_id: int, changes: dict[str, Any], json_out: bool,
                                   expected_version=expected_version)
             out = rule_dict(row)
     except (RuleError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _show([out], json_out)
 
 
@@ -194,8 +190,8 @@ def rules_update(
     if override_opt_out is not None:
         changes["override_opt_out"] = override_opt_out
     if not changes:
-        _fail("nothing to change: give --channels, --template, --urgency, --enable/--disable "
-              "or --override-opt-out/--no-override-opt-out")
+        fail("nothing to change: give --channels, --template, --urgency, --enable/--disable "
+             "or --override-opt-out/--no-override-opt-out")
     _change(tenant, rule_id, changes, json_out, expected_version)
 
 
@@ -217,9 +213,9 @@ def rules_delete(rule_id: Annotated[int, typer.Argument(help="Rule id.")], tenan
             op = _tenant(s, tenant)
             gone = delete_rule(s, op.tenant_id, rule_id, op.actor)
     except RuleError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if json_out:
-        _print_json({"deleted": gone})
+        print_json({"deleted": gone})
     else:
         console.print(f"deleted rule {rule_id}")
 
@@ -238,7 +234,7 @@ def rules_explain(
     from return_notify.rules.resolver import explain
 
     if milestone not in {m.value for m in Milestone}:
-        _fail(f"unknown milestone {milestone!r}")
+        fail(f"unknown milestone {milestone!r}")
     with _session() as s:
         op = _tenant(s, tenant)
         ex = explain(s, op.tenant_id, region, category, milestone)
@@ -248,7 +244,7 @@ def rules_explain(
         if c["rule"] is not None:
             c["rule"]["milestone"] = ex.milestone.value
     if json_out:
-        _print_json(data)
+        print_json(data)
         return
     r = ex.result
     console.print(f"[bold]{ex.milestone.value}[/] region {ex.region or '(none)'} category "
@@ -285,9 +281,9 @@ def principals_create(
             created, key = create_principal(s, op, name, role, region or [], category or [],
                                             key_name)
     except PrincipalError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if json_out:
-        _print_json({"principal": created, "api_key": key})
+        print_json({"principal": created, "api_key": key})
         return
     console.print(f"principal [bold]{name}[/] ({role}, id {created['id']})")
     console.print(f"API key (shown once, store it now): [bold]{key}[/]", soft_wrap=True)
@@ -301,7 +297,7 @@ def principals_list(tenant: TenantOpt, json_out: JsonOpt = False) -> None:
     with _session() as s:
         rows = list_principals(s, _tenant(s, tenant).tenant_id)
     if json_out:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("id", "name", "role", "regions", "categories", "key prefixes", "created")
     for r in rows:
@@ -323,7 +319,7 @@ def principals_revoke_key(tenant: TenantOpt,
         target = get_principal(s, op.tenant_id, principal_id)
         ok = target is not None and revoke_key(s, op, target, prefix)
     if not ok:
-        _fail(f"no active key {prefix!r} for principal {principal_id}")
+        fail(f"no active key {prefix!r} for principal {principal_id}")
     console.print(f"revoked key {prefix}")
 
 
@@ -355,7 +351,7 @@ def audit_list(
                                        resource_id=resource_id, before_id=before_id,
                                        limit=limit)
     if json_out:
-        _print_json({"entries": entries, "next_before_id": cursor})
+        print_json({"entries": entries, "next_before_id": cursor})
         return
     for e in entries:
         console.print(f"[bold]#{e['id']}[/] {str(e['at'])[:19]}  {e['actor']}  [bold]{e['action']}"
@@ -364,10 +360,3 @@ def audit_list(
         console.print(f"    {_diff(e['before'], e['after'])}", soft_wrap=True, markup=False)
     if cursor:
         console.print(f"older entries: --before-id {cursor}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``rules``, ``principals`` and ``audit`` to the ``return-notify`` app."""
-    app.add_typer(rules_app, name="rules")
-    app.add_typer(principals_app, name="principals")
-    app.add_typer(audit_app, name="audit")

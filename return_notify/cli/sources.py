@@ -1,7 +1,7 @@
-"""CLI of the ways in: ``mappings``, ``streams`` (the listener) and ``carriers`` commands.
+"""The ways in: ``mappings``, ``streams`` (the listener) and ``carriers`` commands.
 
 ``mappings list|test``, ``streams listen|info|dead``, ``carriers secret|unmatched|rematch``.
-``cli.py`` calls ``register(app)``; ``python -m return_notify.cli.sources`` runs these
+``register(app)`` adds the three groups; ``python -m return_notify.cli.sources`` runs these
 commands on their own. Nothing here touches Redis or PostgreSQL until a command runs.
 """
 
@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True)
+from return_notify.cli.common import CREATE_TENANT_HINT, JsonOpt, console, fail, print_json, tenant_id
+
 log = logging.getLogger(__name__)
 
 mappings_app = typer.Typer(help="WMS/ERP feed mappings (YAML per source).", no_args_is_help=True)
@@ -31,22 +30,18 @@ streams_app = typer.Typer(help="The Redis Stream way in for producers in any lan
 carriers_app = typer.Typer(help="Carrier tracking webhooks (EasyPost, AfterShip, Shippo).",
                            no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-
 
 def register(app: typer.Typer) -> None:
+    """Add ``mappings``, ``streams`` and ``carriers`` to an app (``return-notify``'s or this
+    module's own)."""
     app.add_typer(mappings_app, name="mappings")
     app.add_typer(streams_app, name="streams")
     app.add_typer(carriers_app, name="carriers")
 
 
-def _fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+def _say(*objects: Any, **options: Any) -> None:
+    """``console.print`` without wrapping: ids, URLs and secrets stay on one line to copy."""
+    console.print(*objects, soft_wrap=True, **options)
 
 
 # ------------------------------------------------------------------ mappings ----------
@@ -61,12 +56,12 @@ def mappings_list(json_out: JsonOpt = False) -> None:
             for m in sorted(mappings.values(), key=lambda m: m.source)]
     broken = [{"file": e.where, "problems": e.problems} for e in errors]
     if json_out:
-        _print_json({"mappings": rows, "unusable": broken})
+        print_json({"mappings": rows, "unusable": broken})
         return
     for r in rows:
-        console.print(f"[bold]{r['source']}[/]  {r['description']}\n  [dim]{r['file']}[/]")
+        _say(f"[bold]{r['source']}[/]  {r['description']}\n  [dim]{r['file']}[/]")
     for b in broken:
-        console.print(f"[red]unusable[/] {b['file']}: " + "; ".join(b["problems"]))
+        _say(f"[red]unusable[/] {b['file']}: " + "; ".join(b["problems"]))
 
 
 @mappings_app.command("test")
@@ -88,26 +83,23 @@ def mappings_test(
         mapping = resolve(source)
     except MappingError as exc:
         if json_out:
-            _print_json({"source": source, "mapping_problems": exc.problems, "records": []})
+            print_json({"source": source, "mapping_problems": exc.problems, "records": []})
             raise typer.Exit(2) from None
-        _fail(f"mapping {exc.where} is not usable:\n  - " + "\n  - ".join(exc.problems), 2)
-        return
+        fail(f"mapping {exc.where} is not usable:\n  - " + "\n  - ".join(exc.problems), 2)
     except LookupError as exc:
-        _fail(str(exc))
-        return
+        fail(str(exc))
     try:
         text = sys.stdin.read() if sample == "-" else Path(sample).read_text(encoding="utf-8")
         payload = json.loads(text)
     except (OSError, ValueError) as exc:
-        _fail(f"cannot read {sample}: {exc}", 2)
-        return
+        fail(f"cannot read {sample}: {exc}", 2)
     records = mapping.apply(payload, tenant or mapping.tenant or "example")
     problems = sum(len(r.problems) for r in records)
     if not records:
         problems = 1
     if json_out:
-        _print_json({"source": mapping.source, "file": mapping.file, "problems": problems,
-                     "records": [r.as_dict() for r in records]})
+        print_json({"source": mapping.source, "file": mapping.file, "problems": problems,
+                    "records": [r.as_dict() for r in records]})
     else:
         _print_records(mapping.source, records)
     if problems:
@@ -116,22 +108,22 @@ def mappings_test(
 
 def _print_records(source: str, records: list[Any]) -> None:
     if not records:
-        console.print(f"[red]problem:[/] the {source} mapping found no records in the payload")
+        _say(f"[red]problem:[/] the {source} mapping found no records in the payload")
     for r in records:
         head = f"record {r.index}"
         if r.skipped:
-            console.print(f"[yellow]{head}: skipped[/] ({r.skipped})")
+            _say(f"[yellow]{head}: skipped[/] ({r.skipped})")
             continue
         ok = not r.problems
-        console.print(f"[bold {'green' if ok else 'red'}]{head}: "
-                      f"{'ok' if ok else str(len(r.problems)) + ' problem(s)'}[/]")
+        _say(f"[bold {'green' if ok else 'red'}]{head}: "
+             f"{'ok' if ok else str(len(r.problems)) + ' problem(s)'}[/]")
         sys.stdout.write(json.dumps(r.event, indent=2, default=str) + "\n")
         sys.stdout.flush()
         for p in r.problems:
             where = f" (from {p.path})" if p.path else ""
-            console.print(f"  [red]problem[/] {escape(p.field + where)}: {escape(p.message)}")
+            _say(f"  [red]problem[/] {escape(p.field + where)}: {escape(p.message)}")
         for n in r.notes:
-            console.print(f"  [dim]note:[/] {escape(n)}")
+            _say(f"  [dim]note:[/] {escape(n)}")
 
 
 # ------------------------------------------------------------------ streams -----------
@@ -142,8 +134,7 @@ def _redis() -> Any:
 
     url = get_settings().broker_url
     if not url:
-        _fail("RSN_BROKER_URL is not set: the stream lives on the broker's Redis")
-        raise AssertionError
+        fail("RSN_BROKER_URL is not set: the stream lives on the broker's Redis")
     return redis_client(url=url, timeout_s=35, decode_responses=True, health_check_interval=30)
 
 
@@ -200,12 +191,12 @@ def streams_info(json_out: JsonOpt = False) -> None:
             "groups": [{**g, "consumers_detail": r.xinfo_consumers(key, g["name"])}
                        for g in groups]}
     if json_out:
-        _print_json(info)
+        print_json(info)
         return
-    console.print(f"{key}: {info['length']} entries; dead letter {dead}: {info['dead']}")
+    _say(f"{key}: {info['length']} entries; dead letter {dead}: {info['dead']}")
     for g in groups:
-        console.print(f"  group {g['name']}: pending {g['pending']}, lag {g.get('lag')}, "
-                      f"consumers {g['consumers']}")
+        _say(f"  group {g['name']}: pending {g['pending']}, lag {g.get('lag')}, "
+             f"consumers {g['consumers']}")
 
 
 @streams_app.command("dead")
@@ -218,25 +209,20 @@ def streams_dead(limit: Annotated[int, typer.Option(help="Newest N.")] = 20,
     _, dead = stream_keys(get_settings())
     rows = [{"id": i, **f} for i, f in _redis().xrevrange(dead, count=limit)]
     if json_out:
-        _print_json(rows)
+        print_json(rows)
         return
     for row in rows:
-        console.print(f"{row['id']}  from {row.get('original_id')}: {row.get('reason')}",
-                      markup=False)
+        _say(f"{row['id']}  from {row.get('original_id')}: {row.get('reason')}",
+             markup=False)
 
 
 # ------------------------------------------------------------------ carriers ----------
 
 def _tenant_id(slug: str) -> int:
     from return_notify.storage.db import session_scope
-    from return_notify.storage.tenants import find_tenant_id
 
     with session_scope() as s:
-        tid = find_tenant_id(s, slug)
-    if tid is None:
-        _fail(f"no tenant {slug!r} (create it with `return-notify tenants create {slug}`)")
-        raise AssertionError
-    return int(tid)
+        return tenant_id(s, slug, CREATE_TENANT_HINT)
 
 
 @carriers_app.command("secret")
@@ -256,7 +242,7 @@ def carriers_secret(
     from return_notify.storage.db import session_scope
 
     if provider not in PROVIDERS:
-        _fail(f"provider must be one of {', '.join(PROVIDERS)}")
+        fail(f"provider must be one of {', '.join(PROVIDERS)}")
     secret = value or new_secret()
     tid = _tenant_id(tenant)
     with session_scope() as s:
@@ -265,10 +251,10 @@ def carriers_secret(
     if provider == "shippo":
         url += f"&token={secret}"
     if json_out:
-        _print_json({"tenant": tenant, "provider": provider, "secret": secret, "url": url})
+        print_json({"tenant": tenant, "provider": provider, "secret": secret, "url": url})
         return
-    console.print(f"webhook URL: {url}", markup=False)
-    console.print(f"secret:      {secret}", markup=False)
+    _say(f"webhook URL: {url}", markup=False)
+    _say(f"secret:      {secret}", markup=False)
 
 
 @carriers_app.command("unmatched")
@@ -286,12 +272,12 @@ def carriers_unmatched(
     with session_scope() as s:
         rows = list_unmatched(s, tid, limit, include_matched=all_rows)
     if json_out:
-        _print_json(rows)
+        print_json(rows)
         return
     for r in rows:
-        console.print(f"#{r['id']} {r['received_at']:%Y-%m-%d %H:%M} {r['tenant']} {r['provider']} "
-                      f"{r['tracking_number']} {r['status']} → {r['milestone'] or '-'} "
-                      f"(seen {r['seen']}x){' matched' if r['matched_at'] else ''}", markup=False)
+        _say(f"#{r['id']} {r['received_at']:%Y-%m-%d %H:%M} {r['tenant']} {r['provider']} "
+             f"{r['tracking_number']} {r['status']} → {r['milestone'] or '-'} "
+             f"(seen {r['seen']}x){' matched' if r['matched_at'] else ''}", markup=False)
 
 
 @carriers_app.command("rematch")
@@ -309,9 +295,9 @@ def carriers_rematch(
     result = rematch(session_scope, lambda p: publish_raw_batches([p], settings=settings),
                      _tenant_id(tenant) if tenant else None)
     if json_out:
-        _print_json(result)
+        print_json(result)
         return
-    console.print(f"{result['published']} of {result['checked']} unmatched updates published")
+    _say(f"{result['published']} of {result['checked']} unmatched updates published")
 
 
 def main() -> None:

@@ -1,23 +1,34 @@
-"""``return-notify templates set|list|history|rollback|test-send|branding``: tenant templates.
+"""``templates preview|set|list|history|rollback|test-send|branding``: packaged and tenant templates.
 
-``cli.py`` calls ``register(templates_app)``; everything heavy is imported inside commands.
-Overrides are validated before they are stored (exit code 2 with one line per problem).
-``--region``/``--category``/``--variant`` select an override's scope and variant (omitted:
-ANY / the default; see ``template_scope``). The command line acts as the tenant's owner (it
-holds the database credentials); every change is audited as ``cli:<user>``.
+``register(app)`` adds the group; everything heavy is imported inside the commands. Overrides
+are validated before they are stored (exit 2, one line per problem). ``--region``/``--category``
+/``--variant`` select an override's scope and variant (omitted: ANY / the default; see
+``template_scope``). Changes are audited as ``audit_actor()`` names the operator.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.markup import escape
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+from return_notify.cli.common import (
+    JsonOpt,
+    audit_actor,
+    console,
+    err_console,
+    fail,
+    print_json,
+    require_database,
+    tenant_id,
+)
+
+templates_app = typer.Typer(help="Notification templates.", no_args_is_help=True)
+_NO_DATABASE = "RSN_DATABASE_URL is not set: tenant templates live in PostgreSQL."
+
 TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant slug.")]
 ChannelOpt = Annotated[str, typer.Option(help="email, sms or inapp.")]
 MilestoneOpt = Annotated[str, typer.Option(help="e.g. refund_processed, or * for every milestone.")]
@@ -31,53 +42,27 @@ VariantOpt = Annotated[str | None, typer.Option(
     help="Template variant a rule names, e.g. eu_formal; omitted or 'default' = the default.")]
 
 
-def _actor() -> str:
-    return f"cli:{os.environ.get('USER') or os.environ.get('USERNAME') or 'unknown'}"
-
-
-def _require_db() -> None:
-    from return_notify.cli.main import _fail
-    from return_notify.config.settings import get_settings
-
-    if not get_settings().database_url:
-        _fail("RSN_DATABASE_URL is not set: tenant templates live in PostgreSQL.")
-
-
-def _tenant_id(session: Any, slug: str) -> int:
-    from return_notify.cli.main import _fail
-    from return_notify.storage.tenants import find_tenant_id
-
-    tid = find_tenant_id(session, slug)
-    if tid is None:
-        _fail(f"no tenant {slug!r}")
-        raise AssertionError("unreachable")
-    return int(tid)
+def register(app: typer.Typer) -> None:
+    """Add the ``templates`` group to the ``return-notify`` app."""
+    app.add_typer(templates_app, name="templates")
 
 
 def _key(channel: str, milestone: str, part: str, locale: str) -> Any:
-    from return_notify.cli.main import _fail
     from return_notify.templating.validation import check_key
 
     key, problems = check_key(channel, milestone, part, locale)
     if key is None:
-        _fail(escape("; ".join(problems)), code=2)
+        fail(escape("; ".join(problems)), code=2)
     return key
 
 
 def parse_scope(region: str | None, category: str | None, variant: str | None) -> Any:
-    from return_notify.cli.main import _fail
     from return_notify.templating.scope import TemplateScope
 
     try:
         return TemplateScope.parse(region, category, variant)
     except ValueError as exc:
-        _fail(escape(str(exc)), code=2)
-
-
-def _audit_actor() -> Any:
-    from return_notify.access.audit import Actor
-
-    return Actor(None, _actor())
+        fail(escape(str(exc)), code=2)
 
 
 def _label(key: Any, scope: Any) -> str:
@@ -86,11 +71,10 @@ def _label(key: Any, scope: Any) -> str:
     return key.label() if scope == ANY_SCOPE else f"{key.label()} ({scope.label()})"
 
 
-def _problems(problems: list[str], warnings: list[str], json_out: bool) -> None:
-    from return_notify.cli.main import _print_json, err_console
+def _problems(problems: list[str], warnings: list[str], json_out: bool) -> NoReturn:
 
     if json_out:
-        _print_json({"ok": False, "problems": problems, "warnings": warnings})
+        print_json({"ok": False, "problems": problems, "warnings": warnings})
     else:
         err_console.print("[bold red]template rejected:[/]")
         for p in problems:
@@ -98,6 +82,61 @@ def _problems(problems: list[str], warnings: list[str], json_out: bool) -> None:
     raise typer.Exit(2)
 
 
+@templates_app.command("preview")
+def templates_preview(
+    milestone: Annotated[str, typer.Option(help="e.g. refund_processed.")],
+    channel: Annotated[str, typer.Option(help="email, sms or inapp.")] = "email",
+    tenant: Annotated[str, typer.Option(
+        help="Tenant slug: its branding and overrides are used when RSN_DATABASE_URL is set.")
+    ] = "acme-outfitters",
+    locale: Annotated[str | None, typer.Option(help="Customer locale, e.g. de-AT.")] = None,
+    region: Annotated[str | None, typer.Option(
+        help="The sample event's region, e.g. EU-DE (uses EU templates).")] = None,
+    category: Annotated[str | None, typer.Option(help="The sample event's product category.")]
+    = None,
+    variant: Annotated[str | None, typer.Option(
+        help="The template variant a rule names, e.g. eu_formal.")] = None,
+    html: Annotated[bool, typer.Option(help="Print the HTML part (email).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Render a tenant's message with sample data (packaged templates without a database)."""
+    from return_notify.config.settings import get_settings
+    from return_notify.events import Milestone
+    from return_notify.pipeline.preview import PreviewTenant, preview, resolve_tenant
+    from return_notify.templating.render import TemplateRenderError
+
+    try:
+        m = Milestone(milestone)
+    except ValueError:
+        fail(f"unknown milestone {milestone!r}; one of: {', '.join(x.value for x in Milestone)}")
+    info = PreviewTenant(tenant)
+    if get_settings().database_url:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from return_notify.storage.db import session_scope
+
+        try:
+            with session_scope() as s:
+                info = scoped_tenant(resolve_tenant(s, tenant), parse_scope(region, category, variant))
+            if info.templates is None:
+                err_console.print(f"[yellow]note:[/] no tenant {tenant!r} in the database; "
+                                  "packaged templates and default branding")
+        except SQLAlchemyError as exc:
+            err_console.print(f"[yellow]note:[/] tenant {tenant!r} not read from the database "
+                              f"({type(exc).__name__}); packaged templates and default branding")
+    try:
+        r = preview(info, channel, m.value, locale)
+    except TemplateRenderError as exc:
+        fail(str(exc))
+    if json_out:
+        print_json({"subject": r.subject, "text": r.text, "html": r.html})
+        return
+    if r.subject:
+        console.print(f"[bold]{escape(r.subject)}[/]\n", highlight=False)
+    sys.stdout.write((r.html if html and r.html else r.text) + "\n")
+
+
+@templates_app.command("set")
 def templates_set(
     source: Annotated[str, typer.Argument(help="Template file, or - for stdin.")],
     tenant: TenantOpt, channel: ChannelOpt, milestone: MilestoneOpt, part: PartOpt,
@@ -109,17 +148,16 @@ def templates_set(
     json_out: JsonOpt = False,
 ) -> None:
     """Validate a template and store it as the next version of a tenant override (active)."""
-    from return_notify.cli.main import _print_json, console, err_console
     from return_notify.storage.db import session_scope
     from return_notify.templating.store import OverrideRejected, save_override
     from return_notify.templating.validation import validate_override
 
-    _require_db()
+    require_database(_NO_DATABASE)
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     key = _key(channel, milestone, part, locale)
     scope = parse_scope(region, category, variant)
     with session_scope() as s:
-        tid = _tenant_id(s, tenant)
+        tid = tenant_id(s, tenant)
         if dry_run:
             from return_notify.templating.branding import get_branding
 
@@ -127,18 +165,17 @@ def templates_set(
             if not result.ok:
                 _problems(result.problems, result.warnings, json_out)
             if json_out:
-                _print_json(result.as_dict())
+                print_json(result.as_dict())
             else:
                 console.print(f"[green]valid[/] {escape(_label(key, scope))}")
             return
         try:
-            version, result = save_override(s, tid, key, text, _audit_actor(), note,
+            version, result = save_override(s, tid, key, text, audit_actor(), note,
                                             not inactive, scope)
         except OverrideRejected as exc:
             _problems(exc.result.problems, exc.result.warnings, json_out)
-            return
     if json_out:
-        _print_json({"ok": True, "warnings": result.warnings, **version.as_dict()})
+        print_json({"ok": True, "warnings": result.warnings, **version.as_dict()})
         return
     state = "active" if version.active else "stored (inactive)"
     console.print(f"{escape(_label(key, scope))} version [bold]{version.version}[/] {state}")
@@ -146,6 +183,7 @@ def templates_set(
         err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
 
 
+@templates_app.command("list")
 def templates_list(
     tenant: TenantOpt,
     all_versions: Annotated[bool, typer.Option("--all", help="Every version, not only active.")] = False,
@@ -160,22 +198,20 @@ def templates_list(
     """A tenant's overrides (active ones, or every version with --all), optionally filtered."""
     from rich.table import Table
 
-    from return_notify.cli.main import _fail, _print_json, console
     from return_notify.storage.db import session_scope
     from return_notify.templating.scope import listing_filter
     from return_notify.templating.store import list_overrides
 
-    _require_db()
+    require_database(_NO_DATABASE)
     try:
         keep = listing_filter(region, category, variant)
     except ValueError as exc:
-        _fail(escape(str(exc)), code=2)
-        return
+        fail(escape(str(exc)), code=2)
     with session_scope() as s:
-        rows = [r for r in list_overrides(s, _tenant_id(s, tenant), include_inactive=all_versions)
+        rows = [r for r in list_overrides(s, tenant_id(s, tenant), include_inactive=all_versions)
                 if keep(r)]
     if json_out:
-        _print_json([r.as_dict() for r in rows])
+        print_json([r.as_dict() for r in rows])
         return
     if not rows:
         console.print(f"{escape(tenant)}: no overrides; every message uses the packaged templates",
@@ -191,6 +227,7 @@ def templates_list(
     console.print(table)
 
 
+@templates_app.command("history")
 def templates_history(
     tenant: TenantOpt, channel: ChannelOpt, milestone: MilestoneOpt, part: PartOpt,
     locale: LocaleOpt = "en", region: RegionOpt = None, category: CategoryOpt = None,
@@ -199,17 +236,16 @@ def templates_history(
     json_out: JsonOpt = False,
 ) -> None:
     """Every version of one override, newest first."""
-    from return_notify.cli.main import _print_json, console
     from return_notify.storage.db import session_scope
     from return_notify.templating.store import override_history
 
-    _require_db()
+    require_database(_NO_DATABASE)
     key = _key(channel, milestone, part, locale)
     scope = parse_scope(region, category, variant)
     with session_scope() as s:
-        rows = override_history(s, _tenant_id(s, tenant), key, scope)
+        rows = override_history(s, tenant_id(s, tenant), key, scope)
     if json_out:
-        _print_json([r.as_dict() for r in rows])
+        print_json([r.as_dict() for r in rows])
         return
     if not rows:
         console.print(f"{escape(_label(key, scope))}: no versions")
@@ -221,6 +257,7 @@ def templates_history(
             sys.stdout.write((r.source or "") + "\n\n")
 
 
+@templates_app.command("rollback")
 def templates_rollback(
     tenant: TenantOpt, channel: ChannelOpt, milestone: MilestoneOpt, part: PartOpt,
     version: Annotated[int, typer.Option(
@@ -231,25 +268,22 @@ def templates_rollback(
     json_out: JsonOpt = False,
 ) -> None:
     """Make an earlier version active again (re-validated first), or 0 for none."""
-    from return_notify.cli.main import _fail, _print_json, console
     from return_notify.storage.db import session_scope
     from return_notify.templating.store import OverrideRejected, rollback_override
 
-    _require_db()
+    require_database(_NO_DATABASE)
     key = _key(channel, milestone, part, locale)
     scope = parse_scope(region, category, variant)
     with session_scope() as s:
         try:
-            target = rollback_override(s, _tenant_id(s, tenant), key, version, scope,
-                                       _audit_actor())
+            target = rollback_override(s, tenant_id(s, tenant), key, version, scope,
+                                       audit_actor())
         except LookupError as exc:
-            _fail(escape(str(exc)))
-            return
+            fail(escape(str(exc)))
         except OverrideRejected as exc:
             _problems(exc.result.problems, exc.result.warnings, json_out)
-            return
     if json_out:
-        _print_json({"ok": True, "active_version": target.version if target else 0})
+        print_json({"ok": True, "active_version": target.version if target else 0})
     elif target is None:
         console.print(f"{escape(_label(key, scope))}: no active version (the next candidate "
                       "applies)")
@@ -257,6 +291,7 @@ def templates_rollback(
         console.print(f"{escape(_label(key, scope))}: version [bold]{target.version}[/] is active")
 
 
+@templates_app.command("test-send")
 def templates_test_send(
     tenant: TenantOpt,
     milestone: Annotated[str, typer.Option(help="e.g. refund_processed.")],
@@ -273,30 +308,29 @@ def templates_test_send(
 ) -> None:
     """Render the tenant's message with sample data and send it, marked [TEST], to an
     address or number through the configured provider."""
-    from return_notify.cli.main import _fail, _print_json, console
     from return_notify.config.settings import get_settings
     from return_notify.core.masking import mask
     from return_notify.errors import DeliveryError
+    from return_notify.events import Milestone
     from return_notify.pipeline.preview import resolve_tenant, test_send
     from return_notify.storage.db import session_scope
     from return_notify.templating.render import TemplateRenderError
 
-    _require_db()
-    if milestone not in _milestones():
-        _fail(f"unknown milestone {milestone!r}")
+    require_database(_NO_DATABASE)
+    if milestone not in {m.value for m in Milestone}:
+        fail(f"unknown milestone {milestone!r}")
     scope = parse_scope(region, category, variant)
     with session_scope() as s:
-        _tenant_id(s, tenant)
+        tenant_id(s, tenant)
         info = scoped_tenant(resolve_tenant(s, tenant), scope)
     try:
         result, rendered = test_send(info, channel, milestone, to, get_settings(), locale)
     except (ValueError, TemplateRenderError, DeliveryError) as exc:
-        _fail(escape(f"test send failed: {type(exc).__name__}: {exc}"))
-        return
+        fail(escape(f"test send failed: {type(exc).__name__}: {exc}"))
     if json_out:
-        _print_json({"ok": True, "provider": result.provider, "to": mask(to),
-                     "provider_message_id": result.provider_message_id,
-                     "subject": rendered.subject})
+        print_json({"ok": True, "provider": result.provider, "to": mask(to),
+                    "provider_message_id": result.provider_message_id,
+                    "subject": rendered.subject})
         return
     console.print(f"sent to {escape(mask(to))} via {result.provider} ({result.provider_message_id})",
                   highlight=False)
@@ -313,12 +347,7 @@ def scoped_tenant(info: Any, scope: Any) -> Any:
                          info.templates.scoped(scope.region, scope.category, scope.variant))
 
 
-def _milestones() -> set[str]:
-    from return_notify.events import Milestone
-
-    return {m.value for m in Milestone}
-
-
+@templates_app.command("branding")
 def templates_branding(
     tenant: TenantOpt,
     display_name: Annotated[str | None, typer.Option(help="Name shown in messages.")] = None,
@@ -337,19 +366,18 @@ def templates_branding(
     """Show a tenant's branding, or change the given fields (an empty string clears one)."""
     from pydantic import ValidationError
 
-    from return_notify.cli.main import _fail, _print_json, console
     from return_notify.storage.db import session_scope
     from return_notify.templating.branding import BRANDING_FIELDS, BrandingUpdate, get_branding
     from return_notify.templating.store import save_branding_audited
 
-    _require_db()
+    require_database(_NO_DATABASE)
     given = {k: v for k, v in {
         "display_name": display_name, "logo_url": logo_url, "brand_color": brand_color,
         "accent_color": accent_color, "support_url": support_url, "support_email": support_email,
         "sender_name": sender_name, "tone": tone, "default_locale": default_locale,
         "timezone": timezone}.items() if v is not None}
     with session_scope() as s:
-        tid = _tenant_id(s, tenant)
+        tid = tenant_id(s, tenant)
         current = get_branding(s, tid)
         if given or reset:
             base = {} if reset else {k: getattr(current, k) for k in BRANDING_FIELDS}
@@ -358,23 +386,12 @@ def templates_branding(
             try:
                 update = BrandingUpdate(**merged)
             except ValidationError as exc:
-                _fail(escape("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                       for e in exc.errors())), code=2)
-                return
-            current = save_branding_audited(s, tid, update, _audit_actor())
+                fail(escape("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                      for e in exc.errors())), code=2)
+            current = save_branding_audited(s, tid, update, audit_actor())
     data = {k: getattr(current, k) for k in BRANDING_FIELDS}
     if json_out:
-        _print_json({"tenant": tenant, **data, "revision": current.revision})
+        print_json({"tenant": tenant, **data, "revision": current.revision})
         return
     for k, v in data.items():
         console.print(f"{k:15} {'' if v is None else v}", markup=False, highlight=False)
-
-
-def register(templates_app: typer.Typer) -> None:
-    """Add the tenant-template commands to ``return-notify templates``."""
-    templates_app.command("set")(templates_set)
-    templates_app.command("list")(templates_list)
-    templates_app.command("history")(templates_history)
-    templates_app.command("rollback")(templates_rollback)
-    templates_app.command("test-send")(templates_test_send)
-    templates_app.command("branding")(templates_branding)

@@ -23,14 +23,12 @@ from tests.helpers import event, uid
 pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-#: the operator commands without relying on how cli.py registers them
-OPS_CLI = "import typer; from return_notify.cli.privacy import register; a = typer.Typer(); " \
-          "register(a); a()"
 
 
 def run_ops(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", OPS_CLI, *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=60)
+    """``return-notify ARGS`` as an operator runs it (``report``, ``customers erase``, ...)."""
+    return subprocess.run([sys.executable, "-m", "return_notify.cli", *args],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
 
 
 class Charts(HTMLParser):

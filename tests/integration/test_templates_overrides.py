@@ -339,9 +339,7 @@ def cli(svc: Any) -> typer.Typer:
     from return_notify.cli.templates import register
 
     app = typer.Typer()
-    templates_app = typer.Typer()
-    register(templates_app)
-    app.add_typer(templates_app, name="templates")
+    register(app)
     app.command("noop")(lambda: None)
     return app
 

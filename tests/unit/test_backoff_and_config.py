@@ -104,7 +104,7 @@ def test_delivery_profile_sets_processes_and_provider_calls_in_flight(
 ) -> None:
     import os
 
-    from return_notify.cli.main import _apply_profile
+    from return_notify.cli.services import _apply_profile
     from return_notify.config.settings import get_settings
 
     monkeypatch.delenv("RSN_PROVIDER_CONCURRENCY", raising=False)
@@ -125,7 +125,7 @@ def test_delivery_profile_sets_processes_and_provider_calls_in_flight(
 def test_a_set_provider_concurrency_wins_over_the_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from return_notify.cli.main import _apply_profile
+    from return_notify.cli.services import _apply_profile
 
     monkeypatch.setenv("RSN_PROVIDER_CONCURRENCY", "12")
     _apply_profile("delivery", None)
@@ -135,7 +135,7 @@ def test_a_set_provider_concurrency_wins_over_the_profile(monkeypatch: pytest.Mo
 def test_an_unknown_profile_is_refused_with_the_known_ones() -> None:
     import typer
 
-    from return_notify.cli.main import _apply_profile
+    from return_notify.cli.services import _apply_profile
 
     with pytest.raises(typer.Exit):
         _apply_profile("turbo", None)

@@ -1,0 +1,193 @@
+"""The long-running services and their schema: ``worker``, ``beat``, ``flower``, ``api``, ``db upgrade``.
+
+``worker``, ``beat``, ``flower`` and ``api`` are top-level commands (``main`` lists them);
+``register(app)`` adds the ``db`` group. Celery, Flower and uvicorn are imported only when
+their command runs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from return_notify.cli.common import console, err_console, fail, require_database, require_urls
+from return_notify.config.celery import ALL_QUEUES
+
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``db`` group to the ``return-notify`` app."""
+    app.add_typer(db_app, name="db")
+
+
+def worker(
+    queues: Annotated[
+        str, typer.Option("-Q", "--queues", help="Comma-separated queues.")
+    ] = ",".join(ALL_QUEUES),
+    pool: Annotated[str, typer.Option("-P", "--pool", help="prefork, threads, solo, gevent.")] = "prefork",
+    concurrency: Annotated[
+        int | None, typer.Option("-c", "--concurrency", help="Pool size (default: CPU count).")
+    ] = None,
+    loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "INFO",
+    hostname: Annotated[
+        str | None, typer.Option("-n", "--hostname", help="Node name, e.g. email@%h.")
+    ] = None,
+    autoscale: Annotated[str | None, typer.Option(help="MAX,MIN pool processes, e.g. 8,2.")] = None,
+    logfile: Annotated[str | None, typer.Option(help="Write the log here instead of stderr.")] = None,
+    profile: Annotated[str | None, typer.Option(
+        help="Pool defaults for the job: 'ingest' (prefork, one process per CPU: batches are "
+             "CPU-bound) or 'delivery' (prefork, four processes per CPU, and "
+             "RSN_PROVIDER_CONCURRENCY=64 provider calls in flight per process unless set: "
+             "sends wait on the network). -P and -c still win.")] = None,
+) -> None:
+    """Run a Celery worker for some queues (events, email, sms, inapp, maintenance)."""
+    if profile is not None:
+        concurrency = _apply_profile(profile, concurrency)
+    require_urls()
+    from return_notify.workers.app import app as celery_app
+
+    unknown = set(queues.split(",")) - set(ALL_QUEUES)
+    if unknown:
+        fail(f"unknown queue(s) {sorted(unknown)}; known: {', '.join(ALL_QUEUES)}")
+    from return_notify.config.settings import get_settings
+
+    argv = ["worker", "-Q", queues, "-P", pool, "-l", loglevel, "--without-gossip",
+            "--without-mingle"]
+    if get_settings().task_events:
+        argv.append("-E")
+    if concurrency:
+        argv += ["-c", str(concurrency)]
+    if hostname:
+        argv += ["-n", hostname]
+    if autoscale:
+        argv += ["--autoscale", autoscale]
+    if logfile:
+        argv += ["-f", logfile]
+    celery_app.worker_main(argv)
+
+
+#: worker pool profiles, both on prefork: (processes per CPU, provider calls in flight per
+#: process). Delivery waits on the network: more processes than CPUs keep the CPUs busy while
+#: each process's batch waits, and its thread pool keeps 64 provider calls in flight
+#: (`bench --providers local`: 4 processes per CPU sent 1.2-1.4x what 2 per CPU did).
+WORKER_PROFILES: dict[str, tuple[int, int | None]] = {
+    "ingest": (1, None),
+    "delivery": (4, 64),
+}
+
+
+def _apply_profile(profile: str, concurrency: int | None) -> int:
+    """Defaults of a pool profile; what the command line or the environment says wins."""
+    if profile not in WORKER_PROFILES:
+        fail(f"unknown profile {profile!r}; known: {', '.join(WORKER_PROFILES)}")
+    per_cpu, in_flight = WORKER_PROFILES[profile]
+    if concurrency is None:
+        concurrency = per_cpu * (os.cpu_count() or 1)
+    if in_flight is not None and "RSN_PROVIDER_CONCURRENCY" not in os.environ:
+        os.environ["RSN_PROVIDER_CONCURRENCY"] = str(in_flight)  # read by the pool processes
+        from return_notify.config.settings import reset_settings
+
+        reset_settings()
+    return concurrency
+
+
+def beat(
+    schedule: Annotated[str, typer.Option(help="Where beat keeps its schedule state.")] = "",
+    loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "INFO",
+) -> None:
+    """Run Celery beat: the sweeper that re-enqueues due and lost deliveries."""
+    require_urls()
+    import tempfile
+
+    from return_notify.workers.app import app as celery_app
+    path = schedule or os.path.join(tempfile.gettempdir(), f"rsn-beat-{os.getpid()}")
+    celery_app.start(["beat", "-l", loglevel, "-s", path])
+
+
+def flower(
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 5555,
+    address: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    basic_auth: Annotated[
+        str | None, typer.Option(help="user:password, comma-separated for several "
+                                      "(default: RSN_FLOWER_BASIC_AUTH).")
+    ] = None,
+    no_auth: Annotated[bool, typer.Option(
+        "--no-auth", help="Run without credentials: anyone who reaches the port sees every "
+        "task and can control workers (the API answers 401 to all).")] = False,
+    persistent: Annotated[bool, typer.Option(
+        "--persistent/--no-persistent", help="Keep task and worker state across restarts.")] = True,
+    db: Annotated[str, typer.Option(help="State file of --persistent.")] = "flower-state.db",
+    state_save_interval: Annotated[int, typer.Option(
+        "--state-save-interval", "--state_save_interval",
+        help="Save the state every N ms (0: only on shutdown).")] = 60_000,
+    purge_offline_workers: Annotated[int | None, typer.Option(
+        "--purge-offline-workers", "--purge_offline_workers",
+        help="Forget workers offline for this many seconds.")] = None,
+    max_tasks: Annotated[int, typer.Option(help="Tasks kept in memory.")] = 100_000,
+) -> None:
+    """Run Flower on the project's Celery app (live throughput per worker and task), with
+    basic auth, persistent state and task events on. /metrics and /healthcheck answer
+    without credentials: keep Flower's port off public networks."""
+    require_urls(db=False)
+    from return_notify.config.settings import get_settings
+
+    secret = get_settings().flower_basic_auth
+    credentials = basic_auth or (secret.get_secret_value() if secret else "")
+    oauth = bool(os.environ.get("FLOWER_AUTH"))  # Flower's own OAuth settings, if any
+    if credentials:
+        bad = [c for c in credentials.split(",") if not all(c.partition(":")[::2])]
+        if bad:
+            fail("basic auth must be user:password (comma-separated for several)")
+    elif not oauth and not no_auth:
+        fail("Flower shows every task and can control the workers: set "
+             "RSN_FLOWER_BASIC_AUTH=user:password (or --basic-auth), or pass --no-auth "
+             "explicitly for a private machine")
+    elif no_auth:
+        err_console.print("[bold yellow]warning:[/] Flower without authentication: anyone who "
+                          f"can reach {address}:{port} can see every task and control workers")
+    from return_notify.workers.app import app as celery_app
+
+    argv = ["flower", f"--port={port}", f"--address={address}", "--enable_events=True",
+            f"--max_tasks={max_tasks}"]
+    if credentials:
+        argv.append(f"--basic-auth={credentials}")  # in-process: never on a command line
+    if persistent:
+        argv += ["--persistent=True", f"--db={db}", f"--state_save_interval={state_save_interval}"]
+    if purge_offline_workers:
+        argv.append(f"--purge_offline_workers={purge_offline_workers}")
+    celery_app.start(argv)
+
+
+def api(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    forwarded_allow_ips: Annotated[str | None, typer.Option(
+        help="Proxies trusted for X-Forwarded-* (comma-separated), e.g. the load balancer.")
+    ] = None,
+) -> None:
+    """Serve the HTTP API with uvicorn (OpenAPI docs at /docs). Logs go through the
+    project's logging (JSON lines with RSN_LOG_JSON=true, recipients masked), in every
+    server process."""
+    require_database()
+    import uvicorn
+
+    from return_notify.observability.logs import uvicorn_log_config
+
+    uvicorn.run("return_notify.api.app:create_app", factory=True, host=host, port=port,
+                workers=workers, log_level=log_level, proxy_headers=True,
+                forwarded_allow_ips=forwarded_allow_ips, server_header=False,
+                log_config=uvicorn_log_config(log_level))
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: head). Safe to run concurrently."""
+    require_urls()
+    from return_notify.storage.migrate import upgrade
+
+    console.print(f"database at revision [bold]{upgrade(revision)}[/]")

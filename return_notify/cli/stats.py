@@ -1,0 +1,73 @@
+"""The numbers: ``stats`` (counts, latencies and KPIs on the terminal) and ``report`` (an HTML file).
+
+Both are top-level commands (``main`` lists them); the reporting layer is imported only
+when one runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from return_notify.cli.common import JsonOpt, console, fail, parse_since, print_json, require_urls
+
+
+def stats(
+    since: Annotated[str | None, typer.Option(help="e.g. 15m, 24h, 7d or an ISO time.")] = None,
+    tenant: Annotated[str | None, typer.Option()] = None,
+    region: Annotated[str | None, typer.Option(
+        help="KPIs of returns in this region and its sub-regions only, e.g. EU.")] = None,
+    category: Annotated[str | None, typer.Option(
+        help="KPIs of returns of this product category only.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Counts by channel and state, latencies, and the business KPIs (success rate by
+    channel/provider/tenant/region, completion rate, funnel, engagement, load pattern).
+    --region/--category narrow the KPIs as GET /v1/stats does."""
+    require_urls()
+    from return_notify.core.regions import normalize_category, normalize_region
+    from return_notify.reporting.kpis import ReturnScope, compute_kpis
+    from return_notify.reporting.throughput import pipeline_stats
+    from return_notify.storage.db import session_scope
+
+    since_at = parse_since(since)
+    try:
+        reg, cat = normalize_region(region), normalize_category(category)
+    except ValueError as exc:
+        fail(str(exc))
+    scope = ReturnScope((reg,) if reg else (), (cat,) if cat else ())
+    with session_scope() as s:
+        data = pipeline_stats(s, since=since_at, tenant=tenant)
+        data["kpis"] = compute_kpis(s, since=since_at, tenant=tenant, scope=scope or None)
+    if json_out:
+        print_json(data)
+        return
+    from return_notify.reporting.tables import kpi_tables, stats_tables
+
+    for t in [*stats_tables(data), *kpi_tables(data["kpis"])]:
+        console.print(t)
+
+
+def report(
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
+        "report.html"),
+    since: Annotated[str | None, typer.Option(help="e.g. 24h, 7d or an ISO time.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="One tenant (slug).")] = None,
+    period: Annotated[str, typer.Option(help="Completion-rate period: day, week or month.")] = "week",
+    title: Annotated[str, typer.Option(help="Heading of the report.")] = "return-notify report",
+) -> None:
+    """Write one self-contained HTML report (no network needed to view it): throughput over
+    time, latency distribution, success by channel, the return funnel, load, KPI tables."""
+    from return_notify.reporting.html import render_report
+    from return_notify.reporting.kpis import PERIODS, compute_kpis
+    from return_notify.storage.db import session_scope
+
+    require_urls()
+    if period not in PERIODS:
+        fail(f"--period must be one of {', '.join(PERIODS)}")
+    with session_scope() as s:
+        k = compute_kpis(s, since=parse_since(since), tenant=tenant, period=period)
+    out.write_text(render_report(k, title=title), encoding="utf-8")
+    console.print(f"report written to [bold]{out}[/] ({out.stat().st_size / 1024:,.0f} KiB)")
