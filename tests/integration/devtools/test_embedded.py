@@ -19,6 +19,7 @@ import redis
 import sqlalchemy
 
 from return_notify.devtools.embedded import EmbeddedServerError, EmbeddedServers, embedded_available
+from tests.helpers import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -118,7 +119,7 @@ def test_servers_die_when_the_parent_is_killed(tmp_path: Path) -> None:
         time.sleep(120)
         """
     )
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(REPO_ROOT)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     stderr = tmp_path / "parent.stderr"
     with open(stderr, "wb") as err:

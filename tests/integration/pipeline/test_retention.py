@@ -13,7 +13,7 @@ from return_notify.pipeline.retention import purge_expired
 from return_notify.reporting.kpis import compute_kpis
 from return_notify.storage.db import session_scope
 from tests.helpers import event, uid
-from tests.integration.test_report import run_ops
+from tests.integration.cli_helpers import run_ops
 
 pytestmark = pytest.mark.integration
 

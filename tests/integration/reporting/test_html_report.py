@@ -4,10 +4,8 @@ rendered by a real headless browser."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import zlib
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -19,18 +17,11 @@ import pytest
 from return_notify.reporting.kpis import compute_kpis
 from return_notify.storage.db import session_scope
 from tests.helpers import event, uid
+from tests.integration.cli_helpers import run_ops
 
 pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-#: the operator commands without relying on how cli.py registers them
-OPS_CLI = "import typer; from return_notify.cli.privacy import register; a = typer.Typer(); " \
-          "register(a); a()"
-
-
-def run_ops(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", OPS_CLI, *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=60)
 
 
 class Charts(HTMLParser):

@@ -161,7 +161,7 @@ def test_load_pattern_and_throughput_buckets(svc: Any) -> None:
 
 
 def test_stats_command_prints_the_kpis(svc: Any) -> None:
-    from tests.integration.test_workers import run_cli
+    from tests.integration.cli_helpers import run_cli
 
     t = uid("t-")
     ingest([event("return_initiated", tenant=t)])

@@ -18,11 +18,11 @@ from return_notify.config.settings import Settings
 from return_notify.devtools.processes import Proc, _spawn, stop_process, wait_for, wait_for_log
 from return_notify.producer import publish
 from return_notify.storage.db import session_scope
-from tests.helpers import event, uid, wait_until
+from tests.helpers import REPO_ROOT, event, uid, wait_until
 
 pytestmark = pytest.mark.integration
 
-COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+COMPOSE = REPO_ROOT / "docker-compose.yml"
 
 
 def compose_command(service: str) -> list[str]:

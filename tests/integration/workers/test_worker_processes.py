@@ -19,6 +19,7 @@ from return_notify.errors import PublishError
 from return_notify.producer import publish, publish_many
 from return_notify.storage.db import session_scope
 from tests.helpers import event, later, uid, wait_until
+from tests.integration.cli_helpers import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -194,13 +195,6 @@ def test_out_of_order_through_workers_never_sends_stale(svc: Any, worker: Proc) 
                what="stale event recorded")
     assert q("SELECT count(*) FROM deliveries d JOIN returns r ON r.id = d.return_pk WHERE "
              "r.return_id = :r AND d.milestone = 'in_transit'", r=rid) == [(0,)]
-
-
-def run_cli(*args: str, env: dict[str, str]) -> str:
-    proc = subprocess.run([sys.executable, "-m", "return_notify.cli", *args],
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    return proc.stdout
 
 
 def test_settings_keep_countdowns_under_the_visibility_timeout(svc: Any) -> None:

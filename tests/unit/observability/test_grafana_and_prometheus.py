@@ -12,9 +12,9 @@ import pytest
 
 import return_notify.observability.http_metrics as metrics_api
 import return_notify.observability.metrics as metrics
+from tests.helpers import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "deploy" / "grafana" / "return-notify.json"
+DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "return-notify.json"
 
 
 def defined_metrics() -> set[str]:
@@ -52,7 +52,7 @@ def test_dashboard_panels_have_unique_ids_and_do_not_overlap() -> None:
 
 def test_prometheus_example_scrapes_workers_api_and_flower() -> None:
     yaml = pytest.importorskip("yaml")
-    conf = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    conf = yaml.safe_load((REPO_ROOT / "deploy" / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in conf["scrape_configs"]}
     assert all(name.startswith("return-notify") for name in jobs)  # the dashboard's $job filter
     assert {"return-notify-workers", "return-notify-api", "return-notify-flower"} <= set(jobs)
@@ -61,7 +61,7 @@ def test_prometheus_example_scrapes_workers_api_and_flower() -> None:
 
 def _compose() -> dict[str, Any]:
     yaml = pytest.importorskip("yaml")
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 
 
 def _env(service: dict[str, Any]) -> dict[str, str]:
@@ -76,7 +76,7 @@ def test_compose_workers_serve_metrics_where_prometheus_scrapes_them() -> None:
     yaml = pytest.importorskip("yaml")
     services = _compose()["services"]
     workers = {n: s for n, s in services.items() if s.get("command", [None])[0] == "worker"}
-    prom = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    prom = yaml.safe_load((REPO_ROOT / "deploy" / "prometheus.yml").read_text())
     targets = {t for j in prom["scrape_configs"] if j["job_name"] == "return-notify-workers"
                for sc in j["static_configs"] for t in sc["targets"]}
     # then: each worker binds its endpoint on all interfaces (a container), on the scraped
