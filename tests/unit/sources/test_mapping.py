@@ -1,20 +1,15 @@
-"""Feed mappings without a network: the path language, the example WMS/ERP mappings, every
-problem a bad payload or a bad mapping file gets, and the ``mappings test`` command."""
+"""Feed mappings without a network: the path language, the example WMS/ERP mappings, and every
+problem a bad payload or a bad mapping file gets."""
 
 from __future__ import annotations
 
-import json
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 import yaml
-from typer.testing import CliRunner
 
-from return_notify.cli.sources import register
 from return_notify.config.settings import reset_settings
 from return_notify.sources.mapping import MappingError, SourceMapping
 from return_notify.sources.mapping_files import BUILTIN_DIR, get_mapping, parse_mapping, resolve
@@ -160,47 +155,3 @@ def test_builtin_examples_load_and_operator_dirs_override_them(
         reset_settings()
     assert get_mapping("example-erp") is not None
     assert get_mapping("example-erp").description != "ours"  # type: ignore[union-attr]
-
-
-# ------------------------------------------------------------------ CLI ---------------
-
-@pytest.fixture
-def cli() -> Iterator[typer.Typer]:
-    app = typer.Typer()
-    register(app)
-    yield app
-
-
-def test_mappings_test_prints_the_event_and_exits_0(cli: typer.Typer, tmp_path: Path) -> None:
-    sample = tmp_path / "memo.json"
-    sample.write_text(json.dumps(erp_credit_memo("RMA-5")))
-    result = CliRunner().invoke(cli, ["mappings", "test", "example-erp", str(sample), "--json"])
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout)
-    assert out["problems"] == 0
-    assert out["records"][0]["event"]["milestone"] == "refund_processed"
-
-
-def test_mappings_test_lists_every_problem_and_exits_2(cli: typer.Typer, tmp_path: Path) -> None:
-    sample = tmp_path / "bad.json"
-    sample.write_text(json.dumps([wms_message("RMA-6"), wms_message("RMA-6", "ZZ",
-                                                                    at="28/11/2026")]))
-    result = CliRunner().invoke(cli, ["mappings", "test", "example-wms", str(sample)])
-    assert result.exit_code == 2
-    assert "record 0: ok" in result.stdout
-    assert "record 1: 2 problem(s)" in result.stdout
-    assert "milestone (from statusCode): 'ZZ' is not in the mapping's table" in result.stdout
-    assert "occurred_at (from statusTime)" in result.stdout
-
-
-def test_mappings_test_takes_a_yaml_file_and_reports_its_mistakes(cli: typer.Typer,
-                                                                 tmp_path: Path) -> None:
-    broken = tmp_path / "draft.yaml"
-    broken.write_text("source: draft\nfields:\n  return_id: rma\n")
-    sample = tmp_path / "s.json"
-    sample.write_text("{}")
-    result = CliRunner().invoke(cli, ["mappings", "test", str(broken), str(sample), "--json"])
-    assert result.exit_code == 2
-    assert any("event_id is required" in p for p in json.loads(result.stdout)["mapping_problems"])
-    unknown = CliRunner().invoke(cli, ["mappings", "test", "no-such-source", str(sample)])
-    assert unknown.exit_code == 1
