@@ -18,15 +18,7 @@ from sqlalchemy import text
 from return_notify.access.principals import operator
 from return_notify.rules.store import RuleSpec, create_rule
 from return_notify.storage.db import session_scope
-from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
-    PRINCIPALS,
-    ApiEnv,
-    api_env,
-    call,
-    client,
-    make_principals,
-    make_tenant,
-)
+from tests.integration.api_helpers import PRINCIPALS, ApiEnv, call, make_principals, make_tenant
 
 pytestmark = pytest.mark.integration
 

@@ -22,15 +22,7 @@ from return_notify.storage.db import session_scope
 from return_notify.templating.scope import TemplateScope
 from return_notify.templating.store import forget_tenant_templates, save_override
 from return_notify.templating.validation import OverrideKey
-from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
-    PRINCIPALS,
-    ApiEnv,
-    api_env,
-    call,
-    client,
-    make_principals,
-    make_tenant,
-)
+from tests.integration.api_helpers import PRINCIPALS, ApiEnv, call, make_principals, make_tenant
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,8 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.api_helpers import (
     ApiEnv,
-    api_env,
-    client,
     closed_port_url,
     env_override,
     event,

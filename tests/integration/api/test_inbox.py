@@ -16,15 +16,7 @@ from fastapi.testclient import TestClient
 from return_notify.channels.base import OutboundMessage, SendResult
 from return_notify.channels.inapp_inbox import InboxChannel
 from return_notify.inbox import mint_inbox_token, tenant_inbox_secret
-from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
-    INBOX_MASTER,
-    ApiEnv,
-    api_env,
-    client,
-    make_delivery,
-    make_tenant,
-    uid,
-)
+from tests.integration.api_helpers import INBOX_MASTER, ApiEnv, make_delivery, make_tenant, uid
 
 pytestmark = pytest.mark.integration
 

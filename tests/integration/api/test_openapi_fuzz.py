@@ -12,12 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
-    INBOX_MASTER,
-    ApiEnv,
-    api_env,
-    make_tenant,
-)
+from tests.integration.api_helpers import INBOX_MASTER, ApiEnv, make_tenant
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -19,13 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
-    PUBLIC_BASE_URL,
-    ApiEnv,
-    api_env,
-    make_principals,
-    make_tenant,
-)
+from tests.integration.api_helpers import PUBLIC_BASE_URL, ApiEnv, make_principals, make_tenant
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +39,7 @@ def production_defaults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def api(api_env: ApiEnv) -> Iterator[TestClient]:  # noqa: F811
+def api(api_env: ApiEnv) -> Iterator[TestClient]:
     from return_notify.api.app import create_app
 
     with TestClient(create_app(), base_url=PUBLIC_BASE_URL) as c:
@@ -103,7 +97,7 @@ def test_invalid_preferences_are_422_with_the_field(api: TestClient, bad: dict[s
 
 # ------------------------------------------------------------------ RBAC world ---------
 
-WHO = ("owner", "admin", "eu", "us", "elec", "viewer")  # of api_fixtures.PRINCIPALS
+WHO = ("owner", "admin", "eu", "us", "elec", "viewer")  # of api_helpers.PRINCIPALS
 SEEDED = ("*", "EU", "EU-DE", "US", "US-TX")  # quiet-hours configs every world starts with
 
 
@@ -132,7 +126,7 @@ def make_world() -> World:
 
 
 @pytest.fixture
-def world(api_env: ApiEnv) -> World:  # noqa: F811
+def world(api_env: ApiEnv) -> World:
     return make_world()
 
 
@@ -365,7 +359,7 @@ def test_throttle_overrides_merge_over_defaults(api: TestClient) -> None:
 
 
 @pytest.fixture
-def cli(api_env: ApiEnv) -> typer.Typer:  # noqa: F811
+def cli(api_env: ApiEnv) -> typer.Typer:
     from return_notify.cli.preferences import register
 
     app = typer.Typer()

@@ -14,14 +14,7 @@ from return_notify.pipeline.ingest import ingest_batch
 from return_notify.sources.carrier_events import rematch, set_secret
 from return_notify.sources.tracking import remember_tracking
 from return_notify.storage.db import session_scope
-from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
-    PUBLIC_BASE_URL,
-    ApiEnv,
-    api_env,
-    event,
-    make_tenant,
-    uid,
-)
+from tests.integration.api_helpers import PUBLIC_BASE_URL, ApiEnv, event, make_tenant, uid
 from tests.sources_samples import (
     aftership_headers,
     aftership_webhook,

@@ -17,13 +17,7 @@ from fastapi.testclient import TestClient
 from return_notify.reporting.kpis import ReturnScope, compute_kpis
 from return_notify.storage.db import session_scope
 from tests.helpers import event
-from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
-    ApiEnv,
-    api_env,
-    client,
-    make_principals,
-    make_tenant,
-)
+from tests.integration.api_helpers import ApiEnv, make_principals, make_tenant
 
 pytestmark = pytest.mark.integration
 

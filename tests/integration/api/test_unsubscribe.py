@@ -10,13 +10,11 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from return_notify.policy.suppression import make_unsubscribe_token, unsubscribe_url
-from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.api_helpers import (
     INBOX_MASTER,
     PUBLIC_BASE_URL,
     UNSUBSCRIBE_SECRET,
     ApiEnv,
-    api_env,
-    client,
     closed_port_url,
     env_override,
     make_tenant,

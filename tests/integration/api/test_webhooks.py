@@ -9,10 +9,8 @@ from urllib.parse import urlencode
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
+from tests.integration.api_helpers import (
     ApiEnv,
-    api_env,
-    client,
     delivery,
     make_delivery,
     make_tenant,
@@ -102,7 +100,7 @@ def test_forged_status_callback_is_403_and_changes_nothing(client: TestClient,
     elif forgery == "wrong-url":  # signed for the internal http:// URL a proxy forwards to
         from twilio.request_validator import RequestValidator
 
-        from tests.integration.api_fixtures import TWILIO_TOKEN
+        from tests.integration.api_helpers import TWILIO_TOKEN
         sig = RequestValidator(TWILIO_TOKEN).compute_signature(
             "http://127.0.0.1:8000" + STATUS, params)
         r = _twilio(client, STATUS, params, signature=sig)

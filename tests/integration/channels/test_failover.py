@@ -15,7 +15,7 @@ from return_notify.channels.registry import build_channel
 from return_notify.channels.sendgrid_email import SendGridChannel
 from return_notify.channels.smtp_email import SmtpChannel
 from return_notify.errors import ConfigurationError, PermanentError, RateLimitedError, TransientError
-from tests.integration.provider_fixtures import (
+from tests.integration.provider_helpers import (
     IDENTITY,
     SmtpTestServer,
     closed_port_url,

@@ -22,7 +22,7 @@ from return_notify.channels.http_transport import HttpPool, PooledSendGridClient
 from return_notify.channels.sendgrid_email import SendGridChannel
 from return_notify.channels.twilio_sms import TwilioChannel
 from return_notify.errors import DeliveryError, TransientError
-from tests.integration.provider_fixtures import IDENTITY, closed_port_url, email_message, sms_message
+from tests.integration.provider_helpers import IDENTITY, closed_port_url, email_message, sms_message
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from return_notify.channels.base import SendResult
 from return_notify.channels.fakes.sendgrid_server import FAKE_API_KEY, SendGridFakeServer
 from return_notify.channels.sendgrid_email import SendGridChannel, retry_after_s
 from return_notify.errors import PermanentError, RateLimitedError, TransientError
-from tests.integration.provider_fixtures import IDENTITY, closed_port_url, email_message
+from tests.integration.provider_helpers import IDENTITY, closed_port_url, email_message
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 
 from return_notify.channels.smtp_email import SmtpChannel, SmtpConfig
 from return_notify.errors import ConfigurationError, PermanentError, TransientError
-from tests.integration.provider_fixtures import (
+from tests.integration.provider_helpers import (
     IDENTITY,
     SmtpTestServer,
     closed_port_url,

@@ -20,7 +20,7 @@ from return_notify.channels.registry import build_channel
 from return_notify.channels.twilio_sms import TwilioChannel
 from return_notify.core.sms_segments import count_segments
 from return_notify.errors import ConfigurationError, PermanentError, RateLimitedError, TransientError
-from tests.integration.provider_fixtures import closed_port_url, make_settings, sms_message
+from tests.integration.provider_helpers import closed_port_url, make_settings, sms_message
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from tests.integration.api_fixtures import ApiEnv, api_env, make_tenant  # noqa: F401
+from tests.integration.api_helpers import ApiEnv, make_tenant
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import pytest
 
 from return_notify.devtools.processes import start_beat, stop_process
 from tests.helpers import wait_until
-from tests.integration.provider_fixtures import free_port
+from tests.integration.provider_helpers import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from return_notify.devtools.processes import Proc, start_worker
 from return_notify.producer import publish_many
 from return_notify.storage.db import session_scope
 from tests.helpers import event, uid, wait_until
-from tests.integration.provider_fixtures import free_port
+from tests.integration.provider_helpers import free_port
 
 pytestmark = pytest.mark.integration
 

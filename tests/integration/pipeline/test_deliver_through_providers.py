@@ -29,7 +29,7 @@ from return_notify.pipeline.maintenance import due_deliveries
 from return_notify.producer import publish_many
 from return_notify.storage.db import session_scope
 from tests.helpers import event, uid, wait_until
-from tests.integration.provider_fixtures import SmtpTestServer
+from tests.integration.provider_helpers import SmtpTestServer
 
 pytestmark = pytest.mark.integration
 

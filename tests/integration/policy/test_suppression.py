@@ -6,7 +6,7 @@ import pytest
 
 from return_notify.policy.suppression import is_suppressed, lift, suppress, suppressed_addresses
 from return_notify.storage.db import session_scope
-from tests.integration.api_fixtures import ApiEnv, api_env, make_tenant, uid  # noqa: F401
+from tests.integration.api_helpers import ApiEnv, make_tenant, uid
 
 pytestmark = pytest.mark.integration
 

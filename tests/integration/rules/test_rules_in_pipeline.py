@@ -16,7 +16,7 @@ from return_notify.rules.resolver import CACHE_TTL_S, invalidate, prefetch, reso
 from return_notify.rules.store import RuleSpec, create_rule, disable_rule, update_rule
 from return_notify.storage.db import get_engine, session_scope
 from tests.helpers import event, uid, wait_until
-from tests.integration.api_fixtures import ApiEnv, api_env, make_tenant  # noqa: F401
+from tests.integration.api_helpers import ApiEnv, make_tenant
 
 pytestmark = pytest.mark.integration
 

@@ -19,14 +19,7 @@ from return_notify.sources.tracking import remember_tracking
 from return_notify.storage.db import session_scope
 from return_notify.templating.render import format_date
 from tests.helpers import wait_until
-from tests.integration.api_fixtures import (  # noqa: F401 - fixtures
-    PUBLIC_BASE_URL,
-    ApiEnv,
-    api_env,
-    event,
-    make_tenant,
-    uid,
-)
+from tests.integration.api_helpers import PUBLIC_BASE_URL, ApiEnv, event, make_tenant, uid
 from tests.sources_samples import (
     aftership_headers,
     aftership_webhook,

@@ -17,7 +17,7 @@ from return_notify.templating.scope import TemplateScope
 from return_notify.templating.store import rollback_override, save_override
 from return_notify.templating.validation import OverrideKey
 from tests.helpers import event, uid, wait_until
-from tests.integration.api_fixtures import ApiEnv, api_env, make_tenant  # noqa: F401
+from tests.integration.api_helpers import ApiEnv, make_tenant
 
 pytestmark = pytest.mark.integration
 

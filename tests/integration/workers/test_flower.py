@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from return_notify.devtools.processes import Proc, start_flower, start_worker
 from return_notify.producer import publish_many
 from tests.helpers import event, uid, wait_until
-from tests.integration.provider_fixtures import free_port
+from tests.integration.provider_helpers import free_port
 
 pytestmark = pytest.mark.integration
 

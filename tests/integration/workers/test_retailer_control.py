@@ -33,7 +33,7 @@ from return_notify.devtools.processes import Proc, start_worker
 from return_notify.producer import publish
 from return_notify.storage.db import session_scope
 from tests.helpers import event, later, uid, wait_until
-from tests.integration.api_fixtures import make_tenant
+from tests.integration.api_helpers import make_tenant
 
 pytestmark = pytest.mark.integration
 

@@ -1,10 +1,9 @@
-"""Fixtures and builders for the API tests: a scratch PostgreSQL database, a Redis prefix.
+"""Builders for the tests that drive the API: tenants, deliveries, principals, signed requests.
 
-The admin URL is ``RSN_DATABASE_URL`` if set (its database is swapped for a fresh
-``rsn_api_<tag>``), else ``postgresql://postgres@127.0.0.1:5432/postgres``; Redis is
-``RSN_BROKER_URL`` or ``redis://127.0.0.1:6379/0`` under a unique key prefix. Both are
-removed afterwards and the environment restored. Import the fixtures into a test module:
-``from tests.integration.api_fixtures import api_env, client  # noqa: F401``.
+The ``api_env`` fixture (``tests/integration/conftest.py``) gives a test module a scratch
+PostgreSQL database and a Redis key prefix described by an ``ApiEnv``; the ``client``
+fixture (``tests/integration/api/conftest.py``) is the real app on them. The helpers here
+work on whatever database and Redis the environment names.
 """
 
 from __future__ import annotations
@@ -20,13 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 import redis
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 from twilio.request_validator import RequestValidator
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -35,11 +32,6 @@ PUBLIC_BASE_URL = "https://notify.example.com"
 TWILIO_TOKEN = "twilio-test-auth-token"
 INBOX_MASTER = "inbox-master-secret-for-tests"
 UNSUBSCRIBE_SECRET = "unsubscribe-secret-for-tests"
-
-_KEYS = ("RSN_DATABASE_URL", "RSN_BROKER_URL", "RSN_REDIS_KEY_PREFIX", "RSN_PUBLIC_BASE_URL",
-         "RSN_TWILIO_AUTH_TOKEN", "RSN_INBOX_TOKEN_SECRET", "RSN_UNSUBSCRIBE_SECRET",
-         "RSN_SENDGRID_WEBHOOK_PUBLIC_KEY", "RSN_WEBHOOK_REPLAY_WINDOW_S",
-         "RSN_API_PUBLISH_TIMEOUT_S")
 
 
 @dataclass(frozen=True)
@@ -98,16 +90,17 @@ def env_override(**values: str | None) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in values}
     try:
         for k, v in values.items():
-            _set(k, v)
+            set_env(k, v)
         reset_caches()
         yield
     finally:
         for k, v in saved.items():
-            _set(k, v)
+            set_env(k, v)
         reset_caches()
 
 
-def _set(key: str, value: str | None) -> None:
+def set_env(key: str, value: str | None) -> None:
+    """Set ``key`` in this process's environment, or with None, remove it."""
     if value is None:
         os.environ.pop(key, None)
     else:
@@ -120,67 +113,6 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"redis://127.0.0.1:{port}/0"
-
-
-def _public_key_b64(key: ec.EllipticCurvePrivateKey) -> str:
-    der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(der).decode()
-
-
-@pytest.fixture(scope="module")
-def api_env() -> Iterator[ApiEnv]:
-    base = os.environ.get("RSN_DATABASE_URL") or DEFAULT_ADMIN_URL
-    url = make_url(base.replace("postgresql://", "postgresql+psycopg2://", 1))
-    admin_url = url.set(database="postgres").render_as_string(hide_password=False)
-    tag = uuid.uuid4().hex[:10]
-    db_name = f"rsn_api_{tag}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{db_name}"'))
-    key = ec.generate_private_key(ec.SECP256R1())
-    env = ApiEnv(url.set(database=db_name).render_as_string(hide_password=False),
-                 os.environ.get("RSN_BROKER_URL") or DEFAULT_BROKER_URL,
-                 f"rsn-api-test-{tag}:", key)
-    saved = {k: os.environ.get(k) for k in _KEYS}
-    for k, v in {
-        "RSN_DATABASE_URL": env.database_url, "RSN_BROKER_URL": env.broker_url,
-        "RSN_REDIS_KEY_PREFIX": env.prefix, "RSN_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
-        "RSN_TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "RSN_INBOX_TOKEN_SECRET": INBOX_MASTER,
-        "RSN_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET,
-        "RSN_SENDGRID_WEBHOOK_PUBLIC_KEY": _public_key_b64(key),
-        "RSN_WEBHOOK_REPLAY_WINDOW_S": None, "RSN_API_PUBLISH_TIMEOUT_S": "1",
-    }.items():
-        _set(k, v)
-    reset_caches()
-    try:
-        from return_notify.storage.migrate import upgrade
-
-        upgrade()
-        yield env
-    finally:
-        reset_caches()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
-        admin.dispose()
-        r = env.redis()
-        try:
-            keys = list(r.scan_iter(match=env.prefix + "*", count=1000))
-            if keys:
-                r.delete(*keys)
-        finally:
-            r.close()
-        for k, v in saved.items():
-            _set(k, v)
-        reset_caches()
-
-
-@pytest.fixture
-def client(api_env: ApiEnv) -> Iterator[TestClient]:
-    from return_notify.api.app import create_app
-
-    with TestClient(create_app(), base_url=PUBLIC_BASE_URL) as c:
-        yield c
 
 
 # ------------------------------------------------------------------ builders ------------
