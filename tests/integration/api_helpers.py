@@ -191,6 +191,17 @@ def suppressions(channel: str, address: str) -> list[dict[str, Any]]:
         return [dict(r) for r in rows.mappings()]
 
 
+def audit(tenant_id: int, resource: str) -> list[dict[str, Any]]:
+    """The audit-log entries of a tenant for one kind of resource, oldest first."""
+    from return_notify.storage.db import session_scope
+
+    with session_scope() as s:
+        return [dict(r) for r in s.execute(text(
+            "SELECT actor, action, resource_id, region, before, after FROM audit_log "
+            "WHERE tenant_id = :t AND resource = :r ORDER BY id"),
+            {"t": tenant_id, "r": resource}).mappings()]
+
+
 def twilio_signature(path: str, params: dict[str, str]) -> str:
     return RequestValidator(TWILIO_TOKEN).compute_signature(PUBLIC_BASE_URL + path, params)
 

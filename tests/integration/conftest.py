@@ -94,3 +94,20 @@ def api_env() -> Iterator[ApiEnv]:
         for k, v in saved.items():
             set_env(k, v)
         reset_caches()
+
+
+@pytest.fixture
+def production_defaults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Quiet hours on and the 6 h ETA-SMS interval, whatever the suite's environment says.
+
+    For the modules on retailer control: ``pytest.mark.usefixtures("production_defaults")``.
+    """
+    from return_notify.config.settings import reset_settings
+
+    monkeypatch.setenv("RSN_QUIET_HOURS_ENABLED", "true")
+    monkeypatch.setenv("RSN_THROTTLE_MIN_INTERVALS", "in_transit:sms=6h")
+    monkeypatch.setenv("RSN_DIGEST_WINDOWS", "")
+    reset_settings()
+    yield
+    monkeypatch.undo()
+    reset_settings()

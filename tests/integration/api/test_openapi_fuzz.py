@@ -2,7 +2,7 @@
 
 Requests carry a valid tenant API key and a valid inbox token, so generated inputs reach
 the handlers and the database instead of stopping at 401. The SSE stream is excluded
-(it never ends by design; its tests are in ``test_api_inbox.py``). Driven through
+(it never ends by design; its tests are in ``api/test_inbox.py``). Driven through
 hypothesis directly: schemathesis' pytest plugin does not support pytest 9 yet.
 """
 

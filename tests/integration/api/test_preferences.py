@@ -1,4 +1,4 @@
-"""HTTP and CLI for preferences, quiet hours and throttles, on real PostgreSQL.
+"""The HTTP API for preferences, quiet hours and throttles, on real PostgreSQL.
 
 Customer preferences take the tenant ingest key; quiet hours and the throttle are tenant
 configuration and take principal keys with scoped roles: every endpoint is tested in both
@@ -8,34 +8,17 @@ and a viewer against tenant-wide ones, the tenant key against all of them).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import typer
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from typer.testing import CliRunner
 
-from tests.integration.api_helpers import PUBLIC_BASE_URL, ApiEnv, make_principals, make_tenant
+from tests.integration.api_helpers import PUBLIC_BASE_URL, ApiEnv, audit, make_principals, make_tenant
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def production_defaults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Quiet hours on and the 6 h ETA-SMS interval, whatever the suite's environment says."""
-    from return_notify.config.settings import reset_settings
-
-    monkeypatch.setenv("RSN_QUIET_HOURS_ENABLED", "true")
-    monkeypatch.setenv("RSN_THROTTLE_MIN_INTERVALS", "in_transit:sms=6h")
-    monkeypatch.setenv("RSN_DIGEST_WINDOWS", "")
-    reset_settings()
-    yield
-    monkeypatch.undo()
-    reset_settings()
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("production_defaults")]
 
 
 @pytest.fixture
@@ -137,16 +120,6 @@ def stored_quiet_hours(tenant_id: int) -> dict[str, str]:
         return {r: c["allowed"] for r, c in s.execute(text(
             "SELECT region, config FROM quiet_hours_configs WHERE tenant_id = :t"),
             {"t": tenant_id})}
-
-
-def audit(tenant_id: int, resource: str) -> list[dict[str, Any]]:
-    from return_notify.storage.db import session_scope
-
-    with session_scope() as s:
-        return [dict(r) for r in s.execute(text(
-            "SELECT actor, action, resource_id, region, before, after FROM audit_log "
-            "WHERE tenant_id = :t AND resource = :r ORDER BY id"),
-            {"t": tenant_id, "r": resource}).mappings()]
 
 
 # (principal, region, may read, may write): both directions
@@ -356,67 +329,3 @@ def test_throttle_overrides_merge_over_defaults(api: TestClient) -> None:
                    headers=auth(key)).status_code == 422
     assert api.delete("/v1/throttle", headers=auth(key)).status_code == 204
     assert api.get("/v1/throttle", headers=auth(key)).json()["tenant"] is None
-
-
-@pytest.fixture
-def cli(api_env: ApiEnv) -> typer.Typer:
-    from return_notify.cli.preferences import register
-
-    app = typer.Typer()
-    app.command("noop")(lambda: None)  # a group needs two commands to keep its names
-    register(app)
-    return app
-
-
-def run(app: typer.Typer, *args: str) -> Any:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def test_cli_preferences_quiet_hours_and_throttle(cli: typer.Typer) -> None:
-    _, slug, _ = make_tenant()
-    out = run(cli, "preferences", "set", "c-7", "--tenant", slug, "--channel", "sms=off",
-              "--milestone", "refund_processed:sms=on", "--preferred", "email", "--json")
-    assert out["preferences"] == {"channels": {"sms": False},
-                                  "milestones": {"refund_processed": {"sms": True}},
-                                  "preferred_channel": "email"}
-    out = run(cli, "preferences", "set", "c-7", "--tenant", slug, "--locale", "fr", "--json")
-    assert out["preferences"]["locale"] == "fr" and out["preferences"]["channels"] == {"sms": False}
-    assert run(cli, "preferences", "get", "c-7", "--tenant", slug, "--json")["stored"] is True
-    assert run(cli, "preferences", "clear", "c-7", "--tenant", slug, "--json")["removed"] is True
-
-    out = run(cli, "quiet-hours", "set", "--tenant", slug, "--region", "US-TX", "--allowed",
-              "09:30-20:00", "--day", "sat=closed", "--json")
-    assert out["allowed"]["sat"] is None and out["allowed"]["sun"] == "12:00-20:00"
-    out = run(cli, "quiet-hours", "get", "--tenant", slug, "--region", "US-TX", "--json")
-    assert out["effective"]["allowed"]["mon"] == "09:30-20:00"
-
-    out = run(cli, "throttle", "set", "--tenant", slug, "--interval", "*:sms=15m", "--digest",
-              "sms=1m", "--json")
-    assert out["effective"]["min_interval_s"]["*:sms"] == 900
-    assert out["tenant"]["digest_window_s"] == {"sms": 60}
-
-    bad = CliRunner().invoke(cli, ["preferences", "set", "c-7", "--tenant", slug, "--channel",
-                                   "fax=off"])
-    assert bad.exit_code == 1 and "fax" in bad.output
-    missing = CliRunner().invoke(cli, ["preferences", "get", "c-7", "--tenant", "no-such-tenant"])
-    assert missing.exit_code == 1
-    bad = CliRunner().invoke(cli, ["quiet-hours", "set", "--tenant", slug, "--region", "US--TX"])
-    assert bad.exit_code == 1 and "--region" in bad.output
-
-
-def test_cli_quiet_hours_and_throttle_changes_are_audited(cli: typer.Typer) -> None:
-    tid, slug, _ = make_tenant()
-    run(cli, "quiet-hours", "set", "--tenant", slug, "--region", "eu_de", "--allowed",
-        "09:00-20:00", "--json")
-    run(cli, "quiet-hours", "set", "--tenant", slug, "--region", "EU-DE", "--allowed",
-        "09:00-20:00", "--json")  # the same again: no change, no entry
-    run(cli, "quiet-hours", "set", "--tenant", slug, "--region", "EU-DE", "--clear", "--json")
-    run(cli, "throttle", "set", "--tenant", slug, "--interval", "*:sms=15m", "--json")
-    run(cli, "throttle", "set", "--tenant", slug, "--clear", "--json")
-    quiet, throttle = audit(tid, "quiet_hours"), audit(tid, "throttle")
-    assert [(e["action"], e["resource_id"], e["region"]) for e in quiet] == [
-        ("quiet_hours.create", "EU-DE", "EU-DE"), ("quiet_hours.delete", "EU-DE", "EU-DE")]
-    assert [e["action"] for e in throttle] == ["throttle.create", "throttle.delete"]
-    assert all(e["actor"].startswith("cli:") for e in quiet + throttle)

@@ -8,7 +8,7 @@ sandbox provider's ``sandbox_messages`` (what the providers received). The sweep
 as the worker's own ``return_notify.sweep`` task, sent the way beat sends it.
 
 A rule per region (EU vs US channels) through the workers is covered by
-``test_rules_pipeline.py::test_rule_per_region_through_celery_workers``.
+``rules/test_rules_in_pipeline.py::test_rule_per_region_through_celery_workers``.
 
 Quiet hours depend on the wall clock: each recipient gets the fixed-offset zone that puts
 *now* at the local hour a test needs (``zone_at``). The worker runs with quiet hours on
