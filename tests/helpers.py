@@ -6,7 +6,12 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+#: the repository's root (``pyproject.toml``, ``docker-compose.yml``, ``deploy/``), wherever
+#: a test module sits below ``tests/``
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def uid(prefix: str = "") -> str:

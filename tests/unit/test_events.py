@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from importlib.resources import files
 
 import pytest
 
@@ -68,7 +68,7 @@ def test_oversized_data_is_rejected() -> None:
 
 
 def test_shipped_schema_file_matches_the_model() -> None:
-    path = Path(__file__).parents[2] / "return_notify" / "schema" / "return-event-v1.json"
+    path = files("return_notify") / "schema" / "return-event-v1.json"
     assert json.loads(path.read_text()) == event_json_schema()
     schema = event_json_schema()
     assert schema["additionalProperties"] is False

@@ -1,0 +1,113 @@
+"""Fixtures of the integration tests: a scratch database and Redis prefix per API test module,
+and the production defaults of the retailer-control settings.
+
+The session's real Redis and PostgreSQL (``services``, ``svc``) come from ``tests/conftest.py``;
+the builders that go with ``api_env`` are plain functions in ``tests/integration/api_helpers.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tests.integration.api_helpers import (
+    DEFAULT_ADMIN_URL,
+    DEFAULT_BROKER_URL,
+    INBOX_MASTER,
+    PUBLIC_BASE_URL,
+    TWILIO_TOKEN,
+    UNSUBSCRIBE_SECRET,
+    ApiEnv,
+    reset_caches,
+    set_env,
+)
+
+_KEYS = ("RSN_DATABASE_URL", "RSN_BROKER_URL", "RSN_REDIS_KEY_PREFIX", "RSN_PUBLIC_BASE_URL",
+         "RSN_TWILIO_AUTH_TOKEN", "RSN_INBOX_TOKEN_SECRET", "RSN_UNSUBSCRIBE_SECRET",
+         "RSN_SENDGRID_WEBHOOK_PUBLIC_KEY", "RSN_WEBHOOK_REPLAY_WINDOW_S",
+         "RSN_API_PUBLISH_TIMEOUT_S")
+
+
+def _public_key_b64(key: ec.EllipticCurvePrivateKey) -> str:
+    der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode()
+
+
+@pytest.fixture(scope="module")
+def api_env() -> Iterator[ApiEnv]:
+    """A scratch PostgreSQL database (migrated) and a Redis key prefix for one test module.
+
+    The admin URL is ``RSN_DATABASE_URL`` if set (its database swapped for a fresh
+    ``rsn_api_<tag>``), else ``postgresql://postgres@127.0.0.1:5432/postgres``; Redis is
+    ``RSN_BROKER_URL`` or ``redis://127.0.0.1:6379/0`` under a unique key prefix. Both are
+    removed afterwards and the environment restored.
+    """
+    base = os.environ.get("RSN_DATABASE_URL") or DEFAULT_ADMIN_URL
+    url = make_url(base.replace("postgresql://", "postgresql+psycopg2://", 1))
+    admin_url = url.set(database="postgres").render_as_string(hide_password=False)
+    tag = uuid.uuid4().hex[:10]
+    db_name = f"rsn_api_{tag}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{db_name}"'))
+    key = ec.generate_private_key(ec.SECP256R1())
+    env = ApiEnv(url.set(database=db_name).render_as_string(hide_password=False),
+                 os.environ.get("RSN_BROKER_URL") or DEFAULT_BROKER_URL,
+                 f"rsn-api-test-{tag}:", key)
+    saved = {k: os.environ.get(k) for k in _KEYS}
+    for k, v in {
+        "RSN_DATABASE_URL": env.database_url, "RSN_BROKER_URL": env.broker_url,
+        "RSN_REDIS_KEY_PREFIX": env.prefix, "RSN_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "RSN_TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "RSN_INBOX_TOKEN_SECRET": INBOX_MASTER,
+        "RSN_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET,
+        "RSN_SENDGRID_WEBHOOK_PUBLIC_KEY": _public_key_b64(key),
+        "RSN_WEBHOOK_REPLAY_WINDOW_S": None, "RSN_API_PUBLISH_TIMEOUT_S": "1",
+    }.items():
+        set_env(k, v)
+    reset_caches()
+    try:
+        from return_notify.storage.migrate import upgrade
+
+        upgrade()
+        yield env
+    finally:
+        reset_caches()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+        admin.dispose()
+        r = env.redis()
+        try:
+            keys = list(r.scan_iter(match=env.prefix + "*", count=1000))
+            if keys:
+                r.delete(*keys)
+        finally:
+            r.close()
+        for k, v in saved.items():
+            set_env(k, v)
+        reset_caches()
+
+
+@pytest.fixture
+def production_defaults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Quiet hours on and the 6 h ETA-SMS interval, whatever the suite's environment says.
+
+    For the modules on retailer control: ``pytest.mark.usefixtures("production_defaults")``.
+    """
+    from return_notify.config.settings import reset_settings
+
+    monkeypatch.setenv("RSN_QUIET_HOURS_ENABLED", "true")
+    monkeypatch.setenv("RSN_THROTTLE_MIN_INTERVALS", "in_transit:sms=6h")
+    monkeypatch.setenv("RSN_DIGEST_WINDOWS", "")
+    reset_settings()
+    yield
+    monkeypatch.undo()
+    reset_settings()
