@@ -126,6 +126,38 @@ class ReturnEvent(BaseModel):
 
 
 MAX_DATA_BYTES = 16_384
+#: deepest nesting of objects/arrays accepted anywhere in an event
+MAX_DEPTH = 16
+_BAD_TEXT = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _text_problems(value: Any, path: str, depth: int, out: list[dict[str, Any]]) -> None:
+    """NUL characters and lone UTF-16 surrogates anywhere (keys included), and nesting
+    deeper than ``MAX_DEPTH``: neither JSON in PostgreSQL nor UTF-8 can hold them."""
+    if len(out) >= 10:
+        return
+    if isinstance(value, str):
+        if _BAD_TEXT.search(value):
+            out.append({"field": path or "(event)", "type": "text",
+                        "message": "contains a NUL character or a lone surrogate (not text)"})
+    elif isinstance(value, dict):
+        if depth >= MAX_DEPTH:
+            out.append({"field": path or "(event)", "type": "depth",
+                        "message": f"nested deeper than {MAX_DEPTH} levels"})
+            return
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _BAD_TEXT.search(key):
+                out.append({"field": path or "(event)", "type": "text",
+                            "message": "a key contains a NUL character or a lone surrogate"})
+            _text_problems(item, name, depth + 1, out)
+    elif isinstance(value, list):
+        if depth >= MAX_DEPTH:
+            out.append({"field": path or "(event)", "type": "depth",
+                        "message": f"nested deeper than {MAX_DEPTH} levels"})
+            return
+        for i, item in enumerate(value):
+            _text_problems(item, f"{path}[{i}]", depth + 1, out)
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -156,6 +188,11 @@ def parse_event(raw: Any) -> ReturnEvent:
             [{"field": "(event)", "message": "must be a JSON object", "type": "type"}]
         )
     event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+    problems: list[dict[str, Any]] = []
+    _text_problems(raw, "", 0, problems)
+    if problems:
+        raise EventValidationError(
+            problems, event_id=event_id if event_id and not _BAD_TEXT.search(event_id) else None)
     try:
         event = ReturnEvent.model_validate(raw)
     except ValidationError as exc:

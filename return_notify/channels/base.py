@@ -9,9 +9,11 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from return_notify.errors import DeliveryError, TransientError
@@ -40,6 +42,22 @@ class SendResult:
     provider: str
     provider_message_id: str
     status: str = "sent"  # what the provider said: queued / accepted / sent
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One provider call's outcome as it comes back: the result (or typed error), how long
+    the call took and when it finished."""
+
+    message: OutboundMessage
+    result: SendResult | DeliveryError
+    call_ms: float
+    done_at: datetime
+
+
+#: ``iter_send`` yields this when it may not start another call before the caller records
+#: what it holds (see ``room``)
+RECORD_NOW = None
 
 
 class Channel(ABC):
@@ -100,6 +118,64 @@ class Channel(ABC):
         if self.max_parallel > 1 and len(messages) > 1:
             return list(self._executor().map(self._send_one_timed, messages))
         return [self._send_one_timed(m) for m in messages]
+
+    #: messages per ``send_many`` call of a provider with a batch API, in ``iter_send``
+    batch_chunk: int = 64
+
+    def iter_send(self, messages: Sequence[OutboundMessage],
+                  room: Callable[[], int] | None = None) -> Iterator[Sent | None]:
+        """Send ``messages``, yielding each outcome as soon as it is known, so the caller can
+        record results while others are still in flight.
+
+        ``room()`` is how many calls may be outstanding (in flight, or answered and not yet
+        recorded by the caller); no call starts beyond it, so a worker killed at any instant
+        has at most that many sends that went out without a record. When nothing is in
+        flight and there is no room, ``RECORD_NOW`` (None) is yielded: record, then go on.
+        One-by-one providers run up to ``max_parallel`` calls at once; a provider with a
+        batch API (``send_many`` overridden) is called ``batch_chunk`` messages at a time.
+        """
+        pending = deque(messages)
+        if type(self).send_many is not Channel.send_many:
+            while pending:
+                size = self.batch_chunk if room is None else min(self.batch_chunk, room())
+                if size <= 0:
+                    yield RECORD_NOW
+                    continue
+                chunk = [pending.popleft() for _ in range(min(size, len(pending)))]
+                t0 = time.perf_counter()
+                results = self.send_many(chunk)
+                ms = (time.perf_counter() - t0) * 1000.0 / len(chunk)
+                done = datetime.now(UTC)
+                for message, result in zip(chunk, results, strict=True):
+                    yield Sent(message, result, ms, done)
+            return
+        in_flight: dict[Future[tuple[SendResult | DeliveryError, float]], OutboundMessage] = {}
+        serial = self.max_parallel <= 1
+        try:
+            while pending or in_flight:
+                free = self.max_parallel - len(in_flight)
+                if room is not None:
+                    free = min(free, room() - len(in_flight))
+                if pending and free > 0 and serial:
+                    message = pending.popleft()
+                    result, ms = self._send_one_timed(message)
+                    yield Sent(message, result, ms, datetime.now(UTC))
+                    continue
+                while pending and free > 0:
+                    message = pending.popleft()
+                    in_flight[self._executor().submit(self._send_one_timed, message)] = message
+                    free -= 1
+                if not in_flight:
+                    yield RECORD_NOW
+                    continue
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    message = in_flight.pop(future)
+                    result, ms = future.result()
+                    yield Sent(message, result, ms, datetime.now(UTC))
+        finally:
+            for future in in_flight:  # abandoned (time limit, shutdown): let them finish
+                future.cancel()
 
     def _send_one_timed(self, message: OutboundMessage) -> tuple[SendResult | DeliveryError, float]:
         t0 = time.perf_counter()

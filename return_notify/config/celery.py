@@ -63,9 +63,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         # A killed pool child (OOM, SIGKILL) re-queues its message instead of acking it away.
         "task_reject_on_worker_lost": True,
-        # Batched tasks are short and uniform; 4 per process keeps the pool fed without
-        # hoarding messages a sibling worker could take.
-        "worker_prefetch_multiplier": 4,
+        # One reserved message per process: waiting messages stay in Redis, where a running
+        # task drains them into its batch (workers/drain.py) or a sibling worker takes them;
+        # prefetched ones would sit in this worker's memory, out of every batch's reach.
+        "worker_prefetch_multiplier": 1,
         # Connection loss: let running acks_late tasks finish. Their ack cannot reach the
         # broker, so Redis re-delivers them after the visibility timeout and the rerun finds
         # nothing to claim (state check + lease). Cancelling would kill a batch mid-send:

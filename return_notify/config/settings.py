@@ -147,6 +147,16 @@ class Settings(BaseSettings):
     deliver_batch_size: int = Field(
         default=200, ge=1, le=1000, description="delivery ids per deliver message"
     )
+    ingest_drain_events: int = Field(
+        default=1000, ge=0, le=10_000,
+        description="adaptive batching: a running ingest task also takes event messages "
+        "waiting in its queue until it holds this many events, and ingests them in one "
+        "transaction (a lone event is never held back); 0: one message per task")
+    deliver_drain_ids: int = Field(
+        default=400, ge=0, le=5_000,
+        description="adaptive batching: a running deliver task also takes deliver messages "
+        "of its channel waiting in the queue until it holds this many deliveries; 0: one "
+        "message per task")
     max_attempts: int = Field(default=6, ge=1, description="tries before a delivery is dead")
     backoff_base_s: float = Field(
         default=2.0, description="backoff: the wait before try n is uniform in "

@@ -81,6 +81,10 @@ class _WorkerMetrics:
         self.superseded = Counter(
             "rsn_deliveries_superseded", "Waiting deliveries skipped because a newer "
             "milestone superseded them", registry=None)
+        self.drained = Counter(
+            "rsn_drained_messages", "Messages a running task took from its queue besides "
+            "its own (adaptive batching; they are not Celery tasks of their own)", ["task"],
+            registry=None)
         self.breaker_open = Gauge(
             "rsn_provider_breaker_open", "1 while a provider's circuit breaker holds it "
             "paused in at least one live worker process", ["provider"],
@@ -174,6 +178,17 @@ def observe_ingest(result: Any) -> None:
             m.superseded.inc(result.superseded)
     except Exception:  # noqa: BLE001 - metrics never fail a task
         log.warning("ingest metrics dropped", exc_info=True)
+
+
+def observe_drained(task: str, n: int) -> None:
+    """A task drained ``n`` more messages of its kind from its queue."""
+    m = _worker_metrics()
+    if m is None or n <= 0:
+        return
+    try:
+        m.drained.labels(task).inc(n)
+    except Exception:  # noqa: BLE001 - metrics never fail a task
+        log.warning("drain metrics dropped", exc_info=True)
 
 
 def observe_rate_limit_wait(provider: str, seconds: float, limit: str = "provider") -> None:

@@ -5,19 +5,19 @@ which the caller sends only after the commit.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from return_notify.core.lifecycle import RANK, Disposition, ReturnState, decide
 from return_notify.errors import EventValidationError
 from return_notify.events import Milestone, ReturnEvent, parse_event
+from return_notify.pipeline.rejections import record_rejected, reject_poison
 from return_notify.policy.planner import Choice, DeliveryPlanner
 from return_notify.policy.preferences import RECORDED_REASONS, rule_overrides_opt_out
 from return_notify.policy.throttle import is_stale
@@ -28,7 +28,6 @@ from return_notify.storage.models import (
     SKIPPED,
     WAITING,
     Delivery,
-    RejectedEvent,
 )
 from return_notify.storage.tenants import ensure_tenant_ids
 
@@ -50,6 +49,21 @@ class IngestResult:
     #: delivery ids of transactional milestones: they jump the queue in a backlog
     urgent: set[int] = field(default_factory=set)
 
+    def absorb(self, other: IngestResult) -> None:
+        """Add ``other``'s counts and deliveries (a batch ingested in parts)."""
+        self.received += other.received
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.superseded += other.superseded
+        self.scheduled += other.scheduled
+        self.preference_skipped += other.preference_skipped
+        for key, n in other.by_disposition.items():
+            self.by_disposition[key] += n
+        for ch, ids in other.deliveries.items():
+            self.deliveries[ch].extend(ids)
+        self.urgent |= other.urgent
+
     def summary(self) -> dict[str, Any]:
         return {
             "received": self.received, "accepted": self.accepted,
@@ -60,22 +74,31 @@ class IngestResult:
         }
 
 
-def _json_safe(raw: Any) -> Any:
+def ingest_isolated(session_factory: Any, raw_events: list[Any]) -> IngestResult:
+    """Ingest ``raw_events``, each transaction committed by ``session_factory``'s scope.
+
+    One transaction for the whole batch when nothing goes wrong. When it fails for any
+    reason but the database being unreachable (``OperationalError``, raised for the caller
+    to retry), the batch is split in halves, recursively, so that only the events at fault
+    are rejected (recorded in ``rejected_events`` with a storable copy of their payload)
+    and every other event of the batch, whatever its tenant, is ingested: a mixed batch of
+    many producers never loses one producer's events to another's bad one.
+    """
     try:
-        json.dumps(raw)
-        return raw
-    except (TypeError, ValueError):
-        return repr(raw)[:10_000]
-
-
-def record_rejected(session: Session, raw: Any, err: EventValidationError) -> None:
-    tenant = raw.get("tenant") if isinstance(raw, dict) else None
-    session.execute(pg_insert(RejectedEvent).values(
-        tenant=str(tenant)[:128] if tenant is not None else None,
-        event_id=str(err.event_id)[:256] if err.event_id else None,
-        errors=err.errors, payload=_json_safe(raw),
-    ))
-    log.warning("rejected event %s: %s", err.event_id or "?", err)
+        with session_factory() as session:
+            return ingest_batch(session, raw_events)
+    except OperationalError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - isolated below: nothing is lost
+        if len(raw_events) == 1:
+            reject_poison(session_factory, raw_events[0], exc)
+            return IngestResult(received=1, rejected=1)
+        log.warning("a batch of %d events failed (%s); isolating the events at fault",
+                    len(raw_events), type(exc).__name__)
+    mid = len(raw_events) // 2
+    result = ingest_isolated(session_factory, raw_events[:mid])
+    result.absorb(ingest_isolated(session_factory, raw_events[mid:]))
+    return result
 
 
 # Set-based statements over arrays: one cached statement whatever the batch size, where a

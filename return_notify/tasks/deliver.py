@@ -1,4 +1,10 @@
-"""Queues ``email``, ``sms``, ``inapp``: the deliver task (``return_notify.deliver``)."""
+"""Queues ``email``, ``sms``, ``inapp``: the deliver task (``return_notify.deliver``).
+
+A task delivers the ids of its own message plus those of deliver messages of its channel
+waiting in the queue (``workers/drain.py``, up to ``RSN_DELIVER_DRAIN_IDS``; transactional
+priority first), as one batch; drained messages are acknowledged once every outcome is
+recorded and the follow-up messages (retries, SMS-to-email fallbacks) are out.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +19,19 @@ from return_notify.channels.registry import get_channel
 from return_notify.config.celery import DELIVER_TASK
 from return_notify.config.settings import get_settings
 from return_notify.observability.logs import bind_task_ids, ids_or_list, log_context
-from return_notify.observability.metrics import observe_deliver
+from return_notify.observability.metrics import observe_deliver, observe_drained
 from return_notify.pipeline.deliver import DeliverOutcome, deliver_batch
 from return_notify.pipeline.ratelimit import get_limiter
 from return_notify.storage.db import session_scope
 from return_notify.workers.app import app, enqueue_deliveries
+from return_notify.workers.drain import Drained, drainer
 
 log = logging.getLogger(__name__)
 
 #: states whose per-delivery log line is a warning: the customer was not told
 _BAD = frozenset({"failed", "dead"})
+#: drained per call to Redis; the loop stops at the id cap or an empty queue
+_DRAIN_STEP = 16
 
 
 @app.task(
@@ -37,12 +46,29 @@ _BAD = frozenset({"failed", "dead"})
 )
 def deliver(self: Any, channel: str, delivery_ids: list[int]) -> dict[str, Any]:
     settings = get_settings()
-    outcome = deliver_batch(session_scope, channel, [int(i) for i in delivery_ids],
-                            get_channel(channel), settings, limiter=get_limiter(settings))
+    ids = [int(i) for i in delivery_ids]
+    drained = _drain(channel, len(ids), settings.deliver_drain_ids)
+    for m in drained:
+        ids += [int(i) for i in m.args[1]]
+    try:
+        outcome = deliver_batch(session_scope, channel, ids, get_channel(channel), settings,
+                                limiter=get_limiter(settings))
+        _follow_up(channel, outcome)
+    except BaseException:
+        _settle(channel, drained, ok=False)  # back to the queue: the rows are still due
+        raise
+    _settle(channel, drained, ok=True)
     observe_deliver(channel, outcome)
     log_outcomes(channel, outcome)
-    # Short waits ride a Celery countdown (well under the visibility timeout); longer ones
-    # stay in PostgreSQL (next_attempt_at) for the sweeper.
+    summary: dict[str, Any] = {"claimed": outcome.claimed, **dict(outcome.states)}
+    if drained:
+        summary["drained"] = len(drained)
+    return summary
+
+
+def _follow_up(channel: str, outcome: DeliverOutcome) -> None:
+    """Short waits ride a Celery countdown (well under the visibility timeout); longer ones
+    stay in PostgreSQL (next_attempt_at) for the sweeper. Undeliverable SMS go by email."""
     by_delay: dict[float, list[int]] = defaultdict(list)
     for did, wait in outcome.retry_soon:
         # round up: a message that arrives before next_attempt_at finds nothing to claim
@@ -51,7 +77,47 @@ def deliver(self: Any, channel: str, delivery_ids: list[int]) -> dict[str, Any]:
         enqueue_deliveries({channel: ids}, countdown=delay)
     if outcome.fallback_email:
         enqueue_deliveries({"email": outcome.fallback_email}, urgent=set(outcome.fallback_email))
-    return {"claimed": outcome.claimed, **dict(outcome.states)}
+
+
+def _drain(channel: str, have: int, cap: int) -> list[Drained]:
+    """Deliver messages of ``channel`` waiting behind this one, up to ``cap`` ids."""
+    if cap <= have:
+        return []
+    out: list[Drained] = []
+    try:
+        d = drainer(channel, DELIVER_TASK)
+        while have < cap:
+            step = d.take(min(_DRAIN_STEP, cap - have))
+            foreign = [m for m in step if not _is_batch_of(m, channel)]
+            if foreign:  # not a deliver call of this channel: Celery's consumer takes it
+                d.restore(foreign)
+            step = [m for m in step if m not in foreign]
+            out += step
+            have += sum(len(m.args[1]) for m in step)
+            if len(step) + len(foreign) < _DRAIN_STEP:
+                break
+    except Exception:  # noqa: BLE001 - Redis trouble: work on what we have, lose nothing
+        log.warning("could not drain waiting %s deliver messages", channel, exc_info=True)
+    if out:
+        observe_drained(DELIVER_TASK, len(out))
+    return out
+
+
+def _is_batch_of(message: Drained, channel: str) -> bool:
+    args = message.args
+    return (len(args) == 2 and args[0] == channel and isinstance(args[1], list)
+            and all(isinstance(i, int) for i in args[1]))
+
+
+def _settle(channel: str, drained: list[Drained], *, ok: bool) -> None:
+    if not drained:
+        return
+    try:
+        d = drainer(channel, DELIVER_TASK)
+        (d.ack if ok else d.restore)(drained)
+    except Exception:  # noqa: BLE001 - they come back after the visibility timeout; the
+        # claim's state check makes a second delivery of the same ids send nothing twice
+        log.warning("could not settle %d drained deliver messages", len(drained), exc_info=True)
 
 
 def _task_ids(args: Any, kwargs: Any) -> dict[str, Any]:

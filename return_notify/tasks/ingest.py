@@ -1,21 +1,32 @@
-"""Queue ``events``: the ingest task (stable name ``return_notify.ingest``)."""
+"""Queue ``events``: the ingest task (stable name ``return_notify.ingest``).
+
+A task ingests the events of its own message plus those of event messages waiting in the
+queue (``workers/drain.py``, up to ``RSN_INGEST_DRAIN_EVENTS``), in one transaction; a
+failing event is isolated (``pipeline.ingest.ingest_isolated``) and recorded in
+``rejected_events``, never taking the batch's other events with it. Drained messages are
+acknowledged only after the commit and the deliver messages are out.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 
-from return_notify.config.celery import INGEST_TASK
-from return_notify.errors import EventValidationError
+from return_notify.config.celery import EVENTS_QUEUE, INGEST_TASK
+from return_notify.config.settings import get_settings
 from return_notify.observability.logs import bind_task_ids, ids_or_list, log_context
-from return_notify.observability.metrics import observe_ingest
-from return_notify.pipeline.ingest import IngestResult, ingest_batch, record_rejected
+from return_notify.observability.metrics import observe_drained, observe_ingest
+from return_notify.pipeline.ingest import ingest_isolated
 from return_notify.storage.db import session_scope
 from return_notify.workers.app import app, enqueue_deliveries
+from return_notify.workers.drain import Drained, drainer
 
 log = logging.getLogger(__name__)
+
+#: drained per call to Redis; the loop stops at the event cap or an empty queue
+_DRAIN_STEP = 32
 
 
 @app.task(
@@ -30,26 +41,70 @@ log = logging.getLogger(__name__)
     retry_jitter=True,
     max_retries=None,
 )
-def ingest(self: Any, events: list[Any]) -> dict[str, Any]:
-    if not isinstance(events, list):
-        events = [events]
+def ingest(self: Any, events: Any) -> dict[str, Any]:
+    own = events if isinstance(events, list) else [events]
+    drained = _drain(len(own))
+    batch = own + [e for m in drained for e in _events_of(m)]
     try:
-        with session_scope() as session:
-            result = ingest_batch(session, events)
-    except OperationalError:
+        result = ingest_isolated(session_scope, batch)
+        enqueue_deliveries(dict(result.deliveries), urgent=result.urgent)
+    except BaseException:
+        # the caller retries its own message; the drained ones go back to the queue now
+        _give_back(drained)
         raise
-    except DBAPIError:
-        if len(events) == 1:
-            _reject_poison(events[0])
-            return {"rejected": 1}
-        result = _one_by_one(events)
-    enqueue_deliveries(dict(result.deliveries), urgent=result.urgent)
+    _ack(drained)
     observe_ingest(result)
     summary = result.summary()
+    if drained:
+        summary["drained"] = len(drained)
     created = sorted(i for ids in result.deliveries.values() for i in ids)
     with log_context(**ids_or_list("delivery_id", created)):
         log.info("ingested %s", summary)
     return summary
+
+
+def _drain(have: int) -> list[Drained]:
+    """Event messages waiting behind this one, up to ``RSN_INGEST_DRAIN_EVENTS`` events."""
+    cap = get_settings().ingest_drain_events
+    if cap <= have:
+        return []
+    out: list[Drained] = []
+    try:
+        d = drainer(EVENTS_QUEUE, INGEST_TASK)
+        while have < cap:
+            step = d.take(min(_DRAIN_STEP, cap - have))
+            out += step
+            have += sum(len(_events_of(m)) for m in step)
+            if len(step) < _DRAIN_STEP:
+                break
+    except Exception:  # noqa: BLE001 - Redis trouble: work on what we have, lose nothing
+        log.warning("could not drain waiting event messages; ingesting this one alone",
+                    exc_info=True)
+    if out:
+        observe_drained(INGEST_TASK, len(out))
+    return out
+
+
+def _events_of(message: Drained) -> list[Any]:
+    arg = message.args[0] if message.args else message.kwargs.get("events", [])
+    return arg if isinstance(arg, list) else [arg]
+
+
+def _ack(drained: list[Drained]) -> None:
+    if drained:
+        try:
+            drainer(EVENTS_QUEUE, INGEST_TASK).ack(drained)
+        except Exception:  # noqa: BLE001 - they come back after the visibility timeout:
+            # ingesting them again is a no-op (event ids deduplicate)
+            log.warning("could not acknowledge %d drained messages", len(drained), exc_info=True)
+
+
+def _give_back(drained: list[Drained]) -> None:
+    if drained:
+        try:
+            drainer(EVENTS_QUEUE, INGEST_TASK).restore(drained)
+        except Exception:  # noqa: BLE001 - restored after the visibility timeout instead
+            log.warning("could not give back %d drained messages", len(drained), exc_info=True)
 
 
 def _task_ids(args: Any, kwargs: Any) -> dict[str, Any]:
@@ -61,35 +116,3 @@ def _task_ids(args: Any, kwargs: Any) -> dict[str, Any]:
 
 # every line of an ingest task, Celery's own included, carries its event id(s)
 bind_task_ids(INGEST_TASK, _task_ids)
-
-
-def _one_by_one(events: list[Any]) -> IngestResult:
-    """A batch failed on one bad row: isolate it, keep everything else."""
-    total = IngestResult(received=len(events))
-    for raw in events:
-        try:
-            with session_scope() as session:
-                r = ingest_batch(session, [raw])
-        except OperationalError:
-            raise
-        except DBAPIError:
-            _reject_poison(raw)
-            total.rejected += 1
-            continue
-        total.accepted += r.accepted
-        total.duplicates += r.duplicates
-        total.rejected += r.rejected
-        for ch, ids in r.deliveries.items():
-            total.deliveries[ch].extend(ids)
-        total.urgent |= r.urgent
-    return total
-
-
-def _reject_poison(raw: Any) -> None:
-    log.exception("event could not be stored; recorded as rejected")
-    with session_scope() as session:
-        event_id = raw.get("event_id") if isinstance(raw, dict) else None
-        record_rejected(session, raw, EventValidationError(
-            [{"field": "(event)", "message": "the database refused this event", "type": "db"}],
-            event_id=str(event_id) if event_id else None,
-        ))

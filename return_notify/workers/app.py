@@ -149,9 +149,11 @@ def _init_process(**_: Any) -> None:
     """A forked pool child builds its own engine and provider clients (never the parent's)."""
     from return_notify.channels.registry import reset_channels
     from return_notify.storage.db import dispose_engine
+    from return_notify.workers.drain import reset_drainers
 
     dispose_engine()
     reset_channels()
+    reset_drainers()  # the parent's Redis connection is not this process's
 
 
 @worker_process_shutdown.connect
