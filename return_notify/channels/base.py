@@ -122,6 +122,13 @@ class Channel(ABC):
     #: messages per ``send_many`` call of a provider with a batch API, in ``iter_send``
     batch_chunk: int = 64
 
+    def unrecorded_window(self) -> int:
+        """How many calls may be outstanding (in flight, or answered and not yet recorded):
+        ``max_parallel`` for one-by-one providers, ``batch_chunk`` for a batch API."""
+        if type(self).send_many is not Channel.send_many:
+            return max(1, self.batch_chunk)
+        return max(1, self.max_parallel)
+
     def iter_send(self, messages: Sequence[OutboundMessage],
                   room: Callable[[], int] | None = None) -> Iterator[Sent | None]:
         """Send ``messages``, yielding each outcome as soon as it is known, so the caller can

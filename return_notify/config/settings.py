@@ -158,6 +158,19 @@ class Settings(BaseSettings):
         "of its channel waiting in the queue until it holds this many deliveries; 0: one "
         "message per task")
     max_attempts: int = Field(default=6, ge=1, description="tries before a delivery is dead")
+    rate_limited_wait_s: float = Field(
+        default=1.0, gt=0, le=3600,
+        description="a delivery a provider answered 429 without Retry-After waits about this "
+        "long (x1-1.5, jittered); a 429 never spends one of the tries")
+    rate_limited_max_s: float = Field(
+        default=86_400.0, gt=0,
+        description="a delivery a provider keeps answering 429 goes dead this long after it "
+        "was created (the time budget of provider rate limits; tries are not spent on them)")
+    rate_limited_storm: int = Field(
+        default=5, ge=1,
+        description="this many 429s from one provider within a second, across every worker, "
+        "pause that provider for all of them for the wait it asked (the limiter learns); "
+        "fewer delay only their own deliveries")
     backoff_base_s: float = Field(
         default=2.0, description="backoff: the wait before try n is uniform in "
         "[0, min(RSN_BACKOFF_MAX_S, base * 2^(n-1))] (full jitter); a provider's Retry-After "

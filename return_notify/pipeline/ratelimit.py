@@ -6,6 +6,11 @@ Redis server's clock (``TIME``), so workers on many hosts share one limit and on
 A caller asks for ``n`` tokens and gets up to ``n`` now, plus how long until the next one:
 it never blocks or busy-waits.
 
+The limiter also learns from providers: a burst of 429 answers from one provider
+(``RSN_RATE_LIMITED_STORM`` within a second, counted across every worker) pauses that
+provider's bucket for every worker for the wait the provider asked, whether or not a
+limit is configured for it. A lone 429 only delays its own delivery.
+
 Limits are configured as ``RSN_RATE_LIMITS``, a comma-separated list of ``KEY=RATE``:
 ``provider:twilio=100/s, provider:sendgrid=10000/m, tenant:*=50/s, tenant:acme=200/s``.
 ``tenant:*`` applies to every tenant without its own entry. A bucket holds up to one
@@ -39,6 +44,19 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 60000)
 local wait = 0
 if granted < want then wait = (1 - (tokens - math.floor(tokens))) / rate end
 return {granted, tostring(wait)}
+"""
+
+_STORM = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], 1000) end
+if n >= tonumber(ARGV[1]) then
+  local want = tonumber(ARGV[2])
+  if redis.call('PTTL', KEYS[2]) < want then
+    redis.call('SET', KEYS[2], '1', 'PX', want)
+  end
+  return 1
+end
+return 0
 """
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -77,11 +95,14 @@ class Grant:
 class RateLimiter:
     """Takes tokens from Redis buckets named ``{prefix}ratelimit:{key}``."""
 
-    def __init__(self, redis_client: Any, limits: dict[str, Limit], prefix: str = "") -> None:
+    def __init__(self, redis_client: Any, limits: dict[str, Limit], prefix: str = "",
+                 storm: int = 5) -> None:
         self._redis = redis_client
         self._limits = limits
         self._prefix = prefix
+        self._storm = storm
         self._script = redis_client.register_script(_LUA)
+        self._storm_script = redis_client.register_script(_STORM)
 
     def limit_for(self, key: str) -> Limit | None:
         if key in self._limits:
@@ -90,13 +111,31 @@ class RateLimiter:
         return self._limits.get(f"{kind}:*")
 
     def acquire(self, key: str, n: int) -> Grant:
-        """Take up to ``n`` tokens from ``key``'s bucket (all of them when it has no limit)."""
+        """Take up to ``n`` tokens from ``key``'s bucket (all of them when it has no limit),
+        none while a provider's 429s paused it."""
+        if n > 0 and key.startswith("provider:"):
+            paused_ms = int(self._redis.pttl(f"{self._prefix}ratelimit:paused:{key}"))
+            if paused_ms > 0:
+                return Grant(0, paused_ms / 1000.0)
         limit = self.limit_for(key)
         if limit is None or n <= 0:
             return Grant(n, 0.0)
         granted, wait = self._script(keys=[f"{self._prefix}ratelimit:{key}"],
                                      args=[limit.rate_per_s, limit.burst, n])
         return Grant(int(granted), max(0.0, float(wait)))
+
+    def provider_said_slow_down(self, provider: str, wait_s: float) -> bool:
+        """A 429 from ``provider`` that asked for ``wait_s``; True when it completed a storm
+        and the provider is now paused for every worker. Never raises (a Redis problem
+        only means nothing is learned)."""
+        key = f"provider:{provider}"
+        try:
+            return bool(self._storm_script(
+                keys=[f"{self._prefix}ratelimit:storm:{key}",
+                      f"{self._prefix}ratelimit:paused:{key}"],
+                args=[self._storm, max(1, int(wait_s * 1000))]))
+        except Exception:  # noqa: BLE001 - learning is best effort
+            return False
 
     def give_back(self, key: str, n: int) -> None:
         """Return unused tokens (taken from a provider bucket, then refused by a tenant's)."""
@@ -116,17 +155,20 @@ _cache: dict[tuple[int, str, str, str], RateLimiter | None] = {}
 
 
 def get_limiter(settings: Any) -> RateLimiter | None:
-    """The process's limiter for ``settings`` (None when no limits are configured)."""
+    """The process's limiter for ``settings`` (None without a broker URL). With no limits
+    configured it still learns from providers' 429s (a paused provider is one Redis read
+    per batch)."""
     import os
 
     key = (os.getpid(), settings.rate_limits, settings.broker_url or "", settings.redis_key_prefix)
     if key not in _cache:
         limits = parse_limits(settings.rate_limits)
-        if not limits or not settings.broker_url:
+        if not settings.broker_url:
             _cache[key] = None
         else:
             from return_notify.storage.redis import redis_client
 
             client = redis_client(settings, timeout_s=5.0)
-            _cache[key] = RateLimiter(client, limits, settings.redis_key_prefix)
+            _cache[key] = RateLimiter(client, limits, settings.redis_key_prefix,
+                                      storm=settings.rate_limited_storm)
     return _cache[key]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -24,7 +25,7 @@ from return_notify.pipeline.deliver import DeliverOutcome, deliver_batch
 from return_notify.pipeline.ratelimit import get_limiter
 from return_notify.storage.db import session_scope
 from return_notify.workers.app import app, enqueue_deliveries
-from return_notify.workers.drain import Drained, drainer
+from return_notify.workers.drain import Drained, announce, drainer
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ _DRAIN_STEP = 16
     max_retries=None,
 )
 def deliver(self: Any, channel: str, delivery_ids: list[int]) -> dict[str, Any]:
+    started = time.monotonic()
     settings = get_settings()
     ids = [int(i) for i in delivery_ids]
     drained = _drain(channel, len(ids), settings.deliver_drain_ids)
@@ -58,6 +60,7 @@ def deliver(self: Any, channel: str, delivery_ids: list[int]) -> dict[str, Any]:
         _settle(channel, drained, ok=False)  # back to the queue: the rows are still due
         raise
     _settle(channel, drained, ok=True)
+    announce(self, drained, time.monotonic() - started)
     observe_deliver(channel, outcome)
     log_outcomes(channel, outcome)
     summary: dict[str, Any] = {"claimed": outcome.claimed, **dict(outcome.states)}

@@ -10,6 +10,7 @@ acknowledged only after the commit and the deliver messages are out.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
@@ -21,7 +22,7 @@ from return_notify.observability.metrics import observe_drained, observe_ingest
 from return_notify.pipeline.ingest import ingest_isolated
 from return_notify.storage.db import session_scope
 from return_notify.workers.app import app, enqueue_deliveries
-from return_notify.workers.drain import Drained, drainer
+from return_notify.workers.drain import Drained, announce, drainer
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ _DRAIN_STEP = 32
     max_retries=None,
 )
 def ingest(self: Any, events: Any) -> dict[str, Any]:
+    started = time.monotonic()
     own = events if isinstance(events, list) else [events]
     drained = _drain(len(own))
     batch = own + [e for m in drained for e in _events_of(m)]
@@ -53,6 +55,7 @@ def ingest(self: Any, events: Any) -> dict[str, Any]:
         _give_back(drained)
         raise
     _ack(drained)
+    announce(self, drained, time.monotonic() - started)
     observe_ingest(result)
     summary = result.summary()
     if drained:

@@ -25,8 +25,10 @@ Guarantees (kombu's Redis transport keeps the same structures; kombu is pinned):
   script examines a bounded number of messages per call.
 * **Priorities hold**: the priority sub-lists are drained in kombu's order (0 first).
 
-Drained messages are not tasks of their own for Flower: the task that drained them counts
-them in its result (``drained``) and in ``rsn_drained_messages_total``.
+Flower still sees every message: with task events on, the task that drained messages sends
+``task-received`` and ``task-succeeded`` events under each drained message's own task id
+once they are done (``announce``), so Flower's counts and throughput stay per message. They
+are also counted in ``rsn_drained_messages_total`` and in the task's result (``drained``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from return_notify.storage.redis import redis_client
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Drained", "Drainer", "drainer", "reset_drainers"]
+__all__ = ["Drained", "Drainer", "announce", "drainer", "reset_drainers"]
 
 #: kombu's separator of a queue's priority sub-lists and its default priority steps
 _PRIORITY_SEP = "\x06\x16"
@@ -103,6 +105,8 @@ class Drained:
     raw: str
     args: list[Any]
     kwargs: dict[str, Any]
+    task_id: str = ""
+    argsrepr: str = ""
 
 
 class Drainer:
@@ -173,8 +177,34 @@ def _decode(list_key: str, raw: str) -> Drained:
     if payload.get("properties", {}).get("body_encoding") == "base64":
         body = base64.b64decode(body).decode()
     args, kwargs, _embed = json.loads(body)
+    headers = payload.get("headers") or {}
     return Drained(tag=payload["properties"]["delivery_tag"], list_key=list_key, raw=raw,
-                   args=list(args), kwargs=dict(kwargs or {}))
+                   args=list(args), kwargs=dict(kwargs or {}),
+                   task_id=str(headers.get("id") or ""),
+                   argsrepr=str(headers.get("argsrepr") or "")[:200])
+
+
+def announce(task: Any, drained: list[Drained], runtime_s: float) -> None:
+    """With task events on, tell monitors (Flower) that each drained message was received
+    and succeeded, under its own task id, as if it had run as a task of its own."""
+    if not drained or not task.app.conf.worker_send_task_events:
+        return
+    hostname = getattr(task.request, "hostname", None)
+    share = runtime_s / (len(drained) + 1)
+    now = time.time()
+    try:
+        with task.app.events.default_dispatcher(hostname=hostname) as dispatcher:
+            for m in drained:
+                if not m.task_id:
+                    continue
+                dispatcher.send("task-received", uuid=m.task_id, name=task.name,
+                                args=m.argsrepr, kwargs="{}", retries=0, eta=None,
+                                root_id=m.task_id, parent_id=None, timestamp=now)
+                dispatcher.send("task-succeeded", uuid=m.task_id, result="drained",
+                                runtime=share, timestamp=now)
+    except Exception:  # noqa: BLE001 - monitoring never fails a batch
+        log.warning("could not announce %d drained messages to monitors", len(drained),
+                    exc_info=True)
 
 
 # ------------------------------------------------------------------ per process -----------

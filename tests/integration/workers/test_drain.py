@@ -4,7 +4,9 @@ back whole after a failure or a kill, and single publishes form batches by thems
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +15,7 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from return_notify.config.celery import DELIVER_TASK, NOOP_TASK
+from return_notify.config.celery import DELIVER_TASK, INGEST_TASK, NOOP_TASK
 from return_notify.devtools.processes import Proc, start_worker
 from return_notify.producer import publish
 from return_notify.storage.db import session_scope
@@ -146,3 +148,37 @@ def test_single_publishes_form_batches_and_each_notification_goes_out_once(
     assert dup == 0
     log = proc.logfile.read_text(encoding="utf-8")
     assert "'drained':" in log, "no task drained a waiting message"
+
+
+def test_monitors_see_each_drained_message_as_a_succeeded_task(
+        svc: Any, app: Any, tmp_path: Any) -> None:
+    # given: 40 single-event ingest messages waiting, each with its own task id
+    tenant = uid("t-")
+    ids = {app.send_task(INGEST_TASK, args=[[event("return_initiated", tenant=tenant)]],
+                         queue="events", routing_key="events").id for _ in range(40)}
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def listen() -> None:
+        with app.connection_for_read() as conn:
+            recv = app.events.Receiver(conn, handlers={
+                "task-succeeded": lambda e: seen.add(e["uuid"])})
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError, OSError):
+                    recv.capture(limit=None, timeout=0.5, wakeup=False)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(0.5)  # the receiver's queue is bound before the worker starts
+    # when: a worker with task events on (Flower's source) works them off
+    proc: Proc = start_worker(svc.env(RSN_TASK_EVENTS="true"), concurrency=1,
+                              logdir=str(tmp_path))
+    try:
+        wait_until(lambda: ids <= seen, timeout_s=60,
+                   what="a task-succeeded event for every message")
+    finally:
+        stop.set()
+        proc.stop(20)
+    # then: every message, drained or not, was announced under its own id
+    assert ids <= seen
+    assert "'drained':" in proc.logfile.read_text(encoding="utf-8")

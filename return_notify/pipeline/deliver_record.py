@@ -1,0 +1,171 @@
+"""The deliver step's two writes: the claim (state check + lease + token) and the record
+of what happened (one attempt row per provider call, each delivery's new state), fenced by
+the claim token so that a late writer never overwrites a newer claim's outcome.
+
+A batch is recorded in several small write-backs while its sends are still going out
+(``Recorder``): a worker killed at any instant has at most the calls in flight (and none
+recorded) to repeat when the lease ends, not the whole batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, insert, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from return_notify.config.settings import Settings
+from return_notify.pipeline import presend
+from return_notify.storage.models import DeliveryAttempt
+
+_ATTEMPTS: Table = DeliveryAttempt.__table__  # type: ignore[assignment]
+log = logging.getLogger(__name__)
+
+__all__ = ["Recorder", "Row", "claim"]
+
+_CLAIM = text("""
+WITH c AS (
+    SELECT d.id, d.state AS prev_state
+    FROM deliveries d
+    WHERE d.id = ANY(CAST(:ids AS bigint[]))
+      AND d.channel = :channel
+      AND (d.state = 'pending'
+           OR (d.state IN ('retrying', 'scheduled')
+               AND (d.next_attempt_at IS NULL
+                    OR d.next_attempt_at <= now() + interval '500 milliseconds'))
+           OR (d.state = 'sending' AND d.lease_until < now()))
+    ORDER BY d.id
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE deliveries d
+SET state = 'sending', claim_token = :token, attempts = d.attempts + 1,
+    lease_until = now() + make_interval(secs => :lease), updated_at = now()
+FROM c, events e, returns r, tenants t
+WHERE d.id = c.id AND e.id = d.event_pk AND r.id = d.return_pk AND t.id = d.tenant_id
+RETURNING d.id, c.prev_state, d.milestone, d.recipient, d.locale, d.attempts, d.replays,
+          d.occurred_at, d.tenant_id, e.payload, r.milestone AS current_milestone, t.slug,
+          t.name, r.region, r.milestone_at AS current_at, d.template, d.urgency, d.created_at
+""")
+
+_WRITE_BACK = text("""
+UPDATE deliveries d
+SET state = CASE WHEN v.state = 'sent' AND d.state IN ('delivered', 'failed') THEN d.state
+                 ELSE v.state END,  -- a provider webhook got there first: keep its news
+    next_attempt_at = v.next_at, provider = v.provider,
+    attempts = d.attempts - CASE WHEN v.throttled THEN 1 ELSE 0 END,
+    provider_message_id = COALESCE(v.pmid, d.provider_message_id),
+    subject = COALESCE(v.subject, d.subject), body = COALESCE(v.body, d.body),
+    last_error = v.err, skip_reason = v.skip,
+    sent_at = CASE WHEN v.state = 'sent' THEN COALESCE(v.sent_at, now()) ELSE d.sent_at END,
+    lease_until = NULL, claim_token = NULL, updated_at = now()
+FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[]), CAST(:next_ats AS timestamptz[]),
+            CAST(:providers AS text[]), CAST(:pmids AS text[]), CAST(:subjects AS text[]),
+            CAST(:bodies AS text[]), CAST(:errs AS text[]), CAST(:skips AS text[]),
+            CAST(:throttled AS boolean[]), CAST(:sent_ats AS timestamptz[]))
+     AS v(id, state, next_at, provider, pmid, subject, body, err, skip, throttled, sent_at)
+WHERE d.id = v.id AND d.claim_token = :token
+""")
+
+
+@dataclass
+class Row:
+    """What the write-back sets on one claimed delivery."""
+
+    id: int
+    state: str = ""
+    next_at: datetime | None = None
+    provider: str | None = None
+    pmid: str | None = None
+    subject: str | None = None
+    body: str | None = None
+    err: str | None = None
+    skip: str | None = None
+    #: the try is not counted (held back, paused, rate limited by the provider)
+    throttled: bool = False
+    sent_at: datetime | None = None
+
+
+def claim(session: Session, channel: str, ids: list[int], lease_s: float) -> tuple[str, list[Any]]:
+    """Claim the due deliveries among ``ids``: (claim token, claimed rows)."""
+    token = str(uuid.uuid4())
+    rows = session.execute(
+        _CLAIM, {"ids": ids, "channel": channel, "token": token, "lease": lease_s}
+    ).all()
+    return token, list(rows)
+
+
+@dataclass
+class Recorder:
+    """Records a claimed batch's outcomes in small transactions as they become known.
+
+    ``add`` queues a settled row (with its attempt row, if a provider was called); ``flush``
+    writes what is queued in one transaction: attempt rows, the rows' new states, the SMS
+    opt-outs providers reported and the email fallbacks of undeliverable SMS (their ids
+    collected in ``fallback_email`` for the caller to enqueue). A flush that meets a
+    database outage is retried until the lease is about to end: the calls happened, and
+    until the lease ends nobody else may claim these rows, so retrying cannot race a resend.
+    """
+
+    session_factory: Callable[[], Any]
+    token: str
+    settings: Settings
+    deadline: float  # time.monotonic() after which a failing flush gives up
+    rows: list[Row] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    opted_out: list[tuple[int, str]] = field(default_factory=list)
+    fallback: list[int] = field(default_factory=list)
+    fallback_email: list[int] = field(default_factory=list)
+    #: provider calls whose outcome is queued but not yet written
+    unrecorded_calls: int = 0
+    flushes: int = 0
+
+    def add(self, row: Row, attempt: dict[str, Any] | None = None) -> None:
+        self.rows.append(row)
+        if attempt is not None:
+            self.attempts.append(attempt)
+            self.unrecorded_calls += 1
+
+    def flush(self) -> None:
+        if not self.rows and not self.attempts:
+            return
+        rows, attempts = self.rows, self.attempts
+        opted_out, fallback = self.opted_out, self.fallback
+        params = {
+            "token": self.token,
+            "ids": [r.id for r in rows], "states": [r.state for r in rows],
+            "next_ats": [r.next_at for r in rows], "providers": [r.provider for r in rows],
+            "pmids": [r.pmid for r in rows], "subjects": [r.subject for r in rows],
+            "bodies": [r.body for r in rows], "errs": [r.err for r in rows],
+            "skips": [r.skip for r in rows], "throttled": [r.throttled for r in rows],
+            "sent_ats": [r.sent_at for r in rows],
+        }
+        delay_s = 0.2
+        while True:
+            try:
+                with self.session_factory() as session:
+                    if attempts:
+                        # Core executemany: the ORM's bulk path costs more CPU than the rows
+                        session.execute(insert(_ATTEMPTS), attempts)
+                    session.execute(_WRITE_BACK, params)
+                    for tid, rcpt in opted_out:
+                        presend.record_opt_out(session, tid, rcpt, self.settings)
+                    created = presend.fall_back_to_email(session, fallback, self.settings)
+                break
+            except OperationalError:
+                if time.monotonic() + delay_s >= self.deadline:
+                    raise
+                log.warning("recording %d delivery outcomes failed (database unreachable); "
+                            "retrying in %.1fs", len(rows), delay_s)
+                time.sleep(delay_s)
+                delay_s = min(2.0, delay_s * 2)
+        self.fallback_email += created
+        self.rows, self.attempts, self.opted_out, self.fallback = [], [], [], []
+        self.unrecorded_calls = 0
+        self.flushes += 1
