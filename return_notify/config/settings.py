@@ -168,9 +168,9 @@ class Settings(BaseSettings):
         "was created (the time budget of provider rate limits; tries are not spent on them)")
     rate_limited_storm: int = Field(
         default=5, ge=1,
-        description="this many 429s from one provider within a second, across every worker, "
-        "pause that provider for all of them for the wait it asked (the limiter learns); "
-        "fewer delay only their own deliveries")
+        description="this many 429s in a row from one provider (in one worker process) "
+        "pause that provider for every worker for the wait it asked (the limiter learns); "
+        "a lone 429 only delays its own delivery")
     backoff_base_s: float = Field(
         default=2.0, description="backoff: the wait before try n is uniform in "
         "[0, min(RSN_BACKOFF_MAX_S, base * 2^(n-1))] (full jitter); a provider's Retry-After "

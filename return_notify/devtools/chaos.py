@@ -69,6 +69,8 @@ WORKER_LOGLEVEL = "WARNING"
 #: 20 % of provider calls fail, evenly 429 (Retry-After 1 s), 500, 503 and a 3 s hang
 PROVIDER_FAULTS = (Fault("rate_limit", retry_after_s=1.0), Fault("server_error", status=500),
                    Fault("server_error", status=503), Fault("hang", seconds=3.0))
+#: a provider throttling a fifth of the calls at random (429, asking for one second)
+RATE_LIMIT_FAULTS = (Fault("rate_limit", retry_after_s=1.0),)
 
 
 class ChaosError(RuntimeError):
@@ -240,6 +242,23 @@ def _providers(run: Run) -> str:
     return _fault(run, act)
 
 
+def _rate_limits(run: Run) -> str:
+    """Both providers answer 429 to a fifth of the calls for the whole burst; a SIGKILL
+    of the worker group and a Redis restart happen meanwhile."""
+    def act() -> str:
+        victim = run.workers[0]
+        victim.kill()
+        victim.extra["stopped"] = "killed"
+        run.snapshot_sending()
+        run.start_worker(2)
+        _mid_run(run, 0.5)
+        took = run.servers.restart_redis(1.0)
+        return (f"20% of calls 429 throughout; SIGKILL of the worker group, then Redis "
+                f"restarted (down {took:.1f}s)")
+
+    return _fault(run, act, 0.2, after=False)
+
+
 def _warm(run: Run) -> str:
     def act() -> str:
         victim = run.workers[0]
@@ -264,6 +283,7 @@ SCENARIOS: dict[str, Callable[[Run], str]] = {
         run, lambda: f"PostgreSQL restarted (fast shutdown), down "
                      f"{run.servers.restart_postgres(3.0):.1f}s"),
     "provider-faults": _providers, "redis-outage": _redis_outage, "warm-shutdown": _warm,
+    "rate-limits": _rate_limits,
     "baseline": lambda run: "no fault",
 }
 
@@ -304,9 +324,10 @@ def run_scenario(name: str, servers: EmbeddedServers, n_events: int = 5000,
         run = Run(name, servers, lp, env, create_engine(url, poolclass=NullPool),
                   logdir or tempfile.mkdtemp(prefix=f"rsn-chaos-{name}-"), stream,
                   deadline=time.monotonic() + timeout_s)
-        if name == "provider-faults":
+        if name in ("provider-faults", "rate-limits"):
+            mix = PROVIDER_FAULTS if name == "provider-faults" else RATE_LIMIT_FAULTS
             for server in (lp.twilio, lp.sendgrid):
-                server.faults = MixedFaults(PROVIDER_FAULTS, 0.2, seed=len(server.name))
+                server.faults = MixedFaults(mix, 0.2, seed=len(server.name))
         try:
             run.start_worker(2)
             run.beat = start_beat(env, logdir=run.logdir)

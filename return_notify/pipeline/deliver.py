@@ -187,6 +187,8 @@ def _record_call(message: OutboundMessage, res: Any, call_ms: float, done_at: da
                                                           res.provider, done_at)
         attempt.update(outcome="sent", provider_message_id=res.provider_message_id)
         outcome.sent_latencies_s.append((done_at - c.occurred_at).total_seconds())
+        if limiter is not None:
+            limiter.provider_answered(provider)
     else:
         budget = settings.max_attempts * (1 + (c.replays or 0))
         asked = classify(row, res, attempt, message, settings, budget, c.created_at, done_at,

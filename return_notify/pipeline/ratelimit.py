@@ -6,10 +6,11 @@ Redis server's clock (``TIME``), so workers on many hosts share one limit and on
 A caller asks for ``n`` tokens and gets up to ``n`` now, plus how long until the next one:
 it never blocks or busy-waits.
 
-The limiter also learns from providers: a burst of 429 answers from one provider
-(``RSN_RATE_LIMITED_STORM`` within a second, counted across every worker) pauses that
-provider's bucket for every worker for the wait the provider asked, whether or not a
-limit is configured for it. A lone 429 only delays its own delivery.
+The limiter also learns from providers: when a provider answers 429 to
+``RSN_RATE_LIMITED_STORM`` calls in a row in one worker process, that is a limit, not a
+blip, and the provider's bucket is paused for every worker for the wait it asked, whether
+or not a limit is configured for it. A lone 429 (or a few among successes) only delays its
+own delivery.
 
 Limits are configured as ``RSN_RATE_LIMITS``, a comma-separated list of ``KEY=RATE``:
 ``provider:twilio=100/s, provider:sendgrid=10000/m, tenant:*=50/s, tenant:acme=200/s``.
@@ -46,17 +47,12 @@ if granted < want then wait = (1 - (tokens - math.floor(tokens))) / rate end
 return {granted, tostring(wait)}
 """
 
-_STORM = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], 1000) end
-if n >= tonumber(ARGV[1]) then
-  local want = tonumber(ARGV[2])
-  if redis.call('PTTL', KEYS[2]) < want then
-    redis.call('SET', KEYS[2], '1', 'PX', want)
-  end
-  return 1
+_PAUSE = """
+local want = tonumber(ARGV[1])
+if redis.call('PTTL', KEYS[1]) < want then
+  redis.call('SET', KEYS[1], '1', 'PX', want)
 end
-return 0
+return 1
 """
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -102,7 +98,8 @@ class RateLimiter:
         self._prefix = prefix
         self._storm = storm
         self._script = redis_client.register_script(_LUA)
-        self._storm_script = redis_client.register_script(_STORM)
+        self._pause_script = redis_client.register_script(_PAUSE)
+        self._streaks: dict[str, int] = {}
 
     def limit_for(self, key: str) -> Limit | None:
         if key in self._limits:
@@ -125,17 +122,25 @@ class RateLimiter:
         return Grant(int(granted), max(0.0, float(wait)))
 
     def provider_said_slow_down(self, provider: str, wait_s: float) -> bool:
-        """A 429 from ``provider`` that asked for ``wait_s``; True when it completed a storm
-        and the provider is now paused for every worker. Never raises (a Redis problem
-        only means nothing is learned)."""
-        key = f"provider:{provider}"
+        """A 429 from ``provider`` that asked for ``wait_s``; True when it completed a run of
+        ``storm`` in a row and the provider is now paused for every worker. Never raises (a
+        Redis problem only means nothing is learned)."""
+        streak = self._streaks.get(provider, 0) + 1
+        self._streaks[provider] = streak
+        if streak < self._storm:
+            return False
+        self._streaks[provider] = 0
         try:
-            return bool(self._storm_script(
-                keys=[f"{self._prefix}ratelimit:storm:{key}",
-                      f"{self._prefix}ratelimit:paused:{key}"],
-                args=[self._storm, max(1, int(wait_s * 1000))]))
+            self._pause_script(keys=[f"{self._prefix}ratelimit:paused:provider:{provider}"],
+                               args=[max(1, int(wait_s * 1000))])
         except Exception:  # noqa: BLE001 - learning is best effort
             return False
+        return True
+
+    def provider_answered(self, provider: str) -> None:
+        """A call to ``provider`` went through: a run of 429s is broken."""
+        if self._streaks.get(provider):
+            self._streaks[provider] = 0
 
     def give_back(self, key: str, n: int) -> None:
         """Return unused tokens (taken from a provider bucket, then refused by a tenant's)."""

@@ -28,6 +28,8 @@ pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.timeout(29
 
 EVENTS = 5000
 SCENARIO_TIMEOUT_S = 240.0
+#: provider calls a pool process may have in flight or unrecorded (RSN_PROVIDER_CONCURRENCY)
+WINDOW = 16
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +101,9 @@ def test_worker_group_sigkill_mid_run_then_restart(chaos_servers: EmbeddedServer
     assert r.in_flight_at_fault > 0, f"the kill hit no batch in flight\n{text}"
     assert r.duplicates <= r.in_flight_at_fault, text
     assert r.duplicates_outside_in_flight == 0, text
+    # outcomes are recorded while a batch sends: each of the 2 pool processes repeats at
+    # most its provider window (RSN_PROVIDER_CONCURRENCY calls in flight or unrecorded)
+    assert r.duplicates <= 2 * WINDOW, f"more resent than the provider windows\n{text}"
 
 
 def test_redis_restart_mid_run(chaos_servers: EmbeddedServers, tmp_path: Path) -> None:
@@ -132,6 +137,20 @@ def test_provider_errors_timeouts_and_a_full_outage(chaos_servers: EmbeddedServe
     # and the only duplicates are calls the provider accepted while the client timed out
     # (or lost the connection): neither SDK has an idempotency key, so a retry resends
     assert r.duplicates <= r.ambiguous_calls, text
+
+
+def test_provider_429s_throughout_with_a_kill_and_a_redis_restart(
+    chaos_servers: EmbeddedServers, tmp_path: Path,
+) -> None:
+    # given a fifth of all provider calls answered 429 for the whole burst, the worker group
+    # SIGKILLed and Redis restarted meanwhile
+    r = run(chaos_servers, "rate-limits", tmp_path)
+    text = assert_nothing_lost(r)
+    issued = sum(r.details["sendgrid_faults"].values()) + sum(r.details["twilio_faults"].values())
+    assert issued > 100, text
+    # then a provider's rate limit is never a failure: no delivery is dead or failed
+    assert not {"dead", "failed"} & r.states.keys(), text
+    assert r.duplicates <= 2 * WINDOW, text
 
 
 def test_worker_holding_unacked_messages_survives_a_redis_outage(
