@@ -47,10 +47,29 @@ def bench(
         help="--providers local: RSN_PROVIDER_CONCURRENCY levels, comma-separated.")] = "8,16,32,64",
     pool: Annotated[str, typer.Option(
         "-P", "--pool", help="--providers local: pool of the delivery worker.")] = "prefork",
+    paced: Annotated[str | None, typer.Option(
+        help="Single publishes at steady rates instead of a bulk burst: events/s, comma-"
+        "separated (e.g. 50,200,500,1000); per rate: sent/s, backlog at stop, p50/p95/p99 "
+        "occurred_at → sent, worker CPU per notification.")] = None,
+    duration: Annotated[float, typer.Option(help="--paced: seconds of publishing per rate.")] = 30.0,
     json_out: JsonOpt = False,
 ) -> None:
-    """Measure end-to-end events/s and notifications/s against the bare-Celery ceiling, or
+    """Measure end-to-end events/s and notifications/s against the bare-Celery ceiling,
+    (--paced) latency and throughput of single publishes at steady rates, or
     (--providers local) notifications/s against provider concurrency."""
+    if paced is not None:
+        try:
+            rates = [float(r) for r in paced.split(",") if r.strip()]
+        except ValueError:
+            rates = []
+        if not rates or min(rates) <= 0:
+            fail("--paced: positive events/s, comma-separated (e.g. 50,200,500,1000)")
+        if duration <= 0:
+            fail("--duration: seconds, more than 0")
+        from return_notify.devtools.bench import run_paced_bench
+
+        raise typer.Exit(run_paced_bench(rates, duration_s=duration, workers=workers,
+                                         json_out=json_out))
     if providers == "local":
         try:
             levels = [int(c) for c in concurrency.split(",") if c.strip()]

@@ -1,8 +1,14 @@
 """`return-notify bench`: end-to-end throughput against the bare-Celery ceiling, same run.
 
-Both measurements use the same broker, the same worker command and the same number of
-pool processes; the ceiling drains pre-published no-op tasks (one message each), the
-pipeline takes a realistic event stream from publish to every delivery recorded as sent.
+Both measurements use the same broker and the same number of pool processes. The ceiling
+is the rate at which a **warm** worker drains pre-published no-op tasks (one message each):
+the worker starts, works off a warm-up batch, and only then is told to consume the queue
+holding the measured tasks (``add_consumer``), so start-up and warm-up are not in the
+figure. It is measured twice: with Celery's own default configuration (a bare app,
+``devtools/bare_celery.py``) and with the project's (``return-notify worker``: acks late,
+prefetch 1, task events as ``RSN_TASK_EVENTS`` says). The pipeline takes a realistic event
+stream, published in bulk (200 events a message), from publish to every delivery sent.
+``--paced`` measures single publishes at steady rates instead (``bench_paced.py``).
 """
 
 from __future__ import annotations
@@ -46,16 +52,28 @@ class _PeakRSS:
         return self.peak
 
 
-def _drain_time(redis_url: str, prefix: str, queue: str, n: int, timeout_s: float) -> float:
-    import redis
+def _tree_rss(pid: int) -> int:
+    try:
+        root = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+    except psutil.Error:
+        return 0
 
-    r = redis.Redis.from_url(redis_url)
+
+def _drained(redis_url: str, prefix: str, queue: str, timeout_s: float) -> float:
+    """Seconds until ``queue`` and the unacked hash are empty (polled every 20 ms)."""
+    from return_notify.storage.redis import redis_client
+
+    r = redis_client(url=redis_url)
     t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        if r.llen(prefix + queue) == 0 and r.hlen(prefix + "unacked") == 0:
-            return time.monotonic() - t0
-        time.sleep(0.02)
-    raise TimeoutError(f"{n} no-op tasks not drained in {timeout_s}s")
+    try:
+        while time.monotonic() - t0 < timeout_s:
+            if r.llen(prefix + queue) == 0 and r.hlen(prefix + "unacked") == 0:
+                return time.monotonic() - t0
+            time.sleep(0.02)
+    finally:
+        r.close()
+    raise TimeoutError(f"{queue} not drained in {timeout_s}s")
 
 
 def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
@@ -84,13 +102,17 @@ def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
                      RSN_SANDBOX_LATENCY_MS="0")
         logdir = tempfile.mkdtemp(prefix="rsn-bench-")
 
-        # 1. bare-Celery ceiling: drain pre-published no-op tasks, with the pipeline's own
-        #    configuration (task events on, for Flower) and with task events off.
-        for label, events_on in (("ceiling_tasks_per_s", True), ("ceiling_no_events_tasks_per_s", False)):
-            rate = _ceiling(ep, env, prefix, n_noop, workers, logdir, events_on, timeout_s, console)
-            result[label] = rate
+        # 1. bare-Celery ceiling on a warm worker: Celery's default configuration, then the
+        #    project's (task events on, for Flower, and off)
+        result["ceiling_celery_default_tasks_per_s"] = _ceiling(
+            ep, env, prefix, n_noop, workers, logdir, "celery-default", timeout_s, console)
+        result["ceiling_tasks_per_s"] = _ceiling(
+            ep, env, prefix, n_noop, workers, logdir, "events-on", timeout_s, console)
+        result["ceiling_no_events_tasks_per_s"] = _ceiling(
+            ep, env, prefix, n_noop, workers, logdir, "events-off", timeout_s, console)
         result["ceiling_best_tasks_per_s"] = max(result["ceiling_tasks_per_s"],
-                                                 result["ceiling_no_events_tasks_per_s"])
+                                                 result["ceiling_no_events_tasks_per_s"],
+                                                 result["ceiling_celery_default_tasks_per_s"])
 
         # 2. the pipeline, publish → every delivery sent
         stream = make_stream(n_events=n_events, min_returns=max(50, n_events // 9), seed=11,
@@ -98,6 +120,7 @@ def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
         w = start_worker(env, concurrency=workers, logdir=logdir, name="bench-pipeline",
                          loglevel="WARNING")
         rss = _PeakRSS(w.popen.pid)
+        rss_before = _tree_rss(w.popen.pid)
         try:
             since = datetime.now(UTC)
             events = stamp(stream.events)
@@ -106,6 +129,8 @@ def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
             publish_raw_batches([events[i : i + size] for i in range(0, len(events), size)])
             done_s = _wait_pipeline(session_scope, since, f"b{tag}-", len(events), t0, timeout_s,
                                     console)
+            time.sleep(2.0)  # the backlog is worked off; let the pool settle
+            rss_after = _tree_rss(w.popen.pid)
         finally:
             peak = rss.stop()
             w.stop(20)
@@ -120,7 +145,12 @@ def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
             "events_per_s": round(len(events) / done_s, 1),
             "notifications_per_s": round(n_notif / done_s, 1),
             "latency_s": st["latency_s"], "peak_worker_rss_mib": round(peak / 2**20, 1),
+            "worker_rss_before_mib": round(rss_before / 2**20, 1),
+            "worker_rss_after_mib": round(rss_after / 2**20, 1),
+            "worker_rss_growth_pct": round((rss_after - rss_before) * 100 / max(1, rss_before), 1),
             "ratio_to_ceiling": round(n_notif / done_s / result["ceiling_tasks_per_s"], 3),
+            "ratio_to_celery_default": round(
+                n_notif / done_s / result["ceiling_celery_default_tasks_per_s"], 3),
             "ratio_to_best_ceiling": round(n_notif / done_s / result["ceiling_best_tasks_per_s"], 3),
             "broker": ep.broker_url.split("@")[-1], "embedded": ep.embedded,
         })
@@ -130,29 +160,63 @@ def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
 
 
 def _ceiling(ep: Any, env: dict[str, str], prefix: str, n: int, workers: int, logdir: str,
-             events_on: bool, timeout_s: float, console: Console) -> float:
+             mode: str, timeout_s: float, console: Console) -> float:
+    """No-op tasks/s drained by a warm worker (``mode``: celery-default, events-on,
+    events-off); start-up and warm-up are excluded (see the module docstring)."""
+    import subprocess
+    import sys
+
     from celery import Celery
 
     from return_notify.config.celery import NOOP_TASK, celery_config
     from return_notify.config.settings import Settings
-    from return_notify.devtools.processes import start_worker
+    from return_notify.devtools.processes import Proc, start_worker, stop_process, wait_for_log
 
-    settings = Settings(broker_url=ep.broker_url, redis_key_prefix=prefix, task_events=events_on)
+    # the worker command accepts only the project's queues: warm up on one, measure on another
+    queue, warm = "events", "maintenance"
+    settings = Settings(broker_url=ep.broker_url, redis_key_prefix=prefix,
+                        task_events=mode == "events-on")
     capp = Celery("bench", set_as_current=False)
     capp.conf.update(celery_config(settings))
-    console.print(f"publishing {n:,} no-op tasks (task events {'on' if events_on else 'off'}) …")
-    with capp.producer_or_acquire() as prod:
-        for _ in range(n):
-            capp.send_task(NOOP_TASK, queue="events", routing_key="events", producer=prod)
-    w = start_worker({**env, "RSN_TASK_EVENTS": "true" if events_on else "false"},
-                     queues="events", concurrency=workers, logdir=logdir,
-                     name=f"bench-noop-{int(events_on)}", loglevel="WARNING")
+    if mode == "celery-default":
+        capp = Celery("bench-bare", broker=ep.broker_url, set_as_current=False)
+        capp.conf.broker_transport_options = {"global_keyprefix": prefix}
+        log = open(f"{logdir}/bench-noop-default.log", "ab")  # noqa: SIM115 - the worker's
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "return_notify.devtools.bare_celery", "worker",
+             "-c", str(workers), "-l", "INFO", "-Q", warm,
+             "-n", f"bench-default-{uuid.uuid4().hex[:6]}@%h"],
+            env={**env, "RSN_REDIS_KEY_PREFIX": prefix}, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        from pathlib import Path
+
+        w = Proc("bench-noop-default", popen, Path(f"{logdir}/bench-noop-default.log"))
+        wait_for_log(w, "ready.", 60.0)
+    else:
+        w = start_worker({**env, "RSN_TASK_EVENTS": "true" if mode == "events-on" else "false"},
+                         queues=warm, concurrency=workers, logdir=logdir,
+                         name=f"bench-noop-{mode}", loglevel="WARNING")
     try:
-        elapsed = _drain_time(ep.broker_url, prefix, "events", n, timeout_s)
+        with capp.producer_or_acquire() as prod:  # warm-up: 500 tasks through the pool
+            for _ in range(500):
+                capp.send_task(NOOP_TASK, queue=warm, routing_key=warm, producer=prod)
+        _drained(ep.broker_url, prefix, warm, timeout_s)
+        console.print(f"publishing {n:,} no-op tasks ({mode}) …")
+        with capp.producer_or_acquire() as prod:
+            for _ in range(n):
+                capp.send_task(NOOP_TASK, queue=queue, routing_key=queue, producer=prod)
+        t0 = time.monotonic()  # from the moment the warm worker is told to consume
+        capp.control.add_consumer(queue, reply=True, timeout=10.0)
+        _drained(ep.broker_url, prefix, queue, timeout_s)
+        elapsed = time.monotonic() - t0
     finally:
-        w.stop(20)
+        if mode == "celery-default":
+            stop_process(w.popen, 20)
+        else:
+            w.stop(20)
     rate = round(n / elapsed, 1)
-    console.print(f"bare Celery, task events {'on' if events_on else 'off'}: {rate:,} tasks/s")
+    console.print(f"bare Celery, warm worker, {mode}: {rate:,} tasks/s")
     return rate
 
 
@@ -188,14 +252,46 @@ def _report(r: dict[str, Any], json_out: bool, console: Console) -> None:
          " / ".join(f"{(lat[k] or 0) * 1000:,.0f} ms" for k in
                     ("occurred_to_sent_p50", "occurred_to_sent_p95", "occurred_to_sent_p99"))),
         ("peak worker RSS (all pool processes)", f"{r['peak_worker_rss_mib']} MiB"),
-        ("bare-Celery ceiling, same config (no-op tasks/s)", f"{r['ceiling_tasks_per_s']:,}"),
-        ("bare-Celery ceiling, task events off", f"{r['ceiling_no_events_tasks_per_s']:,}"),
+        ("worker RSS before → after the backlog",
+         f"{r['worker_rss_before_mib']} → {r['worker_rss_after_mib']} MiB "
+         f"({r['worker_rss_growth_pct']:+} %)"),
+        ("bare Celery, warm, Celery's defaults (no-op tasks/s)",
+         f"{r['ceiling_celery_default_tasks_per_s']:,}"),
+        ("bare Celery, warm, project config (no-op tasks/s)", f"{r['ceiling_tasks_per_s']:,}"),
+        ("bare Celery, warm, project config, task events off",
+         f"{r['ceiling_no_events_tasks_per_s']:,}"),
+        ("notifications/s ÷ Celery's defaults ceiling", f"{r['ratio_to_celery_default']}"),
         ("notifications/s ÷ ceiling (same config)", f"{r['ratio_to_ceiling']}"),
         ("notifications/s ÷ best ceiling", f"{r['ratio_to_best_ceiling']}"),
         ("worker pool processes", str(r["worker_processes"])),
     ):
         t.add_row(k, v)
     Console().print(t)
+
+
+def run_paced_bench(rates: list[float], duration_s: float = 30.0, workers: int = 2,
+                    json_out: bool = False) -> int:
+    """``bench --paced``: single publishes at each steady rate (``bench_paced.py``)."""
+    from return_notify.devtools.bench_paced import run_paced
+
+    console = Console(stderr=True)
+    result = run_paced(rates, duration_s=duration_s, workers=workers, console=console)
+    if json_out:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return 0 if all(r["all_sent"] for r in result["rates"]) else 1
+    t = Table("events/s", "sent/s while publishing", "backlog at stop", "p50", "p95", "p99",
+              "worker CPU / notification", "machine busy", title=(
+                  f"return-notify bench --paced ({duration_s:.0f} s per rate, "
+                  f"{workers} worker processes, {result['cpus']} CPUs)"))
+    for r in result["rates"]:
+        t.add_row(f"{r['rate_events_per_s']:,.0f}", f"{r['sent_per_s_while_publishing']:,}",
+                  f"{r['backlog_at_stop']:,}", *(f"{r[k]:,} ms" for k in ("p50_ms", "p95_ms", "p99_ms")),
+                  f"{r['worker_cpu_ms_per_notification']} ms",
+                  f"{r['machine_busy_pct_while_publishing']} %")
+    Console().print(t)
+    Console().print(f"worker RSS after warm-up {result['rss_after_warm_mib']} MiB, at the end "
+                    f"{result['rss_at_end_mib']} MiB")
+    return 0 if all(r["all_sent"] for r in result["rates"]) else 1
 
 
 def run_scaling_bench(concurrency: list[int], latency_ms: float = 200.0, workers: int = 2,
