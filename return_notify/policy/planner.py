@@ -56,7 +56,13 @@ def default_quiet_hours(settings: Settings) -> QuietHoursConfig:
 def default_throttle(settings: Settings) -> ThrottleConfig:
     """The throttle of a tenant that configured none (``RSN_THROTTLE_MIN_INTERVALS``,
     ``RSN_DIGEST_WINDOWS``)."""
-    return ThrottleConfig.from_spec(settings.throttle_min_intervals, settings.digest_windows)
+    return _throttle_config(settings.throttle_min_intervals, settings.digest_windows)
+
+
+@lru_cache(maxsize=16)
+def _throttle_config(intervals: str, digests: str) -> ThrottleConfig:
+    """Parsed once per value: it is asked for every event of every batch."""
+    return ThrottleConfig.from_spec(intervals, digests)
 
 
 @lru_cache(maxsize=16)
