@@ -19,12 +19,14 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Form, Path, Query, Request, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from return_notify.api.events import read_limited_body
 from return_notify.config.settings import get_settings
 from return_notify.pipeline.engagement import record_click, resolve_click
 from return_notify.pipeline.satisfaction import current_rating, record_rating
@@ -47,6 +49,7 @@ TokenPath = Annotated[str, Path(min_length=16, max_length=200, pattern=r"^[A-Za-
                                 description="Token from a message's link")]
 _RETURN = text("SELECT id FROM returns WHERE tenant_id = :t AND return_id = :r")
 _TENANT_NAME = text("SELECT coalesce(name, slug) FROM tenants WHERE id = :t")
+MAX_FORM_BYTES = 1024
 PAGE_HEADERS = {
     "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex",
     "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
@@ -166,9 +169,24 @@ async def rate_page(
 
 @router.post(
     "/rate/{token}", response_class=HTMLResponse,
-    summary="Store the score chosen on the satisfaction page (a form POST, idempotent)",
-    responses={404: {"description": "Not a valid rating link"}},
+    summary="Store the score chosen on the satisfaction page (a form POST: score=1..5)",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": ["score"],
+            "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 5}}}}}}},
+    responses={404: {"description": "Not a valid rating link"},
+               422: {"description": "No score from 1 to 5 in the form"}},
 )
-async def rate(token: TokenPath,
-               score: Annotated[int, Form(ge=1, le=5, description="1 to 5")]) -> HTMLResponse:
-    return await _rating_response(token, score, store=True)
+async def rate(request: Request, token: TokenPath) -> HTMLResponse:
+    """What the page's buttons send; idempotent (the same score again changes nothing)."""
+    raw = await read_limited_body(request, MAX_FORM_BYTES)
+    try:
+        fields = dict(parse_qsl(raw.decode("ascii"), max_num_fields=8))
+    except (UnicodeDecodeError, ValueError):
+        fields = {}
+    value = fields.get("score", "")
+    if not (value.isdigit() and 1 <= int(value) <= 5):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            detail=[{"loc": ["body", "score"], "type": "value_error",
+                                     "msg": "score must be a whole number from 1 to 5"}])
+    return await _rating_response(token, int(value), store=True)
