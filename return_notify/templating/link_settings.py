@@ -71,11 +71,16 @@ class InsightsSettings(BaseModel):
 _SELECT = text("SELECT tenant_id, tracking, survey, survey_milestones FROM tenant_insights "
                "WHERE tenant_id = ANY(CAST(:ids AS int[]))")
 _UPSERT = text("""
-INSERT INTO tenant_insights (tenant_id, tracking, survey, survey_milestones, updated_by)
-VALUES (:t, :tracking, :survey, CAST(:ms AS varchar[]), :actor)
-ON CONFLICT (tenant_id) DO UPDATE SET tracking = EXCLUDED.tracking, survey = EXCLUDED.survey,
-    survey_milestones = EXCLUDED.survey_milestones, updated_by = EXCLUDED.updated_by,
-    updated_at = now()
+INSERT INTO tenant_insights (tenant_id, tracking, tracking_since, survey, survey_milestones,
+                             updated_by)
+VALUES (:t, :tracking, CASE WHEN :tracking THEN now() END, :survey, CAST(:ms AS varchar[]),
+        :actor)
+ON CONFLICT (tenant_id) DO UPDATE SET tracking = EXCLUDED.tracking,
+    tracking_since = CASE WHEN NOT EXCLUDED.tracking THEN NULL
+                          WHEN tenant_insights.tracking THEN tenant_insights.tracking_since
+                          ELSE now() END,
+    survey = EXCLUDED.survey, survey_milestones = EXCLUDED.survey_milestones,
+    updated_by = EXCLUDED.updated_by, updated_at = now()
 """)
 
 

@@ -50,6 +50,8 @@ class TenantInsights(Base):
     tenant_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
     tracking: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    #: when tracking was last switched on (NULL while off)
+    tracking_since: Mapped[datetime | None] = mapped_column(TS)
     survey: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     survey_milestones: Mapped[list[str]] = mapped_column(
         ARRAY(String(32)), server_default=text("'{return_completed}'"))

@@ -33,6 +33,9 @@ def upgrade() -> None:
         "tenant_insights",
         _tenant(primary_key=True),
         sa.Column("tracking", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        # when tracking was last switched on (NULL while off): the start of the open and
+        # click rates' denominator
+        sa.Column("tracking_since", TS, nullable=True),
         sa.Column("survey", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("survey_milestones", ARRAY(sa.String(32)),
                   server_default=sa.text("'{return_completed}'"), nullable=False),
