@@ -36,7 +36,8 @@ from return_notify.events import Milestone
 from return_notify.reporting.intervals import Interval, mean_interval, spearman, wilson
 
 __all__ = ["MIN_SAMPLE", "TIME_BANDS", "InsightFilter", "band_of", "channel_preference",
-           "effectiveness", "rank_channels", "recommend", "summarise_scores"]
+           "channels_to_apply", "effectiveness", "rank_channels", "recommend",
+           "summarise_scores"]
 
 #: (label, upper bound in seconds): a return falls in the first band whose bound exceeds it
 TIME_BANDS: tuple[tuple[str, float], ...] = (
@@ -262,3 +263,18 @@ def recommend(session: Session, flt: InsightFilter | None = None,
         per[row["milestone"]].append(row)
     return [{"milestone": m, "min_sample": min_sample, **rank_channels(rows, min_sample)}
             for m, rows in per.items()]
+
+
+def channels_to_apply(order: Sequence[str], top: int, keep_inapp: bool = True) -> list[str]:
+    """The channels a rule gets from a recommended ``order``: the best ``top``, plus in-app
+    (``keep_inapp``) when they leave it out, so that a customer without the top channels'
+    contact details (no phone for SMS) still hears about the milestone. ``ValueError`` when
+    the order is empty (not enough evidence) or ``top`` is below 1."""
+    if top < 1:
+        raise ValueError("top must be at least 1")
+    if not order:
+        raise ValueError("no channel has enough tracked notifications to recommend one")
+    chosen = list(order[:top])
+    if keep_inapp and "inapp" not in chosen:
+        chosen.append("inapp")
+    return chosen
