@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from return_notify.api.events import read_limited_body
 from return_notify.config.settings import get_settings
 from return_notify.pipeline.engagement import record_click, resolve_click
-from return_notify.pipeline.satisfaction import current_rating, record_rating
+from return_notify.pipeline.satisfaction import Rating, current_rating, record_rating
 from return_notify.storage.db import session_scope
 from return_notify.templating.branding import get_branding
 from return_notify.templating.links import (
@@ -131,6 +131,7 @@ def _page(target: LinkTarget, score: int | None, store: bool, token: str) -> tup
                                 "return_id": target.return_id,
                                 "brand_color": branding.brand_color,
                                 "action": rating_path(token)}
+        rating: Rating | None
         if score is not None and store:
             result = record_rating(s, target.tenant_id, int(rpk), score, source="link",
                                    at=now, window_h=window_h, channel=target.channel,
@@ -142,7 +143,8 @@ def _page(target: LinkTarget, score: int | None, store: bool, token: str) -> tup
         return RatingPage("confirm", score=score, **base), status.HTTP_200_OK
     if rating is None:
         return RatingPage("ask", **base), status.HTTP_200_OK
-    state = "thanks" if rating.changeable_until is not None else "final"
+    state: Literal["thanks", "final"] = "thanks" if rating.changeable_until is not None \
+        else "final"
     return RatingPage(state, score=rating.score, changeable_until=rating.changeable_until,
                       **base), status.HTTP_200_OK
 

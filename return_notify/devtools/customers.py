@@ -58,7 +58,8 @@ def play(session: Session, stream: Stream, since: datetime, slugs: Iterable[str]
                                   x.kind, at, SENDGRID if x.channel == "email" else REDIRECT,
                                   unit.delivery_id))
         elif x.kind == "read":
-            counts["read"] += session.execute(_READ, {"at": at, "d": unit.delivery_id}).rowcount
+            done = session.execute(_READ, {"at": at, "d": unit.delivery_id})
+            counts["read"] += int(getattr(done, "rowcount", 0) or 0)
         elif x.kind == "rate" and x.score is not None:
             result = record_rating(session, unit.tenant_id, unit.return_pk, x.score,
                                    source="link", at=at, window_h=window_h, channel=x.channel,

@@ -76,10 +76,11 @@ def _run_demo(n_returns: int, n_events: int, workers: int, json_out: bool, lp: A
         upgrade()
         # The burst shows the pipeline end to end: quiet hours and throttles (which depend on
         # the time of day) would hold some messages back for hours, so they are off here.
+        link_secret = get_settings().link_secret  # tracked and rating links in the messages
         env = ep.env(RSN_SANDBOX_TRANSIENT_FAILURE_RATE="0.02", RSN_QUIET_HOURS_ENABLED="false",
                      RSN_THROTTLE_MIN_INTERVALS="",
-                     RSN_LINK_SECRET=get_settings().link_secret.get_secret_value()
-                     if get_settings().link_secret else secrets.token_urlsafe(24))
+                     RSN_LINK_SECRET=link_secret.get_secret_value() if link_secret
+                     else secrets.token_urlsafe(24))
         if lp is not None:
             env.update(lp.env())
             lp.twilio.set_failure_rate(0.02, "server_error")

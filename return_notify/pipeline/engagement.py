@@ -5,7 +5,8 @@ milestone and channel, recorded only with consent; and where a tracked link lead
 ``tracking`` switch must be on *now* and the customer must not have opted out (stored
 preference ``tracking: false``, else the producer's ``data.preferences.tracking`` on the
 return's latest event). So switching tracking off stops recording at once, also for links
-in messages sent before; a signal without consent is dropped, never stored.
+in messages sent before; a signal without consent is dropped, never stored. A customer
+erased on request (``customers erase``) is never tracked again.
 
 **Once**: one row per (return, milestone, channel, kind), the first one; repeats (a customer
 opening the same email five times, SendGrid's retries) change nothing. Signals carry no
@@ -29,11 +30,12 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from return_notify.policy.preferences import get_preferences
-from return_notify.storage.models import CLICK, SIGNAL_KINDS
+from return_notify.storage.models import SIGNAL_KINDS
 from return_notify.templating.context import call_to_action, status_url
 from return_notify.templating.i18n import DEFAULT_LANGUAGE, canonical_locale, language_of
 from return_notify.templating.link_settings import get_insights
 from return_notify.templating.links import (
+    CLICK,
     RATING,
     LinkKey,
     LinkTarget,
@@ -65,7 +67,7 @@ _CONSENTING = text("""
 SELECT k.i FROM unnest(CAST(:tids AS int[]), CAST(:rpks AS bigint[])) WITH ORDINALITY
      AS k(tid, rpk, i)
 JOIN tenant_insights ti ON ti.tenant_id = k.tid AND ti.tracking
-JOIN returns r ON r.id = k.rpk AND r.tenant_id = k.tid
+JOIN returns r ON r.id = k.rpk AND r.tenant_id = k.tid AND r.customer_id IS NOT NULL
 LEFT JOIN customer_preferences p ON p.tenant_id = k.tid AND p.customer_id = r.customer_id
 LEFT JOIN LATERAL (
     SELECT e.payload -> 'data' -> 'preferences' ->> 'tracking' AS tracking FROM events e

@@ -62,7 +62,8 @@ class InsightFilter:
     def where(self, ts: str) -> tuple[str, dict[str, Any]]:
         """SQL conditions on rows joined to ``t`` (tenants) and ``r`` (returns), ``ts`` the
         time column that the window applies to."""
-        clauses, params = ["TRUE"], {}
+        clauses: list[str] = ["TRUE"]
+        params: dict[str, Any] = {}
         if self.tenants:
             clauses.append("t.slug = ANY(CAST(:f_tenants AS text[]))")
             params["f_tenants"] = list(self.tenants)

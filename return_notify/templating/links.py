@@ -41,9 +41,10 @@ __all__ = ["CHANNELS", "CLICK", "LANGUAGES", "MILESTONES", "RATING", "SCORES", "
            "LinkKey", "LinkTarget", "MessageLinks", "cached_link_key", "click_path", "link_key", "open_token",
            "rating_path", "scored_urls", "seal"]
 
-CLICK, RATING = "click", "rating"
 Kind = Literal["click", "rating"]
-_KINDS: dict[str, int] = {CLICK: 1, RATING: 2}
+CLICK: Literal["click"] = "click"
+RATING: Literal["rating"] = "rating"
+_KINDS: dict[Kind, int] = {CLICK: 1, RATING: 2}
 CHANNELS = ("email", "sms", "inapp")
 #: languages of the rating page (those with a complete set of templates)
 LANGUAGES = ("en", "es", "fr", "de")
@@ -150,7 +151,7 @@ def open_token(token: str, key: LinkKey) -> LinkTarget:
         raise InvalidLinkError("link token is invalid or was altered") from exc
     if len(payload) < 5 or payload[0] >> 4 != _VERSION:
         raise InvalidLinkError("unknown link token version")
-    kinds = {v: k for k, v in _KINDS.items()}
+    kinds: dict[int, Kind] = {v: k for k, v in _KINDS.items()}
     kind, flags, milestone = kinds.get(payload[0] & 0x0F), payload[1], payload[2]
     channel, language = flags & 0x03, flags >> 2
     if kind is None or channel >= len(CHANNELS) or milestone >= len(MILESTONES):

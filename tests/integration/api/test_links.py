@@ -128,7 +128,8 @@ def test_robots_are_redirected_but_not_counted(client: TestClient, request_kind:
     assert clicks(rid) == []
 
 
-@pytest.mark.parametrize("why", ["switch off", "customer opted out", "producer's opt-out"])
+@pytest.mark.parametrize("why", ["switch off", "customer opted out", "producer's opt-out",
+                                 "customer erased"])
 def test_without_consent_a_click_is_redirected_and_nothing_is_stored(
     client: TestClient, why: str,
 ) -> None:
@@ -145,12 +146,18 @@ def test_without_consent_a_click_is_redirected_and_nothing_is_stored(
     if why == "customer opted out":
         with session_scope() as s:
             put_preferences(s, tid, customer, Preferences(tracking=False))
+    if why == "customer erased":
+        from return_notify.pipeline.retention import erase_customer
+
+        with session_scope() as s:
+            erase_customer(s, slug, customer)
     # when the customer taps the link
     r = client.get(f"/r/{token(tid, rid, 'label_created')}", headers=PERSON,
                    follow_redirects=False)
-    # then they get where they wanted, and nothing is recorded
+    # then they get where they wanted (erased: the status page), and nothing is recorded
     assert r.status_code == 302
-    assert r.headers["location"] == "https://labels.example.com/x.pdf"
+    assert r.headers["location"] == ("https://labels.example.com/x.pdf" if why != "customer erased"
+                                     else f"{PUBLIC_BASE_URL}/r/{slug}/{rid}")
     assert clicks(rid) == []
 
 
