@@ -83,9 +83,9 @@ def _not_found() -> HTMLResponse:
 
 # ------------------------------------------------------------------ tracked links -------
 
-@router.api_route(
-    "/r/{token}", methods=["GET", "HEAD"], response_class=RedirectResponse,
-    status_code=status.HTTP_302_FOUND, include_in_schema=True,
+@router.head("/r/{token}", include_in_schema=False)  # link checkers: redirected, not counted
+@router.get(
+    "/r/{token}", response_class=RedirectResponse, status_code=status.HTTP_302_FOUND,
     summary="A tracked link: record the click (once, with consent), then 302 to its target",
     responses={302: {"description": "To the notification's https link or the return's "
                      "status page"}, 404: {"description": "Not a valid link"}},
