@@ -250,7 +250,7 @@ def _insights(session: Any, stream: Any, since: datetime) -> dict[str, Any]:
     slugs = sorted({ev["tenant"] for ev in stream.events})
     played = play(session, stream, since, slugs)
     flt = InsightFilter(tenants=tuple(slugs), since=since)
-    eff = effectiveness(session, InsightFilter(tenants=tuple(slugs)))
+    eff = effectiveness(session, flt)
     group = eff["groups"][0] if eff["groups"] else None
     split = time_split(session, flt)
     return {

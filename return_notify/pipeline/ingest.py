@@ -259,7 +259,7 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
         remember_trackings(session, trackings)
     # a retailer's own survey result on the completion event (data.satisfaction: the v1
     # contract's free-form data, so no schema change)
-    scores = [(tid, rpk, ev.data["satisfaction"], ev.occurred_at, ev.event_id)
+    scores = [(tid, rpk, ev.data["satisfaction"], ev.event_id)
               for ev, tid, rpk, *_ in decisions
               if ev.milestone == Milestone.RETURN_COMPLETED and "satisfaction" in ev.data
               and (tid, ev.event_id) in event_pk]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import text
@@ -119,14 +119,15 @@ def parse_score(raw: Any) -> int | None:
     return raw
 
 
-def record_event_ratings(session: Session,
-                         ratings: Iterable[tuple[int, int, Any, datetime, str]],
-                         window_h: float) -> int:
+def record_event_ratings(session: Session, ratings: Iterable[tuple[int, int, Any, str]],
+                         window_h: float, at: datetime | None = None) -> int:
     """Scores producers sent on ``return_completed`` events, as ``(tenant id, return pk,
-    data.satisfaction, occurred_at, event id)``; a malformed one is skipped with a warning
-    (the event itself is notified as usual). Returns how many scores were stored."""
+    data.satisfaction, event id)``, rated ``at`` (default: now, when they reached us, as
+    the API's default); a malformed one is skipped with a warning (the event itself is
+    notified as usual). Returns how many scores were stored."""
+    at = at or datetime.now(UTC)
     stored = 0
-    for tenant_id, return_pk, raw, at, event_id in ratings:
+    for tenant_id, return_pk, raw, event_id in ratings:
         score = parse_score(raw)
         if score is None:
             log.warning("event %s: data.satisfaction ignored (%r is not a score from 1 to 5)",
