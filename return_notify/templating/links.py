@@ -201,11 +201,15 @@ class MessageLinks:
         return self.base_url.rstrip("/") + path
 
     def for_message(self, channel: str, milestone: str, return_id: Any,
-                    language: str | None) -> Mapping[str, Any]:
-        """The context keys that replace the defaults in this message (empty: none)."""
+                    locales: Iterable[str]) -> Mapping[str, Any]:
+        """The context keys that replace the defaults in this message (empty: none):
+        ``cta_url`` (tracked), ``rating_url`` and ``rating_urls``; their pages speak the
+        first language of ``locales`` (the message's locale chain) that has templates."""
         if not isinstance(return_id, str) or not return_id or milestone not in MILESTONES \
                 or channel not in CHANNELS:
             return {}
+        language = next((lang for tag in locales if (lang := tag.split("-", 1)[0]) in LANGUAGES),
+                        LANGUAGES[0])
         out: dict[str, Any] = {}
         if self.tracking and channel in RENDER_TRACKED:
             out["cta_url"] = self.url(LinkTarget(CLICK, self.tenant_id, return_id, milestone,

@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from return_notify.templating.filters import css_color, format_date
 from return_notify.templating.i18n import DEFAULT_LANGUAGE
 from return_notify.templating.links import SCORES
-from return_notify.templating.render import render_page
+from return_notify.templating.render import TEMPLATE_DIR
 
 __all__ = ["PAGE_STRINGS", "RatingPage", "rating_page"]
 
@@ -108,6 +111,13 @@ def _labels(t: Mapping[str, str]) -> list[tuple[int, str]]:
     return out
 
 
+@lru_cache(maxsize=1)
+def _pages() -> Environment:
+    """Our own pages (trusted, autoescaped): no sandbox needed, unlike tenant templates."""
+    return Environment(loader=FileSystemLoader(str(TEMPLATE_DIR / "pages")), autoescape=True,
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
 def rating_page(page: RatingPage) -> str:
     """The page's HTML (autoescaped; every value comes from us or is escaped)."""
     lang = page.language if page.language in PAGE_STRINGS else DEFAULT_LANGUAGE
@@ -130,7 +140,7 @@ def rating_page(page: RatingPage) -> str:
         heading, lines = t["ask"], [about]
     form = page.state in ("ask", "confirm") or (page.state == "thanks"
                                                  and page.changeable_until is not None)
-    return render_page("rating.html.j2", {
+    return _pages().get_template("rating.html.j2").render({
         "lang": lang, "t": t, "title": f"{heading} – {t['title']}" if page.state != "invalid"
         else heading, "heading": heading, "lines": lines, "state": page.state, "form": form,
         "buttons": _labels(t), "chosen": page.score, "action": page.action,

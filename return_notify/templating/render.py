@@ -42,12 +42,12 @@ from return_notify.templating.filters import (
 )
 from return_notify.templating.i18n import (
     DEFAULT_LANGUAGE,
-    LANGUAGES,
     canonical_locale,
     language_of,
     locale_chain,
     ui_strings,
 )
+from return_notify.templating.links import MessageLinks
 from return_notify.templating.sandbox import (
     MAX_OUTPUT_CHARS,
     GuardedSandbox,
@@ -60,10 +60,10 @@ from return_notify.templating.sandbox import (
 from return_notify.templating.static_checks import static_problems
 
 __all__ = [
-    "DEFAULT_LOCALE", "FILTERS", "MAX_OUTPUT_CHARS", "PARTS", "TEMPLATE_DIR", "LinkSource",
-    "OverrideSource", "Rendered", "TemplateRenderError", "carrier_name", "compile_override",
-    "contrast_text", "css_color", "format_date", "guarded_env", "humanize", "known_templates",
-    "money", "render", "render_page", "render_string", "safe_url",
+    "DEFAULT_LOCALE", "FILTERS", "MAX_OUTPUT_CHARS", "PARTS", "TEMPLATE_DIR", "OverrideSource",
+    "Rendered", "TemplateRenderError", "carrier_name", "compile_override", "contrast_text",
+    "css_color", "format_date", "guarded_env", "humanize", "known_templates", "money", "render",
+    "render_string", "safe_url",
 ]
 
 #: the packaged Jinja files (``return_notify/templates``), wherever the package is installed
@@ -103,15 +103,6 @@ class OverrideSource(Protocol):
 
     def find(self, channel: str, milestone: str, part: str, locale: str) -> str | None:
         """The override source for exactly this locale (milestone-specific before ``*``)."""
-
-
-class LinkSource(Protocol):
-    """A tenant's tracked and rating links, as ``links.MessageLinks`` provides them."""
-
-    def for_message(self, channel: str, milestone: str, return_id: Any,
-                    language: str | None) -> Mapping[str, Any]:
-        """Context keys that replace the defaults in this message (``cta_url``,
-        ``rating_url``, ``rating_urls``)."""
 
 
 # --------------------------------------------------------------------------- environments
@@ -287,7 +278,7 @@ def render(
     overrides: OverrideSource | None = None,
     limits: RenderLimits | None = None,
     sms_unicode: str = "transliterate",
-    links: LinkSource | None = None,
+    links: MessageLinks | None = None,
 ) -> Rendered:
     """Render every part of the ``channel`` message for ``milestone``.
 
@@ -297,10 +288,8 @@ def render(
     collapsed to one line (SMS without non-breaking spaces, which would force UCS-2);
     plain text gets trailing spaces and runs of blank lines removed. SMS text is
     transliterated to GSM-7 where a character has an equivalent (``sms_unicode="keep"``
-    keeps accents, at the cost of UCS-2's 70-character segments). ``links`` (the tenant's
-    tracking and survey switches) replaces ``cta_url`` with a tracked link and fills
-    ``rating_url``/``rating_urls`` where they apply. Raises :class:`TemplateRenderError` on
-    any problem.
+    keeps accents, at the cost of UCS-2's 70-character segments). ``links``: see
+    ``MessageLinks.for_message``. Raises :class:`TemplateRenderError` on any problem.
     """
     locale = locale or context.get("locale")
     _check_locale(locale)
@@ -311,8 +300,7 @@ def render(
     tz = _str(context.get("timezone") or tenant.get("timezone"))
     tone = _str(tenant.get("tone"))
     per_part = _templates(channel, milestone, chain)
-    linked = links.for_message(channel, milestone, context.get("return_id"),
-                               _page_language(chain)) if links is not None else None
+    linked = links.for_message(channel, milestone, context.get("return_id"), chain) if links else None
     use_overrides = overrides is not None and overrides.covers(channel)
     out: dict[str, str] = {}
     for part, available in zip(PARTS[channel], per_part, strict=True):
@@ -336,8 +324,7 @@ def render(
             raise TemplateRenderError(label, f"template not found (tried locales {', '.join(chain)})")
         loc, template, guarded = chosen
         extra = _part_vars(loc, chain, localised, tone, tz)
-        if linked:
-            extra = {**extra, **linked}
+        extra = {**extra, **linked} if linked else extra
         if guarded:
             with budget(limits or RenderLimits()):
                 raw = _run(template, context, extra, label)
@@ -352,20 +339,6 @@ def render(
     if channel == "inapp":
         return Rendered(subject=out["title"], text=out["text"], html=None)
     return Rendered(subject=None, text=out["text"], html=None)
-
-
-def _page_language(chain: tuple[str, ...]) -> str:
-    """The first language of the chain that has templates (what the rating page speaks)."""
-    return next((lang for c in chain if (lang := language_of(c)) in LANGUAGES),
-                DEFAULT_LANGUAGE)
-
-
-def render_page(name: str, context: Mapping[str, Any]) -> str:
-    """Render a packaged page (``templates/pages/<name>``, autoescaped when ``.html.j2``)."""
-    try:
-        return _env().get_template(f"pages/{name}").render(context)
-    except Exception as exc:
-        raise wrap_error(f"pages/{name}", exc) from exc
 
 
 def render_string(source: str, context: Mapping[str, Any], html: bool = False) -> str:

@@ -69,18 +69,20 @@ def test_milestone_indexes_are_pinned() -> None:
 
 def test_what_each_channel_gets() -> None:
     m = links()
-    sms = m.for_message("sms", "return_completed", "RMA-1", "fr")
+    sms = m.for_message("sms", "return_completed", "RMA-1", ("fr-CA", "fr", "en"))
     assert set(sms) == {"cta_url", "rating_url"}
     assert open_token(sms["cta_url"].rsplit("/", 1)[1], KEY) == LinkTarget(
         "click", 42, "RMA-1", "return_completed", "sms", "fr")
-    email = m.for_message("email", "return_completed", "RMA-1", "en")
+    email = m.for_message("email", "return_completed", "RMA-1", ("en",))
     assert set(email) == {"rating_url", "rating_urls"}  # clicks: the email provider's
     assert [s for s, _ in email["rating_urls"]] == [1, 2, 3, 4, 5]
-    assert m.for_message("inapp", "return_completed", "RMA-1", "en") == {}  # the inbox API
-    assert m.for_message("sms", "in_transit", "RMA-1", "en").keys() == {"cta_url"}
-    assert links(tracking=False).for_message("sms", "in_transit", "RMA-1", "en") == {}
-    assert links(survey=()).for_message("email", "return_completed", "RMA-1", "en") == {}
-    assert m.for_message("sms", "return_completed", None, "en") == {}
+    assert m.for_message("inapp", "return_completed", "RMA-1", ("en",)) == {}  # the inbox API
+    assert m.for_message("sms", "in_transit", "RMA-1", ("en",)).keys() == {"cta_url"}
+    assert links(tracking=False).for_message("sms", "in_transit", "RMA-1", ("en",)) == {}
+    assert links(survey=()).for_message("email", "return_completed", "RMA-1", ("en",)) == {}
+    assert m.for_message("sms", "return_completed", None, ("en",)) == {}
+    chosen = m.for_message("sms", "in_transit", "RMA-1", ("it-IT", "it", "de", "en"))
+    assert open_token(chosen["cta_url"].rsplit("/", 1)[1], KEY).language == "de"
     assert scored_urls("https://x/rate/t", (1, 5)) == [(1, "https://x/rate/t?score=1"),
                                                        (5, "https://x/rate/t?score=5")]
 
