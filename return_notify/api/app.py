@@ -22,6 +22,7 @@ from return_notify.api import (
     events,
     health,
     inbox,
+    links,
     returns,
     sources,
     unsubscribe,
@@ -39,7 +40,8 @@ Return status notifications over HTTP.
   and look up what a customer was told (`GET /v1/returns/{return_id}`).
 * **Retailer apps** show the in-app inbox with a customer inbox token (`/v1/inbox…`).
 * **Providers** report delivery and opt-outs (`/v1/webhooks/…`, signature-checked).
-* **Recipients** unsubscribe in one click (`/v1/unsubscribe/{token}`, RFC 8058).
+* **Recipients** unsubscribe in one click (`/v1/unsubscribe/{token}`, RFC 8058), follow
+  tracked links (`/r/{token}`) and rate their return (`/rate/{token}`).
 """
 
 
@@ -70,7 +72,7 @@ def create_app() -> FastAPI:
 
     app = FastAPI(title="return-notify", version=__version__, description=DESCRIPTION,
                   lifespan=_lifespan)
-    for module in (events, returns, inbox, webhooks, unsubscribe, health):
+    for module in (events, returns, inbox, webhooks, unsubscribe, links, health):
         app.include_router(module.router)
     from return_notify.api import templates as admin_templates  # branding and templates admin
     app.include_router(admin_templates.router)

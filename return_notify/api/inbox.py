@@ -2,6 +2,10 @@
 
 Authenticated per customer by an inbox token (``Authorization: Bearer`` or ``?token=``)
 that the retailer's backend mints with ``return_notify.inbox.mint_inbox_token``.
+
+Items are handed out as the tenant's insights switches say (``pipeline.engagement``): with
+tracking on (and the customer not opted out) ``cta_url`` is a tracked ``/r/`` link, and the
+survey's milestones carry ``rating_url``/``rating_urls``; the stored items never change.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Annotated, Any
 import anyio
 import redis
 from fastapi import APIRouter, Header, HTTPException, Path, Query, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
@@ -29,8 +33,10 @@ from return_notify.inbox import (
     mark_read,
     unread_count,
 )
+from return_notify.pipeline.engagement import InboxLinks, inbox_links
 from return_notify.storage.db import session_scope
 from return_notify.storage.redis import redis_client
+from return_notify.templating.links import cached_link_key
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["inbox"])
@@ -50,6 +56,10 @@ class InboxItemView(BaseModel):
     return_id: str | None
     created_at: str
     read_at: str | None
+    rating_url: str | None = Field(
+        default=None, description="The satisfaction page (the survey's milestones only)")
+    rating_urls: dict[str, str] | None = Field(
+        default=None, description="Score (1-5) → one-click rating link")
 
 
 class InboxPage(BaseModel):
@@ -66,6 +76,20 @@ class ReadResult(BaseModel):
 class ReadAllResult(BaseModel):
     updated: int
     unread_count: int
+
+
+def _links(session: Any, customer: CustomerAuth) -> InboxLinks | None:
+    settings = get_settings()
+    secret = settings.link_secret
+    return inbox_links(session, customer.tenant_id, customer.customer_id,
+                       settings.public_base_url,
+                       cached_link_key(secret.get_secret_value()) if secret else None)
+
+
+def _shown(session: Any, customer: CustomerAuth, items: list[dict[str, Any]]
+           ) -> list[dict[str, Any]]:
+    links = _links(session, customer)
+    return links.apply(session, items) if links is not None else items
 
 
 def _cursor(cursor: str | None) -> int | None:
@@ -88,6 +112,7 @@ def get_inbox(
     with session_scope() as s:
         items, next_cursor = list_items(s, customer.tenant_id, customer.customer_id, limit=limit,
                                         before_id=_cursor(cursor), unread_only=unread_only)
+        items = _shown(s, customer, items)
         unread = unread_count(s, customer.tenant_id, customer.customer_id)
     return {"items": items, "next_cursor": next_cursor, "unread_count": unread}
 
@@ -105,14 +130,19 @@ def read_all(customer: Customer) -> dict[str, Any]:
 def read_one(customer: Customer, item_id: Annotated[int, Path(ge=1, le=_MAX_ID)]) -> dict[str, Any]:
     with session_scope() as s:
         item = mark_read(s, customer.tenant_id, customer.customer_id, item_id)
+        if item is not None:
+            item = _shown(s, customer, [item])[0]
         unread = unread_count(s, customer.tenant_id, customer.customer_id)
     if item is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no inbox item {item_id}")
     return {"item": item, "unread_count": unread}
 
 
-def _since(tenant_id: int, customer_id: str, last_id: int) -> tuple[list[dict[str, Any]], int]:
-    """Items a reconnecting client missed (after ``Last-Event-ID``), oldest first."""
+def _since(customer: CustomerAuth, last_id: int
+           ) -> tuple[list[dict[str, Any]], int, InboxLinks | None]:
+    """Items a reconnecting client missed (after ``Last-Event-ID``), oldest first, and how
+    the live ones are rewritten."""
+    tenant_id, customer_id = customer.tenant_id, customer.customer_id
     with session_scope() as s:
         items: list[dict[str, Any]] = []
         cursor: int | None = None
@@ -125,7 +155,14 @@ def _since(tenant_id: int, customer_id: str, last_id: int) -> tuple[list[dict[st
                 break
             cursor = int(nxt)
         unread = unread_count(s, tenant_id, customer_id)
-    return list(reversed(items[:CATCH_UP_MAX])), unread
+        links = _links(s, customer)
+        shown = links.apply(s, items[:CATCH_UP_MAX]) if links is not None else items
+    return list(reversed(shown[:CATCH_UP_MAX])), unread, links
+
+
+def _live_item(links: InboxLinks, item: dict[str, Any]) -> dict[str, Any]:
+    with session_scope() as s:
+        return links.apply(s, [item])[0]
 
 
 @router.get(
@@ -165,8 +202,7 @@ async def stream(
 async def _events(pubsub: Any, client: Any, customer: CustomerAuth, last_id: int
                   ) -> AsyncIterator[ServerSentEvent]:
     try:
-        missed, unread = await run_in_threadpool(
-            _since, customer.tenant_id, customer.customer_id, min(last_id, _MAX_ID))
+        missed, unread, links = await run_in_threadpool(_since, customer, min(last_id, _MAX_ID))
         yield ServerSentEvent(event="ready", data=json.dumps({"unread_count": unread}),
                               retry=RECONNECT_MS)
         if last_id:
@@ -182,9 +218,12 @@ async def _events(pubsub: Any, client: Any, customer: CustomerAuth, last_id: int
             data = message["data"].decode() if isinstance(message["data"], bytes) \
                 else str(message["data"])
             try:
-                item_id = str(json.loads(data)["id"])
+                item = json.loads(data)
+                item_id = str(item["id"])
             except (ValueError, KeyError, TypeError):
                 continue
+            if links is not None and isinstance(item, dict):
+                data = json.dumps(await run_in_threadpool(_live_item, links, item))
             yield ServerSentEvent(event="inbox_item", id=item_id, data=data)
     except redis.RedisError as exc:  # the client's EventSource reconnects (retry above)
         log.warning("inbox stream ended: Redis error (%s)", type(exc).__name__)

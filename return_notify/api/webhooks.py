@@ -193,10 +193,11 @@ def verify_sendgrid(raw: bytes, signature: str | None, timestamp: str | None) ->
 
 @router.post(
     "/v1/webhooks/sendgrid/events",
-    summary="SendGrid signed Event Webhook: delivered / bounce / dropped / spam / unsubscribe",
+    summary="SendGrid signed Event Webhook: delivered / bounce / dropped / spam / unsubscribe "
+            "/ open / click",
     responses={200: {"content": {"application/json": {"example": {
-        "received": 2, "applied": 1, "duplicates": 1, "unmatched": 0, "suppressed": 1,
-        "lifted": 0, "ignored": 0}}}},
+        "received": 3, "applied": 1, "duplicates": 1, "unmatched": 0, "suppressed": 1,
+        "lifted": 0, "ignored": 0, "engagement": 1}}}},
         403: {"description": "Signature invalid or timestamp outside the replay window"}},
 )
 async def sendgrid_events(request: Request) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import typer
 from return_notify.cli import (
     deliveries,
     events,
+    insights,
     preferences,
     privacy,
     rules,
@@ -52,6 +53,7 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
 REGISTER_GROUPS: tuple[Callable[[typer.Typer], None], ...] = (
     services.register, deliveries.register, templates.register, tenants.register,
     rules.register, sources.register, preferences.register, privacy.register,
+    insights.register,
 )
 
 for _name, _command in COMMANDS:

@@ -112,6 +112,8 @@ def preferences_set(
     preferred: Annotated[str | None, typer.Option(help="email, sms or inapp; 'none' clears.")] = None,
     locale: Annotated[str | None, typer.Option(help="BCP 47, e.g. de-AT; 'none' clears.")] = None,
     timezone: Annotated[str | None, typer.Option(help="IANA zone; 'none' clears.")] = None,
+    tracking: Annotated[str | None, typer.Option(
+        help="off: record no opens or clicks of this customer; on; 'none' clears.")] = None,
     file: Annotated[Path | None, typer.Option("--file", help="Replace with this JSON ('-': stdin).")]
     = None,
     json_out: JsonOpt = False,
@@ -137,6 +139,10 @@ def preferences_set(
                             ("timezone", timezone)):
             if value is not None:
                 doc[name] = None if value.lower() == "none" else value
+        if tracking is not None:
+            if tracking.lower() not in ("on", "off", "none"):
+                fail(f"--tracking {tracking!r}: use on, off or none")
+            doc["tracking"] = None if tracking.lower() == "none" else tracking.lower() == "on"
         try:
             prefs = Preferences.model_validate(doc)
         except ValidationError as exc:

@@ -260,6 +260,18 @@ class Settings(BaseSettings):
         description="Reply to HELP/INFO on the inbound SMS webhook",
     )
 
+    # --- insights: tracked links and the satisfaction survey ----------------------------
+    link_secret: SecretStr | None = Field(
+        default=None,
+        description="Key sealing the click-tracking (/r/...) and rating (/rate/...) links; "
+        "unset: no message carries either, whatever a tenant's switches say",
+    )
+    rating_change_window_h: float = Field(
+        default=168.0, ge=0,
+        description="hours after a customer's first rating during which a rating link may "
+        "change the score (the same score again is always a no-op)",
+    )
+
     # --- ways in: carrier webhooks, feed mappings, the Redis Stream listener -------------
     source_mapping_dirs: str = Field(
         default="",

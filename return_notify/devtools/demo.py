@@ -49,6 +49,7 @@ def run_demo(n_returns: int = 500, n_events: int = 2000, workers: int = 2,
 
 def _run_demo(n_returns: int, n_events: int, workers: int, json_out: bool, lp: Any) -> int:
     from return_notify.config.settings import get_settings
+    from return_notify.devtools.customers import switch_on
     from return_notify.devtools.endpoints import servers
     from return_notify.devtools.processes import start_beat, start_worker
     from return_notify.devtools.sample_data import make_stream, stamp
@@ -56,7 +57,9 @@ def _run_demo(n_returns: int, n_events: int, workers: int, json_out: bool, lp: A
 
     console = Console(stderr=json_out)
     run_tag = datetime.now(UTC).strftime("%H%M%S") + "-"
-    stream = make_stream(n_events=n_events, min_returns=n_returns, prefix=run_tag)
+    # sources that lag seconds to days, and customers who open, click and rate (insights)
+    stream = make_stream(n_events=n_events, min_returns=n_returns, prefix=run_tag,
+                         timeliness=True)
     console.print(f"[bold]return-notify demo[/]: {len(stream.events):,} events over "
                   f"{stream.returns:,} returns ({stream.duplicates} duplicates, "
                   f"{stream.out_of_order} out of order, {stream.invalid} invalid)")
@@ -73,8 +76,11 @@ def _run_demo(n_returns: int, n_events: int, workers: int, json_out: bool, lp: A
         upgrade()
         # The burst shows the pipeline end to end: quiet hours and throttles (which depend on
         # the time of day) would hold some messages back for hours, so they are off here.
+        link_secret = get_settings().link_secret  # tracked and rating links in the messages
         env = ep.env(RSN_SANDBOX_TRANSIENT_FAILURE_RATE="0.02", RSN_QUIET_HOURS_ENABLED="false",
-                     RSN_THROTTLE_MIN_INTERVALS="")
+                     RSN_THROTTLE_MIN_INTERVALS="",
+                     RSN_LINK_SECRET=link_secret.get_secret_value() if link_secret
+                     else secrets.token_urlsafe(24))
         if lp is not None:
             env.update(lp.env())
             lp.twilio.set_failure_rate(0.02, "server_error")
@@ -90,6 +96,8 @@ def _run_demo(n_returns: int, n_events: int, workers: int, json_out: bool, lp: A
             procs.append(start_beat(env, logdir=logdir))
             flower.join()
             since = datetime.now(UTC)
+            with session_scope() as s:  # tracking and the survey on for the demo's tenants
+                switch_on(s, {ev["tenant"] for ev in stream.events})
             events = stamp(stream.events)
             size = get_settings().ingest_batch_size
             t_pub = time.monotonic()
@@ -98,6 +106,8 @@ def _run_demo(n_returns: int, n_events: int, workers: int, json_out: bool, lp: A
             code = _watch(console, session_scope, since, run_tag, expected, json_out)
             elapsed = time.monotonic() - t_pub
             summary = _summary(session_scope, since, stream, elapsed)
+            with session_scope() as s:  # what the customers did with the messages
+                summary["insights"] = _insights(s, stream, since)
             if lp is not None:  # what the local SendGrid and Twilio servers accepted
                 summary["duplicate_sends"] += lp.duplicate_sends()
                 summary["provider_accepted"] = sum(lp.accepted_per_delivery().values())
@@ -231,6 +241,52 @@ def _summary(session_scope: Any, since: datetime, stream: Any, elapsed: float) -
     }
 
 
+def _insights(session: Any, stream: Any, since: datetime) -> dict[str, Any]:
+    """Play the customers (opens, clicks, reads, ratings), then what the insights show."""
+    from return_notify.devtools.customers import play
+    from return_notify.reporting.insights import InsightFilter, effectiveness, recommend
+    from return_notify.reporting.timing import time_split
+
+    slugs = sorted({ev["tenant"] for ev in stream.events})
+    played = play(session, stream, since, slugs)
+    flt = InsightFilter(tenants=tuple(slugs), since=since)
+    eff = effectiveness(session, flt)
+    group = eff["groups"][0] if eff["groups"] else None
+    split = time_split(session, flt)
+    return {
+        "customers": played, "rated_returns": eff["rated_returns"],
+        "satisfaction_by_time_to_update": [
+            {"band": b["band"], "n": b["n"], "mean_score": b["mean_score"]}
+            for b in (group["by_time_to_update"] if group else [])],
+        "time_vs_score": group["time_vs_score"] if group else None,
+        "channel_order": {r["milestone"]: r["order"] for r in recommend(session, flt)},
+        "where_the_time_goes": split[0] if split else None,
+    }
+
+
+def _render_insights(console: Console, data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    c = data["customers"]
+    console.print(f"customers: {c['open']:,} emails opened, {c['click']:,} links clicked, "
+                  f"{c['read']:,} in-app items read, {data['rated_returns']:,} returns rated")
+    table = Table(title="satisfaction by time to status update")
+    for col in ("time to update", "rated", "mean score (95% CI)"):
+        table.add_column(col, justify="left" if col == "time to update" else "right")
+    for b in data["satisfaction_by_time_to_update"]:
+        m = b["mean_score"]
+        table.add_row(b["band"], str(b["n"]), f"{m['value']:.2f}" + (
+            f" ({m['low']:.2f}-{m['high']:.2f})" if m["low"] is not None else ""))
+    console.print(table)
+    order = ", ".join(f"{m} {'>'.join(o)}" for m, o in data["channel_order"].items() if o)
+    console.print(f"best channels by click rate: {order}")
+    w = data["where_the_time_goes"]
+    if w:
+        console.print(f"where the time goes: source lag p50 {w['source_lag_s']['p50']:,.0f} s, "
+                      f"pipeline p50 {w['pipeline_s']['p50']:,.2f} s "
+                      f"({(w['upstream_share'] or 0) * 100:.1f} % upstream)")
+
+
 def _render_summary(console: Console, s: dict[str, Any], json_out: bool) -> None:
     if json_out:
         sys.stdout.write(json.dumps(s, indent=2, default=str) + "\n")
@@ -246,4 +302,6 @@ def _render_summary(console: Console, s: dict[str, Any], json_out: bool) -> None
     }
     for t in stats_tables(s["stats"], extra):
         console.print(t)
+    if s.get("insights"):
+        _render_insights(console, s["insights"])
     console.print(f"done in {s['total_s']} s; worker logs in {s['logs']}")

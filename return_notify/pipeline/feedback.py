@@ -1,9 +1,11 @@
-"""Provider feedback → delivery state (forward-only) and the suppression list.
+"""Provider feedback → delivery state (forward-only), the suppression list and engagement.
 
 Plain functions on a ``Session`` (no FastAPI), called by the webhook routes after the
 signature has been checked. Forward-only: only a delivery that is ``sending`` or ``sent``
 moves, to ``delivered`` or ``failed``; a late or replayed callback never moves one back.
 A bounce is ``failed`` with ``last_error`` starting ``bounced:`` (no extra state).
+SendGrid ``open`` and ``click`` events change no state: each is an engagement signal of its
+delivery, recorded once and only with consent (``engagement.record_signals``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from return_notify.core.masking import mask
+from return_notify.pipeline.engagement import SENDGRID, Signal, record_signals
 from return_notify.policy.suppression import SuppressionRow, lift, suppress_many
 from return_notify.storage.models import (
     DELIVERED,
@@ -42,6 +45,8 @@ TWILIO_OPTED_OUT = {"21610"}
 #: SendGrid drops a message when the address is on its own list; mirror that list.
 SENDGRID_RELEVANT = {"delivered", "bounce", "dropped", "spamreport", "unsubscribe",
                      "group_unsubscribe", "group_resubscribe"}
+#: engagement events: recorded as signals (with consent), never a state change
+SENDGRID_ENGAGEMENT = {"open", "click"}
 SENDGRID_DROP_REASONS = {"bounced address": HARD_BOUNCE, "spam reporting address": SPAM_REPORT,
                          "unsubscribed address": UNSUBSCRIBE}
 
@@ -63,16 +68,20 @@ class FeedbackResult:
     suppressed: int = 0
     lifted: int = 0
     ignored: int = 0
+    #: opens and clicks recorded (first per notification, with consent)
+    engagement: int = 0
     changes: list[_Change] = field(default_factory=list)
 
     def summary(self) -> dict[str, int]:
         return {"received": self.received, "applied": self.applied,
                 "duplicates": self.duplicates, "unmatched": self.unmatched,
-                "suppressed": self.suppressed, "lifted": self.lifted, "ignored": self.ignored}
+                "suppressed": self.suppressed, "lifted": self.lifted, "ignored": self.ignored,
+                "engagement": self.engagement}
 
 
 _LOCK = text("""
-SELECT id, tenant_id, state, recipient, provider, provider_message_id FROM deliveries
+SELECT id, tenant_id, state, recipient, provider, provider_message_id, return_pk, milestone
+FROM deliveries
 WHERE (id = ANY(CAST(:ids AS bigint[])) AND channel = :channel)
    OR (provider = :provider AND provider_message_id = ANY(CAST(:pmids AS text[])))
 ORDER BY id
@@ -212,13 +221,21 @@ def apply_sendgrid_events(session: Session, events: Sequence[Any]) -> FeedbackRe
     slugs = {e["tenant"] for e in fresh if isinstance(e.get("tenant"), str)}
     tenant_ids = find_tenant_ids(session, slugs)
     suppressions: list[SuppressionRow] = []
+    signals: list[Signal] = []
     for e in fresh:
         kind = e["event"].lower()
-        if kind not in SENDGRID_RELEVANT:  # processed, deferred, open, click, ...
+        if kind not in SENDGRID_RELEVANT | SENDGRID_ENGAGEMENT:  # processed, deferred, ...
             result.ignored += 1
             continue
         did = _delivery_id(e)
         row = (by_id.get(did) if did else None) or by_pmid.get(_pmid(e) or "")
+        if kind in SENDGRID_ENGAGEMENT:
+            if row is None:
+                result.ignored += 1
+            else:
+                signals.append(Signal(row.tenant_id, row.return_pk, row.milestone, "email", kind,
+                                      _at(e), SENDGRID, row.id))
+            continue
         tenant_id = row.tenant_id if row is not None else tenant_ids.get(e.get("tenant"))
         if row is None and tenant_id is None:
             result.unmatched += 1
@@ -239,6 +256,9 @@ def apply_sendgrid_events(session: Session, events: Sequence[Any]) -> FeedbackRe
                                                source="sendgrid"))
             log.info("sendgrid %s: suppressing %s (%s)", kind, mask(email), reason)
     result.suppressed += suppress_many(session, suppressions)
+    if signals:
+        result.engagement = record_signals(session, signals)
+        result.ignored += len(signals) - result.engagement  # no consent, or not the first
     _write(session, result)
     return result
 

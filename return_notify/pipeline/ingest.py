@@ -14,10 +14,12 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from return_notify.config.settings import get_settings
 from return_notify.core.lifecycle import RANK, Disposition, ReturnState, decide
 from return_notify.errors import EventValidationError
 from return_notify.events import Milestone, ReturnEvent, parse_event
 from return_notify.pipeline.rejections import record_rejected, reject_poison
+from return_notify.pipeline.satisfaction import record_event_ratings
 from return_notify.policy.planner import Choice, DeliveryPlanner
 from return_notify.policy.preferences import RECORDED_REASONS, rule_overrides_opt_out
 from return_notify.policy.throttle import is_stale
@@ -255,6 +257,14 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
                  if (tid, ev.event_id) in event_pk and (found := tracking_of(ev)) is not None]
     if trackings:
         remember_trackings(session, trackings)
+    # a retailer's own survey result on the completion event (data.satisfaction: the v1
+    # contract's free-form data, so no schema change)
+    scores = [(tid, rpk, ev.data["satisfaction"], ev.event_id)
+              for ev, tid, rpk, *_ in decisions
+              if ev.milestone == Milestone.RETURN_COMPLETED and "satisfaction" in ev.data
+              and (tid, ev.event_id) in event_pk]
+    if scores:
+        record_event_ratings(session, scores, get_settings().rating_change_window_h)
 
     delivery_rows: list[dict[str, Any]] = []
     for ev, tid, rpk, disposition, choice, urgency, template in decisions:

@@ -1,5 +1,5 @@
 """Customer preferences: channels on/off (overall and per milestone), preferred channel,
-locale and time zone, per (tenant, customer id).
+locale, time zone and the engagement-tracking opt-out, per (tenant, customer id).
 
 Three layers, most specific wins field by field (``effective_preferences``):
 
@@ -57,6 +57,9 @@ class Preferences(BaseModel):
         default=None, description="Of a milestone's email/SMS, use only this one (in-app stays)")
     locale: str | None = Field(default=None, description="BCP 47, e.g. de-AT")
     timezone: str | None = Field(default=None, description="IANA, e.g. Europe/Vienna")
+    tracking: bool | None = Field(
+        default=None, description="false: record no opens or clicks of this customer's "
+        "messages, whatever the retailer's tracking switch says (unset: the switch decides)")
 
     @field_validator("locale")
     @classmethod
@@ -95,6 +98,7 @@ def merge(base: Preferences, over: Preferences | None) -> Preferences:
         preferred_channel=over.preferred_channel or base.preferred_channel,
         locale=over.locale or base.locale,
         timezone=over.timezone or base.timezone,
+        tracking=over.tracking if over.tracking is not None else base.tracking,
     )
 
 

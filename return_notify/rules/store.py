@@ -137,9 +137,10 @@ def _find_scope(session: Session, tenant_id: int, spec: RuleSpec) -> int | None:
     )).scalar()
 
 
-def create_rule(session: Session, tenant_id: int, spec: RuleSpec, actor: Actor
-                ) -> NotificationRule:
-    """Insert a rule; ``RuleConflict`` if its scope already has one (update that instead)."""
+def create_rule(session: Session, tenant_id: int, spec: RuleSpec, actor: Actor, *,
+                action: str = "rule.create") -> NotificationRule:
+    """Insert a rule; ``RuleConflict`` if its scope already has one (update that instead).
+    ``action`` names the audit entry (``rule.apply_recommendation`` from the insights)."""
     row = NotificationRule(
         tenant_id=tenant_id, milestone=spec.milestone.value, region=spec.region,
         product_category=spec.category, channels=list(spec.channels), template=spec.template,
@@ -154,7 +155,7 @@ def create_rule(session: Session, tenant_id: int, spec: RuleSpec, actor: Actor
         raise RuleConflict(f"rule {existing} already covers this scope; update it instead",
                            existing) from None
     session.refresh(row)
-    record(session, tenant_id, actor, "rule.create", "rules", row.id, region=row.region,
+    record(session, tenant_id, actor, action, "rules", row.id, region=row.region,
            category=row.product_category, after=_snapshot(row))
     _changed(session, tenant_id)
     return row

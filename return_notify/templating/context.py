@@ -1,5 +1,9 @@
 """Build the template context of a delivery from its stored event payload.
 
+``cta_url`` is the message's call-to-action (the label, the tracking page or the return's
+status page); ``rating_url``/``rating_urls`` are ``None`` here: the renderer fills them, and
+replaces ``cta_url`` with a tracked link, when the tenant's switches say so (``links``).
+
 ``locale`` and ``timezone`` are the customer's (BCP 47 tag, IANA zone; ``None`` when the
 event has none): ``rendering.render`` picks the template language from the locale and the
 ``money``/``date`` filters format in that locale and timezone. Tenant branding keys start
@@ -29,6 +33,14 @@ def status_url(public_base_url: str, tenant: str, return_id: str) -> str:
     return f"{public_base_url.rstrip('/')}/r/{quote(tenant)}/{quote(return_id, safe='')}"
 
 
+def call_to_action(milestone: str, data: dict[str, Any] | None) -> str | None:
+    """The milestone's own call-to-action URL in the event data (label, tracking page), or
+    None: the message then links to the return's status page."""
+    key = _CTA_KEY.get(milestone)
+    value = (data or {}).get(key) if key else None
+    return str(value) if value else None
+
+
 def build_context(
     payload: dict[str, Any],
     tenant_slug: str,
@@ -43,8 +55,7 @@ def build_context(
     if data.get("refund_amount") is not None:
         data["refund_amount"] = str(data["refund_amount"])
     status = status_url(public_base_url, tenant_slug, payload["return_id"])
-    cta_key = _CTA_KEY.get(payload["milestone"])
-    cta = (data.get(cta_key) if cta_key else None) or status
+    cta = call_to_action(payload["milestone"], data) or status
     occurred = payload["occurred_at"]
     if isinstance(occurred, str):
         occurred = datetime.fromisoformat(occurred)
@@ -68,4 +79,6 @@ def build_context(
         "cta_url": str(cta),
         "status_url": status,
         "unsubscribe_url": unsubscribe_url,
+        "rating_url": None,
+        "rating_urls": None,
     }

@@ -78,6 +78,11 @@ def babel_locale(tag: str) -> Locale:
 
 _UI: dict[str, dict[str, str]] = {
     "en": {
+        "rate_question": "How did we do?",
+        "rate_prompt": "How satisfied are you with your return? Choose a score:",
+        "rate_low": "Not at all satisfied", "rate_high": "Very satisfied",
+        "rate_sms": "How did we do? Rate us 1-5:",
+        "rate_score": "{n} of 5",
         "greet_name.friendly": "Hi {name},", "greet.friendly": "Hello,",
         "greet_name.formal": "Dear {name},", "greet.formal": "Dear customer,",
         "sign_off.friendly": "Thanks,", "sign_off.formal": "Kind regards,",
@@ -90,6 +95,11 @@ _UI: dict[str, dict[str, str]] = {
         "more_one": "and 1 more", "more_other": "and {n} more", "item": "Item", "colon": ": ",
     },
     "de": {
+        "rate_question": "Wie waren wir?",
+        "rate_prompt": "Wie zufrieden sind Sie mit Ihrer Rücksendung? Wählen Sie eine Note:",
+        "rate_low": "Gar nicht zufrieden", "rate_high": "Sehr zufrieden",
+        "rate_sms": "Wie waren wir? Bewerten Sie uns 1-5:",
+        "rate_score": "{n} von 5",
         "greet_name.friendly": "Hallo {name},", "greet.friendly": "Hallo,",
         "greet_name.formal": "Guten Tag {name},", "greet.formal": "Guten Tag,",
         "sign_off.friendly": "Viele Grüße", "sign_off.formal": "Mit freundlichen Grüßen",
@@ -104,6 +114,11 @@ _UI: dict[str, dict[str, str]] = {
         "item": "Artikel", "colon": ": ",
     },
     "fr": {
+        "rate_question": "Votre avis compte",
+        "rate_prompt": "Êtes-vous satisfait(e) de votre retour ? Choisissez une note :",
+        "rate_low": "Pas du tout satisfait(e)", "rate_high": "Très satisfait(e)",
+        "rate_sms": "Votre avis ? Notez-nous de 1 à 5 :",
+        "rate_score": "{n} sur 5",
         "greet_name.friendly": "Bonjour {name},", "greet.friendly": "Bonjour,",
         "greet_name.formal": "Bonjour {name},", "greet.formal": "Madame, Monsieur,",
         "sign_off.friendly": "À bientôt,", "sign_off.formal": "Cordialement,",
@@ -118,6 +133,11 @@ _UI: dict[str, dict[str, str]] = {
         "item": "Article", "colon": " : ",
     },
     "es": {
+        "rate_question": "¿Qué tal lo hemos hecho?",
+        "rate_prompt": "¿Estás satisfecho con tu devolución? Elige una puntuación:",
+        "rate_low": "Nada satisfecho", "rate_high": "Muy satisfecho",
+        "rate_sms": "¿Qué tal lo hemos hecho? Valóranos de 1 a 5:",
+        "rate_score": "{n} de 5",
         "greet_name.friendly": "Hola, {name}:", "greet.friendly": "Hola:",
         "greet_name.formal": "Buenos días, {name}:", "greet.formal": "Buenos días:",
         "sign_off.friendly": "¡Gracias!", "sign_off.formal": "Atentamente,",

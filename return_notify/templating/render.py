@@ -47,6 +47,7 @@ from return_notify.templating.i18n import (
     locale_chain,
     ui_strings,
 )
+from return_notify.templating.links import MessageLinks
 from return_notify.templating.sandbox import (
     MAX_OUTPUT_CHARS,
     GuardedSandbox,
@@ -277,6 +278,7 @@ def render(
     overrides: OverrideSource | None = None,
     limits: RenderLimits | None = None,
     sms_unicode: str = "transliterate",
+    links: MessageLinks | None = None,
 ) -> Rendered:
     """Render every part of the ``channel`` message for ``milestone``.
 
@@ -286,8 +288,8 @@ def render(
     collapsed to one line (SMS without non-breaking spaces, which would force UCS-2);
     plain text gets trailing spaces and runs of blank lines removed. SMS text is
     transliterated to GSM-7 where a character has an equivalent (``sms_unicode="keep"``
-    keeps accents, at the cost of UCS-2's 70-character segments). Raises
-    :class:`TemplateRenderError` on any problem.
+    keeps accents, at the cost of UCS-2's 70-character segments). ``links``: see
+    ``MessageLinks.for_message``. Raises :class:`TemplateRenderError` on any problem.
     """
     locale = locale or context.get("locale")
     _check_locale(locale)
@@ -298,6 +300,7 @@ def render(
     tz = _str(context.get("timezone") or tenant.get("timezone"))
     tone = _str(tenant.get("tone"))
     per_part = _templates(channel, milestone, chain)
+    linked = links.for_message(channel, milestone, context.get("return_id"), chain) if links else None
     use_overrides = overrides is not None and overrides.covers(channel)
     out: dict[str, str] = {}
     for part, available in zip(PARTS[channel], per_part, strict=True):
@@ -321,6 +324,7 @@ def render(
             raise TemplateRenderError(label, f"template not found (tried locales {', '.join(chain)})")
         loc, template, guarded = chosen
         extra = _part_vars(loc, chain, localised, tone, tz)
+        extra = {**extra, **linked} if linked else extra
         if guarded:
             with budget(limits or RenderLimits()):
                 raw = _run(template, context, extra, label)
@@ -381,7 +385,7 @@ def warm(locales: tuple[str, ...] | None = None) -> int:
 
     languages = locales or (DEFAULT_LOCALE, *sorted(
         p.name for p in TEMPLATE_DIR.iterdir() if p.is_dir() and p.name not in PARTS
-        and p.name != "layouts"))
+        and p.name not in ("layouts", "pages")))
     done = 0
     for milestone in Milestone:
         for locale in languages:

@@ -34,6 +34,8 @@ from return_notify.templating.branding import (
     get_branding,
     load_branding,
 )
+from return_notify.templating.link_settings import InsightsSettings, load_insights
+from return_notify.templating.links import LinkKey, MessageLinks, cached_link_key
 from return_notify.templating.render import Rendered, render
 from return_notify.templating.sandbox import RenderLimits
 from return_notify.templating.scope import ANY_SCOPE, TemplateScope, TenantOverrides
@@ -107,6 +109,8 @@ class TenantTemplates:
     revision: int = 0
     branding: Branding | None = None
     overrides: TenantOverrides = field(default_factory=TenantOverrides)
+    #: the tenant's tracking and survey switches (``link_settings``)
+    insights: InsightsSettings = field(default_factory=InsightsSettings)
 
     def enrich(self, context: dict[str, Any]) -> dict[str, Any]:
         """Fill ``context["tenant"]`` with the branding (in place)."""
@@ -121,10 +125,22 @@ class TenantTemplates:
 
     def options(self, region: str | None = None, category: str | None = None,
                 variant: str | None = None) -> dict[str, Any]:
-        """The ``overrides`` and ``limits`` keyword arguments of ``rendering.render`` for a
-        message of that event scope and rule template (see :meth:`scoped`)."""
+        """The ``overrides``, ``limits`` and ``links`` keyword arguments of
+        ``rendering.render`` for a message of that event scope and rule template (see
+        :meth:`scoped`)."""
         view = self.overrides.scoped(region, category, variant)
-        return {"overrides": view if len(view) else None, "limits": render_limits()}
+        return {"overrides": view if len(view) else None, "limits": render_limits(),
+                "links": self.links()}
+
+    def links(self) -> MessageLinks | None:
+        """The tenant's tracked and rating links, or None (switches off, or no
+        ``RSN_LINK_SECRET``)."""
+        key = _link_key()
+        if key is None:
+            return None
+        links = MessageLinks(self.tenant_id, get_settings().public_base_url, key,
+                             self.insights.tracking, self.insights.rated_milestones())
+        return links if links.active else None
 
     def render(self, channel: str, milestone: str, context: dict[str, Any],
                locale: str | None = None, region: str | None = None,
@@ -132,6 +148,11 @@ class TenantTemplates:
         """Brand ``context`` and render; raises ``rendering.TemplateRenderError``."""
         return render(channel, milestone, self.enrich(context), locale,
                       **self.options(region, category, variant))
+
+
+def _link_key() -> LinkKey | None:
+    secret = get_settings().link_secret
+    return cached_link_key(secret.get_secret_value()) if secret is not None else None
 
 
 # --------------------------------------------------------------------------- cache
@@ -168,6 +189,7 @@ def load_tenant_templates(session: Session, tenant_ids: Iterable[int], fresh: bo
     stale = [tid for tid in ids if tid not in out]
     if stale:
         brandings = load_branding(session, stale)
+        switches = load_insights(session, stale)
         sources: dict[int, dict[tuple[Any, ...], str]] = {tid: {} for tid in stale}
         for r in session.execute(_ACTIVE, {"ids": stale}).all():
             sources[int(r.tenant_id)][(r.channel, r.milestone, r.part, r.locale, r.variant,
@@ -176,7 +198,7 @@ def load_tenant_templates(session: Session, tenant_ids: Iterable[int], fresh: bo
             for tid in stale:
                 branding = brandings.get(tid)
                 entry = TenantTemplates(tid, branding.revision if branding else 0, branding,
-                                        TenantOverrides(sources[tid]))
+                                        TenantOverrides(sources[tid]), switches[tid])
                 _cache[tid] = (now, entry)
                 out[tid] = entry
     return out

@@ -32,6 +32,16 @@ from return_notify.storage.models.base import (
 from return_notify.storage.models.inbox import (
     InboxItem,
 )
+from return_notify.storage.models.insights import (
+    CLICK,
+    OPEN,
+    RATING_SOURCES,
+    SIGNAL_KINDS,
+    SURVEY_MILESTONES,
+    EngagementSignal,
+    SatisfactionRating,
+    TenantInsights,
+)
 from return_notify.storage.models.preferences import (
     CustomerPreference,
     QuietHoursSetting,
@@ -76,6 +86,14 @@ from return_notify.storage.models.templates import (
 )
 
 __all__ = [
+    "CLICK",
+    "EngagementSignal",
+    "OPEN",
+    "RATING_SOURCES",
+    "SIGNAL_KINDS",
+    "SURVEY_MILESTONES",
+    "SatisfactionRating",
+    "TenantInsights",
     "ALL_STATES",
     "ANY_MILESTONE",
     "AdminPrincipal",

@@ -42,9 +42,10 @@ def test_preferences_round_trip_and_tenant_isolation(api: TestClient) -> None:
     assert got.status_code == 200 and got.json() == {
         "customer_id": "c-42", "stored": False,
         "preferences": {"channels": {}, "milestones": {}, "preferred_channel": None,
-                        "locale": None, "timezone": None}}
+                        "locale": None, "timezone": None, "tracking": None}}
     body = {"channels": {"sms": False}, "milestones": {"refund_processed": {"sms": True}},
-            "preferred_channel": "email", "locale": "de-AT", "timezone": "Europe/Vienna"}
+            "preferred_channel": "email", "locale": "de-AT", "timezone": "Europe/Vienna",
+            "tracking": False}
     put = api.put(url, json=body, headers=auth(key))
     assert put.status_code == 200, put.text
     got = api.get(url, headers=auth(key)).json()

@@ -47,6 +47,14 @@ def _check(summary: dict[str, Any]) -> None:
     by_channel = summary["stats"]["deliveries"]["by_channel"]
     assert set(by_channel) == {"email", "sms", "inapp"}
     assert summary["stats"]["latency_s"]["occurred_to_sent_p95"] is not None
+    # the customers opened, clicked, read and rated; the faster band is the happier one
+    insights = summary["insights"]
+    assert min(insights["customers"].values()) > 0 and insights["rated_returns"] > 50
+    bands = insights["satisfaction_by_time_to_update"]
+    assert [b["band"] for b in bands] == ["< 1 min", "< 1 h", "< 1 day", ">= 1 day"]
+    assert bands[0]["mean_score"]["value"] > bands[-1]["mean_score"]["value"]
+    assert insights["channel_order"]["label_created"][0] == "sms"
+    assert insights["where_the_time_goes"]["upstream_share"] > 0.9
 
 
 def test_demo_on_configured_servers(svc: Any) -> None:

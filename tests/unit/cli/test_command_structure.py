@@ -20,11 +20,12 @@ from return_notify.access.audit import Actor
 from return_notify.cli.common import audit_actor
 from return_notify.cli.main import app
 
-#: ``return-notify --help`` as it read before the CLI became one module per command group
+#: ``return-notify --help`` as it read before the CLI became one module per command group,
+#: then ``insights`` (added after)
 TOP_LEVEL = ["worker", "beat", "flower", "emit", "schema", "stats", "demo", "bench", "api",
              "report", "retention", "db", "deliveries", "dlq", "templates", "tenants", "inbox",
              "rules", "principals", "audit", "mappings", "streams", "carriers", "preferences",
-             "quiet-hours", "throttle", "customers"]
+             "quiet-hours", "throttle", "customers", "insights"]
 GROUPS = {
     "db": ["upgrade"],
     "deliveries": ["list", "show"],
@@ -42,6 +43,7 @@ GROUPS = {
     "quiet-hours": ["get", "set"],
     "throttle": ["get", "set"],
     "customers": ["erase"],
+    "insights": ["settings", "effectiveness", "channels", "timing", "apply-recommendation"],
 }
 
 

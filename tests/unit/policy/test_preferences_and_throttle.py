@@ -199,3 +199,15 @@ def test_staleness_of_waiting_deliveries() -> None:
     assert not is_stale("exception", t1, "in_transit", t0)
     assert is_stale("exception", t0, "warehouse_received", t1)
     assert not is_stale("label_created", t0, None, None)
+
+
+def test_the_tracking_opt_out_merges_like_the_other_choices() -> None:
+    from return_notify.policy.preferences import Preferences, effective_preferences, merge
+
+    assert merge(Preferences(tracking=False), Preferences(locale="de")).tracking is False
+    assert merge(Preferences(tracking=False), Preferences(tracking=True)).tracking is True
+    assert effective_preferences(Preferences(), data={"preferences": {"tracking": False}}
+                                 ).tracking is False
+    assert effective_preferences(Preferences(tracking=True),
+                                 data={"preferences": {"tracking": False}}).tracking is True
+    assert Preferences(tracking=False).as_json() == {"tracking": False}
