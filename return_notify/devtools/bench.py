@@ -207,7 +207,7 @@ def _ceiling(ep: Any, env: dict[str, str], prefix: str, n: int, workers: int, lo
             for _ in range(n):
                 capp.send_task(NOOP_TASK, queue=queue, routing_key=queue, producer=prod)
         t0 = time.monotonic()  # from the moment the warm worker is told to consume
-        capp.control.add_consumer(queue, reply=True, timeout=10.0)
+        capp.control.add_consumer(queue, reply=True, timeout=10.0, limit=1)
         _drained(ep.broker_url, prefix, queue, timeout_s)
         elapsed = time.monotonic() - t0
     finally:

@@ -8,7 +8,10 @@ them; ``observability`` itself imports no Celery.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
+import time
 from typing import Any
 
 from celery.signals import (
@@ -25,6 +28,10 @@ from celery.signals import (
 from return_notify.observability import logs, metrics
 
 _connected = False
+#: a pool process gives freed memory back to the system at most this often (seconds)
+TRIM_EVERY_S = 10.0
+_last_trim = 0.0
+_libc: Any = None
 
 
 def _current_task() -> tuple[str, str] | None:
@@ -51,6 +58,27 @@ def _task_starts(task_id: str | None = None, task: Any = None, args: Any = None,
 
 def _task_ends(task_id: str | None = None, **_: Any) -> None:
     logs.exit_task(task_id)
+    _trim_memory()
+
+
+def _trim_memory() -> None:
+    """After a burst the pool processes would keep the peak's memory: a batch of a thousand
+    events leaves freed objects scattered over the heap, which glibc does not return to
+    the system by itself. Every ``TRIM_EVERY_S`` (after a task), collect the garbage and
+    ask glibc to release free pages (``malloc_trim``), so RSS comes back after a backlog."""
+    global _last_trim, _libc
+    now = time.monotonic()
+    if now - _last_trim < TRIM_EVERY_S:
+        return
+    _last_trim = now
+    gc.collect()
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL("libc.so.6")
+        except OSError:  # not glibc: nothing to trim
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
 
 
 def _worker_init(**_: Any) -> None:
