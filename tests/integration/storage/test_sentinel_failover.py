@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,12 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 BATCHES, PER_BATCH = 60, 5
 TERMINAL = ("sent", "delivered", "failed", "dead", "suppressed", "skipped")
-
-
-@pytest.fixture
-def sentinel(tmp_path: Any) -> Iterator[SentinelSetup]:
-    with SentinelSetup(str(tmp_path)) as setup:
-        yield setup
 
 
 def _count(sql: str, **params: Any) -> int:
