@@ -296,10 +296,11 @@ def setup_worker_metrics() -> None:
     _state.enabled = None
 
 
-def start_worker_endpoint(queues: list[str]) -> None:
+def start_worker_endpoint(queues: list[str], consuming: set[str] | None = None) -> None:
     """Main process, once the worker consumes: serve every pool process's metrics (and the
     depth of ``queues``); the live gauges of pool processes that are gone (recycled, or
-    killed by SIGKILL or the OOM killer) are dropped at each scrape."""
+    killed by SIGKILL or the OOM killer) are dropped at each scrape. The worker consuming
+    ``maintenance`` also serves the age of the oldest due delivery (``backlog``)."""
     from return_notify.config.settings import get_settings
 
     settings = get_settings()
@@ -309,6 +310,10 @@ def start_worker_endpoint(queues: list[str]) -> None:
     collectors: list[Any] = [multiprocess.LiveProcessCollector(path)]
     if settings.broker_url and queues:
         collectors.append(QueueDepthCollector(settings.broker_url, settings.redis_key_prefix, queues))
+    if consuming and "maintenance" in consuming and settings.database_url:
+        from return_notify.observability.backlog import BacklogCollector
+
+        collectors.append(BacklogCollector(("email", "sms", "inapp")))
     _state.server = multiprocess.serve(settings.metrics_port, settings.metrics_address, collectors)
 
 

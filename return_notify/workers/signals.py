@@ -95,8 +95,13 @@ def _worker_init(**_: Any) -> None:
 
 def _worker_ready(sender: Any = None, **_: Any) -> None:
     app = getattr(sender, "app", None)
+    try:
+        consuming = set(app.amqp.queues.consume_from or {q.name for q in app.conf.task_queues}
+                        ) if app is not None else set()
+    except Exception:  # noqa: BLE001 - no queue information: no backlog metric
+        consuming = set()
     metrics.start_worker_endpoint([q.name for q in (app.conf.task_queues or [])]
-                                  if app is not None else [])
+                                  if app is not None else [], consuming)
 
 
 def _process_gone(pid: int | None = None, **_: Any) -> None:
