@@ -19,7 +19,7 @@ db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_he
 
 #: what follows `--` on `worker`, `beat` and `flower`: passed to Celery or Flower unchanged
 CeleryOptions = Annotated[list[str] | None, typer.Argument(
-    metavar="[-- OPTION...]", show_default=False,
+    metavar="-- OPTION", show_default=False,
     help="Options after `--`, passed unchanged to Celery (worker, beat) or Flower.")]
 
 
