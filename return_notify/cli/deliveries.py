@@ -6,7 +6,7 @@ when a command runs.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -136,8 +136,8 @@ def dlq_replay_cmd(
     from return_notify.storage.db import session_scope
     from return_notify.workers.app import enqueue_deliveries
 
-    filters = {"ids": ids or None, "tenant": tenant, "channel": channel,
-               "since": parse_since(since)}
+    filters: dict[str, Any] = {"ids": ids or None, "tenant": tenant, "channel": channel,
+                               "since": parse_since(since)}
     with session_scope() as s:
         total = dlq_count(s, **filters)
     by_channel: dict[str, list[int]] = {}
