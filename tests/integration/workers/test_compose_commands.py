@@ -90,6 +90,13 @@ def test_compose_worker_profiles_size_their_pools_and_deliver(
 
     wait_until(lambda: email_state() == "sent", timeout_s=60, what="the email sent")
 
+    # the pool processes' connections carry their process kind for pg_stat_activity
+    with session_scope() as s:
+        names = set(s.execute(text(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()"
+        )).scalars())
+    assert "return-notify-worker" in names, names
+
 
 def test_compose_health_checks_find_each_worker_by_its_node_name(
     svc: Any, compose_workers: tuple[str, dict[str, Proc]],

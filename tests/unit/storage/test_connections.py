@@ -65,6 +65,10 @@ def test_each_url_kind_gets_its_client() -> None:
     sentinels = pool.sentinel_manager.sentinels
     assert [s.connection_pool.connection_kwargs["port"] for s in sentinels] == [1, 2]
     assert sentinels[0].connection_pool.connection_kwargs["password"] == "s-pw"
+    # the API's live inbox: the asyncio client, through the Sentinels too
+    live = redis_client(settings, asyncio=True, timeout_s=None, socket_connect_timeout=2.0)
+    assert type(live.connection_pool).__name__ == "SentinelConnectionPool"
+    assert live.connection_pool.service_name == "primary"
     tls = redis_client(Settings(broker_url="rediss://:p@127.0.0.1:1/0"))
     assert tls.connection_pool.connection_class.__name__ == "SSLConnection"
     with pytest.raises(Exception, match="redis://, rediss:// or sentinel://"):
