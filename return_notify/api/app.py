@@ -86,7 +86,7 @@ def create_app() -> FastAPI:
     app.include_router(stats_api.router)
     from return_notify.observability.http_metrics import instrument
 
-    instrument(app)  # request metrics and GET /metrics
+    instrument(app)  # request metrics (served on RSN_API_METRICS_PORT, not here)
 
     @app.exception_handler(ConfigurationError)
     async def _config_error(request: Request, exc: ConfigurationError) -> JSONResponse:

@@ -48,6 +48,7 @@ from python_http_client.exceptions import handle_error
 from twilio.http import HttpClient as TwilioHttpClientBase
 from twilio.http.response import Response as TwilioResponse
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 __all__ = ["HttpPool", "PooledSendGridClient", "PooledTwilioHttpClient", "environment_proxy",
@@ -131,6 +132,11 @@ class HttpPool:
             else:
                 r = self._manager.request(method, url, body=body, headers=dict(headers),
                                           redirect=False, timeout=limit, preload_content=True)
+        except NewConnectionError as exc:
+            # refused or unreachable: not a timeout, although urllib3 2 derives it from
+            # ConnectTimeoutError (whether a pooled connection is found closed before reuse,
+            # or only when used, must not change what the caller is told)
+            raise ConnectionError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
         except Urllib3Timeout as exc:
             raise TimeoutError(f"{method} {url}: timed out ({exc})") from exc
         except Urllib3Error as exc:

@@ -6,12 +6,23 @@ when a command runs.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from return_notify.cli.common import JsonOpt, console, fail, parse_since, print_json, require_urls
+from return_notify.cli.common import (
+    JsonOpt,
+    console,
+    fail,
+    parse_since,
+    print_json,
+    progress,
+    require_urls,
+)
+
+#: dead deliveries replayed per transaction (and per enqueue) by `dlq replay`
+REPLAY_BATCH = 1000
 
 deliveries_app = typer.Typer(help="Inspect deliveries (one row per event and channel).",
                              no_args_is_help=True)
@@ -121,14 +132,28 @@ def dlq_replay_cmd(
     require_urls()
     if not (ids or all_ or tenant or channel or since):
         fail("say which: delivery ids, a filter (--tenant/--channel/--since) or --all")
-    from return_notify.pipeline.maintenance import dlq_replay
+    from return_notify.pipeline.maintenance import dlq_count, dlq_replay
     from return_notify.storage.db import session_scope
     from return_notify.workers.app import enqueue_deliveries
 
+    filters: dict[str, Any] = {"ids": ids or None, "tenant": tenant, "channel": channel,
+                               "since": parse_since(since)}
     with session_scope() as s:
-        by_channel = dlq_replay(s, ids=ids or None, tenant=tenant, channel=channel,
-                                since=parse_since(since))
-    enqueue_deliveries(by_channel)
+        total = dlq_count(s, **filters)
+    by_channel: dict[str, list[int]] = {}
+    # one short transaction per batch, each enqueued after its commit: a large replay never
+    # holds thousands of row locks, and what was replayed before an interruption stays so
+    with progress(json_out) as bar:
+        task = bar.add_task("replaying dead deliveries", total=total)
+        while True:
+            with session_scope() as s:
+                batch = dlq_replay(s, limit=REPLAY_BATCH, **filters)
+            if not batch:
+                break
+            enqueue_deliveries(batch)
+            for ch, got in batch.items():
+                by_channel.setdefault(ch, []).extend(got)
+            bar.advance(task, sum(len(v) for v in batch.values()))
     n = sum(len(v) for v in by_channel.values())
     if json_out:
         print_json({"replayed": n, "ids": by_channel})

@@ -8,7 +8,7 @@ below, never this module or each other; their heavy imports happen when a comman
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -26,12 +26,26 @@ from return_notify.cli import (
     tenants,
     tools,
 )
+from return_notify.cli.common import run, version_callback
 
 app = typer.Typer(
     help="Return status notifications: return milestone events in, email/SMS/in-app out.\n\n"
     "Settings come from RSN_* environment variables (or .env); see README.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
 )
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=version_callback, is_eager=True,
+        help="Print the installed version and exit.")] = False,
+) -> None:
+    """Return status notifications: return milestone events in, email/SMS/in-app out.
+
+    Settings come from RSN_* environment variables (or .env); see README. A service that
+    does not answer (PostgreSQL, Redis) ends any command with one line and exit status 3.
+    """
 
 #: the top-level commands, in ``--help`` order: run the services, feed events, measure
 COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
@@ -63,8 +77,8 @@ for _register in REGISTER_GROUPS:
 
 
 def main() -> None:
-    """Run the ``return-notify`` command."""
-    app()
+    """Run the ``return-notify`` command (an unreachable service: one line, exit 3)."""
+    run(app)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from return_notify.cli.common import JsonOpt, console, fail, print_json, require_urls
+from return_notify.cli.common import JsonOpt, console, fail, print_json, progress, require_urls
 
 customers_app = typer.Typer(help="Customers' personal data (erasure requests).",
                             no_args_is_help=True)
@@ -55,15 +55,31 @@ def retention(
     days: Annotated[int | None, typer.Option(help="Override RSN_RETENTION_DAYS.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run the retention purge now (beat runs it daily): redact rendered content and personal
-    data older than RSN_RETENTION_DAYS."""
+    """Run the retention purge now (beat runs it daily at RSN_RETENTION_AT): redact rendered
+    content and personal data older than RSN_RETENTION_DAYS, table by table in batches,
+    with a progress line per table."""
     from return_notify.config.settings import get_settings
-    from return_notify.pipeline.retention import purge_expired
+    from return_notify.pipeline.retention import PURGE, purge_expired
     from return_notify.storage.db import session_scope
 
     require_urls()
     n = get_settings().retention_days if days is None else days
-    counts = purge_expired(session_scope, n)
+    with progress(json_out) as bar:
+        rows = {t: bar.add_task(t, total=None, start=False) for t in PURGE} if n > 0 else {}
+        last: list[str] = []
+
+        def advance(table: str, redacted: int) -> None:
+            if last and last[0] != table:  # the previous table is done
+                done = bar.tasks[rows[last[0]]].completed
+                bar.update(rows[last[0]], total=done)
+            if not last or last[0] != table:
+                bar.start_task(rows[table])
+                last[:] = [table]
+            bar.advance(rows[table], redacted)
+
+        counts = purge_expired(session_scope, n, on_progress=advance)
+        for task in rows.values():
+            bar.update(task, total=bar.tasks[task].completed)
     if json_out:
         print_json({"retention_days": n, "redacted": counts})
     elif n <= 0:

@@ -17,6 +17,11 @@ from return_notify.config.celery import ALL_QUEUES
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 
+#: what follows `--` on `worker`, `beat` and `flower`: passed to Celery or Flower unchanged
+CeleryOptions = Annotated[list[str] | None, typer.Argument(
+    metavar="-- OPTION", show_default=False,
+    help="Options after `--`, passed unchanged to Celery (worker, beat) or Flower.")]
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``db`` group to the ``return-notify`` app."""
@@ -42,8 +47,11 @@ def worker(
              "CPU-bound) or 'delivery' (prefork, four processes per CPU, and "
              "RSN_PROVIDER_CONCURRENCY=64 provider calls in flight per process unless set: "
              "sends wait on the network). -P and -c still win.")] = None,
+    celery_options: CeleryOptions = None,
 ) -> None:
-    """Run a Celery worker for some queues (events, email, sms, inapp, maintenance)."""
+    """Run a Celery worker for some queues (events, email, sms, inapp, maintenance,
+    retention). Options after `--` go to `celery worker` unchanged, e.g.
+    `return-notify worker -Q email -- --without-heartbeat --max-tasks-per-child 500`."""
     if profile is not None:
         concurrency = _apply_profile(profile, concurrency)
     require_urls()
@@ -66,7 +74,7 @@ def worker(
         argv += ["--autoscale", autoscale]
     if logfile:
         argv += ["-f", logfile]
-    celery_app.worker_main(argv)
+    celery_app.worker_main(argv + list(celery_options or []))
 
 
 #: worker pool profiles, both on prefork: (processes per CPU, provider calls in flight per
@@ -95,47 +103,62 @@ def _apply_profile(profile: str, concurrency: int | None) -> int:
 
 
 def beat(
-    schedule: Annotated[str, typer.Option(help="Where beat keeps its schedule state.")] = "",
+    schedule: Annotated[str, typer.Option(
+        help="Where beat keeps its schedule state: a file on a volume that outlives the "
+             "process (default: a new temporary file).")] = "",
     loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "INFO",
+    celery_options: CeleryOptions = None,
 ) -> None:
-    """Run Celery beat: the sweeper that re-enqueues due and lost deliveries."""
+    """Run Celery beat: the sweeper every RSN_SWEEP_INTERVAL_S, the retention purge daily at
+    RSN_RETENTION_AT (UTC). Run exactly one beat per deployment: two send everything twice."""
     require_urls()
     import tempfile
 
     from return_notify.workers.app import app as celery_app
     path = schedule or os.path.join(tempfile.gettempdir(), f"rsn-beat-{os.getpid()}")
-    celery_app.start(["beat", "-l", loglevel, "-s", path])
+    celery_app.start(["beat", "-l", loglevel, "-s", path, *(celery_options or [])])
 
 
 def flower(
-    port: Annotated[int, typer.Option(help="HTTP port.")] = 5555,
-    address: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(
+        help="HTTP port (default: FLOWER_PORT, else 5555).")] = None,
+    address: Annotated[str | None, typer.Option(
+        help="Bind address (default: FLOWER_ADDRESS, else 127.0.0.1).")] = None,
     basic_auth: Annotated[
         str | None, typer.Option(help="user:password, comma-separated for several "
-                                      "(default: RSN_FLOWER_BASIC_AUTH).")
+                                      "(default: RSN_FLOWER_BASIC_AUTH, else FLOWER_BASIC_AUTH).")
     ] = None,
     no_auth: Annotated[bool, typer.Option(
         "--no-auth", help="Run without credentials: anyone who reaches the port sees every "
         "task and can control workers (the API answers 401 to all).")] = False,
-    persistent: Annotated[bool, typer.Option(
-        "--persistent/--no-persistent", help="Keep task and worker state across restarts.")] = True,
-    db: Annotated[str, typer.Option(help="State file of --persistent.")] = "flower-state.db",
-    state_save_interval: Annotated[int, typer.Option(
+    persistent: Annotated[bool | None, typer.Option(
+        "--persistent/--no-persistent",
+        help="Keep task and worker state across restarts (default: FLOWER_PERSISTENT, "
+             "else on).")] = None,
+    db: Annotated[str | None, typer.Option(
+        help="State file of --persistent (default: FLOWER_DB, else flower-state.db).")] = None,
+    state_save_interval: Annotated[int | None, typer.Option(
         "--state-save-interval", "--state_save_interval",
-        help="Save the state every N ms (0: only on shutdown).")] = 60_000,
+        help="Save the state every N ms, 0: only on shutdown (default: "
+             "FLOWER_STATE_SAVE_INTERVAL, else 60000).")] = None,
     purge_offline_workers: Annotated[int | None, typer.Option(
         "--purge-offline-workers", "--purge_offline_workers",
         help="Forget workers offline for this many seconds.")] = None,
-    max_tasks: Annotated[int, typer.Option(help="Tasks kept in memory.")] = 100_000,
+    max_tasks: Annotated[int | None, typer.Option(
+        help="Tasks kept in memory (default: FLOWER_MAX_TASKS, else 100000).")] = None,
+    flower_options: CeleryOptions = None,
 ) -> None:
     """Run Flower on the project's Celery app (live throughput per worker and task), with
-    basic auth, persistent state and task events on. /metrics and /healthcheck answer
-    without credentials: keep Flower's port off public networks."""
+    basic auth, persistent state and task events on. Flower's own FLOWER_* variables are
+    honoured where no option is given; options after `--` go to Flower unchanged.
+    /metrics and /healthcheck answer without credentials: keep Flower's port off public
+    networks."""
     require_urls(db=False)
     from return_notify.config.settings import get_settings
 
     secret = get_settings().flower_basic_auth
-    credentials = basic_auth or (secret.get_secret_value() if secret else "")
+    credentials = (basic_auth or (secret.get_secret_value() if secret else "")
+                   or os.environ.get("FLOWER_BASIC_AUTH", ""))
     oauth = bool(os.environ.get("FLOWER_AUTH"))  # Flower's own OAuth settings, if any
     if credentials:
         bad = [c for c in credentials.split(",") if not all(c.partition(":")[::2])]
@@ -143,22 +166,30 @@ def flower(
             fail("basic auth must be user:password (comma-separated for several)")
     elif not oauth and not no_auth:
         fail("Flower shows every task and can control the workers: set "
-             "RSN_FLOWER_BASIC_AUTH=user:password (or --basic-auth), or pass --no-auth "
-             "explicitly for a private machine")
-    elif no_auth:
+             "RSN_FLOWER_BASIC_AUTH=user:password (or FLOWER_BASIC_AUTH, or --basic-auth), "
+             "or pass --no-auth explicitly for a private machine")
+    address = address or os.environ.get("FLOWER_ADDRESS") or "127.0.0.1"
+    port = port or int(os.environ.get("FLOWER_PORT") or 5555)
+    if no_auth and not credentials:
         err_console.print("[bold yellow]warning:[/] Flower without authentication: anyone who "
                           f"can reach {address}:{port} can see every task and control workers")
     from return_notify.workers.app import app as celery_app
 
-    argv = ["flower", f"--port={port}", f"--address={address}", "--enable_events=True",
-            f"--max_tasks={max_tasks}"]
+    argv = ["flower", f"--port={port}", f"--address={address}", "--enable_events=True"]
+    # Flower reads FLOWER_* itself; a value is passed here only when the option was given,
+    # or Flower has no variable for it (then the project's default applies)
+    for name, value, default in (("max_tasks", max_tasks, 100_000),
+                                 ("persistent", persistent, True),
+                                 ("db", db, "flower-state.db"),
+                                 ("state_save_interval", state_save_interval, 60_000),
+                                 ("purge_offline_workers", purge_offline_workers, None)):
+        if value is None and f"FLOWER_{name.upper()}" not in os.environ:
+            value = default
+        if value is not None:
+            argv.append(f"--{name}={value}")
     if credentials:
         argv.append(f"--basic-auth={credentials}")  # in-process: never on a command line
-    if persistent:
-        argv += ["--persistent=True", f"--db={db}", f"--state_save_interval={state_save_interval}"]
-    if purge_offline_workers:
-        argv.append(f"--purge_offline_workers={purge_offline_workers}")
-    celery_app.start(argv)
+    celery_app.start(argv + list(flower_options or []))
 
 
 def api(
@@ -172,12 +203,22 @@ def api(
 ) -> None:
     """Serve the HTTP API with uvicorn (OpenAPI docs at /docs). Logs go through the
     project's logging (JSON lines with RSN_LOG_JSON=true, recipients masked), in every
-    server process."""
+    server process. With RSN_API_METRICS_PORT set, request metrics of every server process
+    are served there (on RSN_METRICS_ADDRESS), never on the public port."""
     require_database()
     import uvicorn
 
+    from return_notify.config.settings import get_settings
     from return_notify.observability.logs import uvicorn_log_config
+    from return_notify.storage.db import set_process_kind
 
+    set_process_kind("api")  # application_name, inherited by every server process
+    settings = get_settings()
+    if settings.api_metrics_port is not None:
+        from return_notify.observability.http_metrics import start_api_endpoint
+
+        start_api_endpoint(settings.api_metrics_port, settings.metrics_address,
+                           settings.metrics_dir)
     uvicorn.run("return_notify.api.app:create_app", factory=True, host=host, port=port,
                 workers=workers, log_level=log_level, proxy_headers=True,
                 forwarded_allow_ips=forwarded_allow_ips, server_header=False,
@@ -185,9 +226,33 @@ def api(
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+def db_upgrade(
+    revision: Annotated[str, typer.Argument()] = "head",
+    wait: Annotated[float, typer.Option(
+        help="Seconds to keep retrying while PostgreSQL does not answer yet (a container "
+             "starting beside it); 0: fail at once.")] = 0.0,
+) -> None:
     """Apply migrations up to REVISION (default: head). Safe to run concurrently."""
     require_urls()
+    import time
+
+    from return_notify.cli.common import unavailable_service
+    from return_notify.storage.db import dispose_engine
     from return_notify.storage.migrate import upgrade
 
-    console.print(f"database at revision [bold]{upgrade(revision)}[/]")
+    deadline = time.monotonic() + max(0.0, wait)
+    delay = 0.5
+    while True:
+        try:
+            current = upgrade(revision)
+            break
+        except Exception as exc:
+            found = unavailable_service(exc)
+            if found is None or time.monotonic() + delay > deadline:
+                raise
+            err_console.print(f"{found[0]} not answering yet ({found[1]}); retrying in "
+                              f"{delay:.1f} s", markup=False, highlight=False)
+            dispose_engine()
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    console.print(f"database at revision [bold]{current}[/]")

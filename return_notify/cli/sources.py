@@ -20,7 +20,15 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from return_notify.cli.common import CREATE_TENANT_HINT, JsonOpt, console, fail, print_json, tenant_id
+from return_notify.cli.common import (
+    CREATE_TENANT_HINT,
+    JsonOpt,
+    console,
+    fail,
+    print_json,
+    run,
+    tenant_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +312,7 @@ def main() -> None:
     app = typer.Typer(no_args_is_help=True, add_completion=False,
                       pretty_exceptions_show_locals=False)
     register(app)
-    app()
+    run(app)
 
 
 if __name__ == "__main__":

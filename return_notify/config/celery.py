@@ -5,21 +5,59 @@ Shared by the worker app and the lightweight producer app so both agree on the w
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
+from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from return_notify.config.settings import Settings
+from return_notify.core.redis_urls import kombu_url, mask, scheme
+from return_notify.errors import ConfigurationError
 
 INGEST_TASK = "return_notify.ingest"
 DELIVER_TASK = "return_notify.deliver"
 SWEEP_TASK = "return_notify.sweep"
 NOOP_TASK = "return_notify.noop"
+RETENTION_TASK = "return_notify.retention"
 
 EVENTS_QUEUE = "events"
 CHANNEL_QUEUES = ("email", "sms", "inapp")
 MAINTENANCE_QUEUE = "maintenance"
-ALL_QUEUES = (EVENTS_QUEUE, *CHANNEL_QUEUES, MAINTENANCE_QUEUE)
+#: the daily retention purge: a queue of its own, so a long purge never holds the slot the
+#: sweeper needs (compose runs a worker for it; `worker` with no -Q consumes it too)
+RETENTION_QUEUE = "retention"
+ALL_QUEUES = (EVENTS_QUEUE, *CHANNEL_QUEUES, MAINTENANCE_QUEUE, RETENTION_QUEUE)
+
+#: Celery's own broker variables: it reads them before its configuration, so a value
+#: different from RSN_BROKER_URL would split the system (Celery on one Redis, the rate
+#: limiter, metrics, inbox and streams on another)
+CELERY_BROKER_ENV = ("CELERY_BROKER_URL", "CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL")
+NO_BROKER = ("RSN_BROKER_URL is not set: point it at Redis (redis://, rediss:// or sentinel://); "
+             "without it Celery would try amqp://guest@localhost")
+
+
+def check_broker(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """Refuse a configuration that names two brokers: ``ConfigurationError`` when one of
+    Celery's own variables (``CELERY_BROKER_URL``, …) is set and differs from
+    ``RSN_BROKER_URL``, and when only Celery's is set."""
+    env = os.environ if environ is None else environ
+    for name in CELERY_BROKER_ENV:
+        value = env.get(name)
+        if value and value != settings.broker_url:
+            raise ConfigurationError(
+                f"{name} ({mask(value)}) differs from RSN_BROKER_URL ({mask(settings.broker_url)}): "
+                f"one broker setting only. Unset {name} and set RSN_BROKER_URL.")
+
+
+def require_broker(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
+    """RSN_BROKER_URL, checked (``check_broker``); ``ConfigurationError`` if it is unset."""
+    check_broker(settings, environ)
+    if not settings.broker_url:
+        raise ConfigurationError(NO_BROKER)
+    scheme(settings.broker_url)
+    return settings.broker_url
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:
@@ -35,11 +73,21 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         # Every key (queues, unacked hash, bindings) lives under this prefix, so several
         # deployments or test runs share one Redis without seeing each other's messages.
         opts["global_keyprefix"] = settings.redis_key_prefix
+    if settings.broker_url and scheme(settings.broker_url) == "sentinel":
+        # kombu asks the Sentinels for this primary, and again after a failover
+        opts["master_name"] = settings.redis_sentinel_master
+        opts["sentinel_kwargs"] = {"socket_connect_timeout": 5.0, "socket_timeout": 5.0}
+        if settings.redis_sentinel_password is not None:
+            opts["sentinel_kwargs"]["password"] = settings.redis_sentinel_password.get_secret_value()
     return opts
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """The Celery settings of every process (workers, beat, producer)."""
+    """The Celery settings of every process (workers, beat, producer).
+
+    ``ConfigurationError`` when Celery's own broker variable disagrees with RSN_BROKER_URL;
+    an unset RSN_BROKER_URL is refused when a connection is made (``workers.app``)."""
+    check_broker(settings)
     if settings.max_countdown_s + settings.task_time_limit_s >= settings.visibility_timeout_s:
         raise ValueError(
             "RSN_VISIBILITY_TIMEOUT_S must exceed RSN_MAX_COUNTDOWN_S + RSN_TASK_TIME_LIMIT_S, "
@@ -47,7 +95,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         )
     default_exchange = Exchange("return_notify", type="direct")
     return {
-        "broker_url": settings.broker_url,
+        # kombu's spelling of RSN_BROKER_URL (Sentinel: one URL per Sentinel)
+        "broker_url": kombu_url(settings.broker_url) if settings.broker_url else None,
         "broker_transport_options": transport_options(settings),
         # Celery docs: set it for the result backend options too (no backend here, harmless).
         "result_backend_transport_options": transport_options(settings),
@@ -93,14 +142,30 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             INGEST_TASK: {"queue": EVENTS_QUEUE, "routing_key": EVENTS_QUEUE},
             SWEEP_TASK: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
+            RETENTION_TASK: {"queue": RETENTION_QUEUE, "routing_key": RETENTION_QUEUE},
         },
+        # The purge runs longer than any pipeline task: its own limits, and acked when it
+        # starts (a late ack would let Redis hand a run longer than the visibility timeout to
+        # a second worker). A lost run costs nothing: it is idempotent and resumes tomorrow.
+        "task_annotations": {RETENTION_TASK: {
+            "time_limit": settings.retention_time_limit_s,
+            "soft_time_limit": settings.retention_time_limit_s - 60,
+            "acks_late": False}},
         "beat_schedule": {
             "sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_s},
-            # the retention purge of rendered content and PII, daily
-            "retention": {"task": "return_notify.retention", "schedule": 24 * 3600.0,
-                          "options": {"queue": MAINTENANCE_QUEUE}},
+            # the retention purge of rendered content and PII, daily at a fixed time (UTC):
+            # a crontab, so a beat restart neither skips nor repeats it
+            "retention": {"task": RETENTION_TASK, "schedule": retention_schedule(settings),
+                          "options": {"queue": RETENTION_QUEUE, "routing_key": RETENTION_QUEUE,
+                                      "expires": 6 * 3600}},
         },
         "timezone": "UTC",
         "enable_utc": True,
         "worker_hijack_root_logger": False,
     }
+
+
+def retention_schedule(settings: Settings) -> crontab:
+    """Every day at ``RSN_RETENTION_AT`` (UTC)."""
+    hour, minute = settings.retention_at.split(":")
+    return crontab(hour=int(hour), minute=int(minute))

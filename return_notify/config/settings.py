@@ -34,7 +34,27 @@ class Settings(BaseSettings):
         default="", description="Prefix for every Redis key (several deployments or test runs "
         "on one Redis)"
     )
-    db_pool_size: int = Field(default=5, description="SQLAlchemy pool size per process")
+    redis_sentinel_master: str = Field(
+        default="mymaster", description="with a sentinel:// RSN_BROKER_URL: the name the "
+        "Sentinels know the Redis primary by"
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None, description="with a sentinel:// RSN_BROKER_URL: the Sentinels' own "
+        "password (requirepass of the Sentinels; the URL's password is the Redis servers')"
+    )
+    db_pool_size: int = Field(
+        default=5, ge=1, description="PostgreSQL connections each process keeps open"
+    )
+    db_max_overflow: int = Field(
+        default=5, ge=0, description="connections a process may open beyond "
+        "RSN_DB_POOL_SIZE under load (closed when returned); a process holds at most "
+        "pool size + overflow"
+    )
+    db_statement_timeout_ms: int = Field(
+        default=60_000, ge=0, description="PostgreSQL statement_timeout of every connection "
+        "(a runaway query is cancelled, not left holding locks); 0: none. `db upgrade` "
+        "lifts it for the migrations"
+    )
 
     # --- providers ----------------------------------------------------------------------
     email_provider: Literal["sendgrid", "smtp", "sandbox"] = Field(
@@ -216,6 +236,12 @@ class Settings(BaseSettings):
     metrics_address: str = Field(
         default="127.0.0.1", description="bind address of the worker metrics endpoint"
     )
+    api_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="`return-notify api`: port of its Prometheus endpoint, on "
+        "RSN_METRICS_ADDRESS, apart from the public API port (every --workers process summed); "
+        "unset: API metrics not served",
+    )
     metrics_dir: str | None = Field(
         default=None,
         description="prometheus_client multiprocess directory (wiped at worker start); "
@@ -233,6 +259,15 @@ class Settings(BaseSettings):
     retention_days: int = Field(
         default=30, ge=0,
         description="purge rendered content and personal data older than this; 0: never",
+    )
+    retention_at: str = Field(
+        default="03:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="time of day (UTC, HH:MM) beat sends the daily retention purge, to the "
+        "retention queue",
+    )
+    retention_time_limit_s: int = Field(
+        default=3600, ge=60, description="hard time limit of one retention run (soft: a "
+        "minute less); it resumes where it stopped the next day"
     )
 
     # --- HTTP API: tokens, webhooks, unsubscribe ----------------------------------------

@@ -1,8 +1,14 @@
-"""HTTP API metrics: request counts and durations by route template, and ``GET /metrics``.
+"""HTTP API metrics: request counts and durations by route template, and their endpoint.
 
 Pure ASGI middleware (server-sent event streams pass through untouched); one set of metric
-objects per process, shared by every app instrumented in it. With
-``PROMETHEUS_MULTIPROC_DIR`` set (several server processes) the endpoint sums them all.
+objects per process, shared by every app instrumented in it. Labels are bounded whatever the
+requests say: a method outside the standard ones counts as ``OTHER`` and a path no route
+matches as ``unmatched`` (a client sending random methods or paths cannot create series).
+
+The endpoint is not a route of the public app: ``start_api_endpoint`` serves it on an
+internal port of its own (``RSN_API_METRICS_PORT`` on ``RSN_METRICS_ADDRESS``) from the
+process ``return-notify api`` runs in, summing every server process (``--workers N``) through
+the multiprocess directory it exports before uvicorn starts them.
 Called through ``return_notify.observability.metrics.instrument_app``.
 """
 
@@ -11,7 +17,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from return_notify.observability import multiprocess
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -19,6 +27,10 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+#: the methods counted under their own name; any other is ``OTHER``
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: the route label of a request no route matched (404s of any path, probes, scanners)
+UNMATCHED = "unmatched"
 _lock = threading.Lock()
 
 
@@ -40,10 +52,9 @@ class _ApiMetrics:
         if not path:
             return self.registry
         from prometheus_client import CollectorRegistry
-        from prometheus_client.multiprocess import MultiProcessCollector
 
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=path)
+        registry.register(multiprocess.LiveProcessCollector(path))  # type: ignore[arg-type]
         return registry
 
 
@@ -56,6 +67,14 @@ def _api_metrics() -> _ApiMetrics:
         if _api is None:
             _api = _ApiMetrics()
         return _api
+
+
+def labels_for(scope: Scope) -> tuple[str, str]:
+    """The (method, route) labels of a request: both from finite sets."""
+    method = str(scope.get("method", "GET")).upper()
+    route = getattr(scope.get("route"), "path", None)
+    return (method if method in METHODS else "OTHER",
+            route if isinstance(route, str) and route else UNMATCHED)
 
 
 class MetricsMiddleware:
@@ -82,25 +101,36 @@ class MetricsMiddleware:
             await self.app(scope, receive, _send)
         finally:
             self.m.in_progress.dec()
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = str(scope.get("method", "GET"))
-            self.m.requests.labels(method, template, str(status["code"])).inc()
+            method, template = labels_for(scope)
+            code = status["code"] if 100 <= status["code"] <= 599 else 500
+            self.m.requests.labels(method, template, str(code)).inc()
             self.m.seconds.labels(method, template).observe(time.perf_counter() - t0)
 
 
 def instrument(app: FastAPI) -> None:
-    """Count and time every request by route template and serve ``GET /metrics``.
-
-    ``/metrics`` needs no credentials (like Flower's): keep it off public networks.
-    """
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-    from starlette.responses import Response
-
-    api = _api_metrics()
-
-    def metrics_endpoint() -> Response:
-        return Response(generate_latest(api.scrape_registry()), media_type=CONTENT_TYPE_LATEST)
-
+    """Count and time every request by route template (no endpoint on ``app`` itself)."""
+    _api_metrics()
     app.add_middleware(MetricsMiddleware)
-    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+
+
+def scrape() -> bytes:
+    """This process's API metrics (every server process's, in multiprocess mode) in the
+    Prometheus text format: what the endpoint answers."""
+    from prometheus_client import generate_latest
+
+    return bytes(generate_latest(_api_metrics().scrape_registry()))
+
+
+def start_api_endpoint(port: int, address: str, directory: str | None = None) -> Any:
+    """Before uvicorn starts: export a fresh multiprocess directory (``directory``, else
+    ``PROMETHEUS_MULTIPROC_DIR``, else a temporary one) that every server process inherits,
+    and serve their sum on ``address:port`` from a thread of this process. Returns the
+    server, or ``None`` if the port is taken (logged)."""
+    path, owned = multiprocess.prepare_dir(directory)
+    if owned:
+        import atexit
+        import shutil
+
+        atexit.register(shutil.rmtree, path, True)
+    multiprocess.enable(path)
+    return multiprocess.serve(port, address, [multiprocess.LiveProcessCollector(path)])

@@ -12,21 +12,25 @@ main process at ``worker_init`` (before the pool forks) and wiped there (the Cel
 signals are connected in ``workers/signals.py``; this module imports no Celery); queue depths
 are read from Redis (``LLEN``) by a collector in the main process at scrape time.
 
-The API (``instrument_app``): request counts and durations by route template, served on
-the app's own ``GET /metrics`` (multiprocess too when ``PROMETHEUS_MULTIPROC_DIR`` is set).
+The live gauges of a pool process that is gone (recycled, or killed by SIGKILL or the OOM
+killer, which no signal reports) are dropped at scrape time (``observability.multiprocess``).
+
+The API (``instrument_app``, ``observability.http_metrics``): request counts and durations by
+route template, with bounded labels, served on an internal port of their own
+(``RSN_API_METRICS_PORT``), never on the public API port; multiprocess for ``api --workers N``.
 Metrics never fail a task or a request: a broken observation is logged and dropped.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import shutil
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from return_notify.observability import multiprocess
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -75,8 +79,10 @@ class _WorkerMetrics:
         self.events = Counter(
             "rsn_events", "Events ingested, by disposition (notified, stale, repeat, "
             "no_channel, duplicate, rejected)", ["disposition"], registry=None)
-        self.created = Counter(
-            "rsn_deliveries_created", "Delivery rows created by ingest", ["channel"],
+        # not "rsn_deliveries_created": a counter exports <name>_created beside <name>_total,
+        # which would clash with rsn_deliveries above in a plain registry
+        self.planned = Counter(
+            "rsn_deliveries_planned", "Delivery rows created by ingest", ["channel"],
             registry=None)
         self.superseded = Counter(
             "rsn_deliveries_superseded", "Waiting deliveries skipped because a newer "
@@ -173,7 +179,7 @@ def observe_ingest(result: Any) -> None:
             m.events.labels("rejected").inc(result.rejected)
         for ch, ids in dict(getattr(result, "deliveries", {}) or {}).items():
             if ids:
-                m.created.labels(ch).inc(len(ids))
+                m.planned.labels(ch).inc(len(ids))
         if getattr(result, "superseded", 0):
             m.superseded.inc(result.superseded)
     except Exception:  # noqa: BLE001 - metrics never fail a task
@@ -276,17 +282,6 @@ class QueueDepthCollector:
 
 # ------------------------------------------------------------------ worker endpoint ---
 
-def _multiproc_dir(configured: str | None) -> str:
-    path = configured or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not path:
-        path = tempfile.mkdtemp(prefix="rsn-metrics-")
-        _state.owned_dir = path
-    os.makedirs(path, exist_ok=True)
-    for stale in glob.glob(os.path.join(path, "*.db")):
-        os.remove(stale)  # counts of a previous run would add up with ours
-    return path
-
-
 def setup_worker_metrics() -> None:
     """Main process, before the pool forks: pick, wipe and export the multiprocess dir."""
     from return_notify.config.settings import get_settings
@@ -294,53 +289,41 @@ def setup_worker_metrics() -> None:
     settings = get_settings()
     if settings.metrics_port is None:
         return
-    path = _multiproc_dir(settings.metrics_dir)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path  # inherited by every pool process
-    from prometheus_client import values
-
-    if not getattr(values.ValueClass, "_multiprocess", False):
-        # prometheus_client was imported before the directory was known: switch it now,
-        # before any metric exists (metrics are created on first use, in the children)
-        values.ValueClass = values.MultiProcessValue()
+    path, owned = multiprocess.prepare_dir(settings.metrics_dir)
+    if owned:
+        _state.owned_dir = path
+    multiprocess.enable(path)  # inherited by every pool process
     _state.enabled = None
 
 
-def start_worker_endpoint(queues: list[str]) -> None:
+def start_worker_endpoint(queues: list[str], consuming: set[str] | None = None) -> None:
     """Main process, once the worker consumes: serve every pool process's metrics (and the
-    depth of ``queues``)."""
+    depth of ``queues``); the live gauges of pool processes that are gone (recycled, or
+    killed by SIGKILL or the OOM killer) are dropped at each scrape. The worker consuming
+    ``maintenance`` also serves the age of the oldest due delivery (``backlog``)."""
     from return_notify.config.settings import get_settings
 
     settings = get_settings()
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if settings.metrics_port is None or not path:
         return
-    from prometheus_client import CollectorRegistry, start_http_server
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=path)
+    collectors: list[Any] = [multiprocess.LiveProcessCollector(path)]
     if settings.broker_url and queues:
-        registry.register(QueueDepthCollector(  # type: ignore[arg-type]
-            settings.broker_url, settings.redis_key_prefix, queues))
-    try:
-        server, _thread = start_http_server(settings.metrics_port, addr=settings.metrics_address,
-                                            registry=registry)
-    except OSError as exc:
-        log.error("worker metrics endpoint not started on %s:%s: %s", settings.metrics_address,
-                  settings.metrics_port, exc)
-        return
-    _state.server = server
-    log.info("worker metrics on http://%s:%s/metrics", settings.metrics_address,
-             settings.metrics_port)
+        collectors.append(QueueDepthCollector(settings.broker_url, settings.redis_key_prefix, queues))
+    if consuming and "maintenance" in consuming and settings.database_url:
+        from return_notify.observability.backlog import BacklogCollector
+
+        collectors.append(BacklogCollector(("email", "sms", "inapp")))
+    _state.server = multiprocess.serve(settings.metrics_port, settings.metrics_address, collectors)
 
 
 def pool_process_gone(pid: int | None = None) -> None:
     """A pool process exited: its live gauges no longer count (its counters stay)."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path and _state.metrics is not None:
-        from prometheus_client import multiprocess
+        from prometheus_client import multiprocess as prom_multiprocess
 
-        multiprocess.mark_process_dead(pid or os.getpid(), path)  # live gauges only
+        prom_multiprocess.mark_process_dead(pid or os.getpid(), path)  # live gauges only
 
 
 def stop_worker_endpoint() -> None:
@@ -356,8 +339,8 @@ def stop_worker_endpoint() -> None:
 # ------------------------------------------------------------------ API ---------------
 
 def instrument_app(app: FastAPI) -> None:
-    """Count and time every request by route template and serve ``GET /metrics``
-    (implementation in ``metrics_api``; no credentials: keep it off public networks)."""
+    """Count and time every request by route template (``http_metrics.instrument``; the
+    endpoint is ``http_metrics.start_api_endpoint``, on an internal port)."""
     from return_notify.observability.http_metrics import instrument
 
     instrument(app)

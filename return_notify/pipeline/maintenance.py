@@ -65,13 +65,29 @@ def dlq_list(
     return [dict(r) for r in rows]
 
 
-def dlq_replay(
+def dlq_count(
     session: Session, *, ids: list[int] | None = None, tenant: str | None = None,
     channel: str | None = None, since: datetime | None = None,
+) -> int:
+    """How many dead deliveries ``dlq_replay`` with the same filter would replay."""
+    where, params = _dlq_filter(ids, tenant, channel, since)
+    return int(session.execute(text(
+        f"SELECT count(*) FROM deliveries d JOIN tenants t ON t.id = d.tenant_id WHERE {where}"
+    ), params).scalar_one())
+
+
+def dlq_replay(
+    session: Session, *, ids: list[int] | None = None, tenant: str | None = None,
+    channel: str | None = None, since: datetime | None = None, limit: int | None = None,
 ) -> dict[str, list[int]]:
     """Move dead deliveries back to pending with a fresh retry budget; returns the ids to
-    enqueue per channel (after the caller commits)."""
+    enqueue per channel (after the caller commits). With ``limit``, at most that many (the
+    lowest ids): call it again, one short transaction each, until it returns nothing."""
     where, params = _dlq_filter(ids, tenant, channel, since)
+    if limit is not None:
+        params["limit"] = limit
+        where = (f"d.id IN (SELECT d.id FROM deliveries d JOIN tenants t ON t.id = d.tenant_id "
+                 f"WHERE {where} ORDER BY d.id LIMIT :limit FOR UPDATE OF d SKIP LOCKED)")
     rows = session.execute(text(
         f"UPDATE deliveries d SET state = 'pending', replays = d.replays + 1, "
         f"next_attempt_at = NULL, updated_at = now() FROM tenants t "

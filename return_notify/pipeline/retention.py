@@ -36,7 +36,7 @@ _TERMINAL = "ARRAY[" + ", ".join(f"'{s}'" for s in TERMINAL_STATES) + "]"
 
 # One statement per table: it redacts up to :n old rows not yet redacted, so it is run in a
 # loop (short transactions, SKIP LOCKED) and running it again finds nothing left to do.
-_PURGE: dict[str, str] = {
+PURGE: dict[str, str] = {
     "deliveries": f"""
         WITH b AS (SELECT id FROM deliveries WHERE created_at < :cutoff
                    AND state = ANY({_TERMINAL})
@@ -85,13 +85,15 @@ def _table_exists(session: Session, name: str) -> bool:
 
 
 def purge_expired(session_factory: SessionFactory, retention_days: int, *,
-                  now: datetime | None = None, batch_size: int = BATCH_SIZE) -> dict[str, int]:
-    """Redact personal data older than ``retention_days``; returns rows redacted per table."""
+                  now: datetime | None = None, batch_size: int = BATCH_SIZE,
+                  on_progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+    """Redact personal data older than ``retention_days``; returns rows redacted per table.
+    ``on_progress(table, rows)`` is called after each batch (the command's progress bar)."""
     if retention_days <= 0:
         return {}
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
     counts: dict[str, int] = {}
-    for table, sql in _PURGE.items():
+    for table, sql in PURGE.items():
         with session_factory() as s:
             if not _table_exists(s, table):
                 continue
@@ -100,6 +102,8 @@ def purge_expired(session_factory: SessionFactory, retention_days: int, *,
             with session_factory() as s:
                 n = _rowcount(s.execute(text(sql), {"cutoff": cutoff, "n": batch_size}))
             total += n
+            if on_progress is not None:
+                on_progress(table, n)
             if n < batch_size:
                 break
         counts[table] = total

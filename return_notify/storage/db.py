@@ -1,4 +1,10 @@
-"""Engine and sessions, built lazily once per process (never at import time)."""
+"""Engine and sessions, built lazily once per process (never at import time).
+
+Every connection names its process kind to PostgreSQL (``application_name``
+``return-notify-worker``, ``-beat``, ``-api`` or ``-cli``: ``pg_stat_activity`` shows who
+holds connections) and carries ``RSN_DB_STATEMENT_TIMEOUT_MS``; each process keeps
+``RSN_DB_POOL_SIZE`` connections and opens up to ``RSN_DB_MAX_OVERFLOW`` more under load.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,34 @@ _lock = threading.Lock()
 _engine: Engine | None = None
 _engine_pid: int | None = None
 _factory: sessionmaker[Session] | None = None
+
+#: the environment variable that carries the process kind to the processes a command
+#: starts (prefork pool children, uvicorn's server processes)
+PROCESS_KIND_ENV = "RSN_PROCESS_KIND"
+PROCESS_KINDS = ("worker", "beat", "api", "cli")
+
+
+def set_process_kind(kind: str) -> None:
+    """Name this process (and those it starts) ``kind`` for PostgreSQL; before any connection."""
+    if kind not in PROCESS_KINDS:
+        raise ValueError(f"unknown process kind {kind!r}")
+    os.environ[PROCESS_KIND_ENV] = kind
+
+
+def application_name() -> str:
+    """``PGAPPNAME`` if the operator set it, else ``return-notify-<process kind>``."""
+    kind = os.environ.get(PROCESS_KIND_ENV, "cli")
+    return os.environ.get("PGAPPNAME") or f"return-notify-{kind if kind in PROCESS_KINDS else 'cli'}"
+
+
+def connect_args() -> dict[str, object]:
+    """libpq parameters of every connection: its name, the statement timeout, and a bound on
+    connecting (a silent host fails in seconds, not after the kernel's TCP timeout)."""
+    args: dict[str, object] = {"application_name": application_name(), "connect_timeout": 10}
+    timeout_ms = get_settings().db_statement_timeout_ms
+    if timeout_ms:
+        args["options"] = f"-c statement_timeout={int(timeout_ms)}"
+    return args
 
 
 def database_url() -> str:
@@ -42,8 +76,9 @@ def get_engine() -> Engine:
             _engine = create_engine(
                 database_url(),
                 pool_size=settings.db_pool_size,
-                max_overflow=5,
+                max_overflow=settings.db_max_overflow,
                 pool_pre_ping=True,
+                connect_args=connect_args(),
                 pool_recycle=1800,
                 future=True,
             )

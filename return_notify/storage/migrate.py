@@ -27,6 +27,8 @@ def upgrade(revision: str = "head") -> str:
     cfg = alembic_config()
     engine = get_engine()
     with engine.begin() as conn:
+        # a migration may rewrite a large table: RSN_DB_STATEMENT_TIMEOUT_MS does not apply
+        conn.execute(text("SET LOCAL statement_timeout = 0"))
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)

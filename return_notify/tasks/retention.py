@@ -1,10 +1,11 @@
-"""Queue ``maintenance`` (run by beat, daily): the retention purge (``return_notify.pipeline.retention``)."""
+"""Queue ``retention`` (run by beat, daily at ``RSN_RETENTION_AT``): the retention purge
+(``return_notify.pipeline.retention``), with its own time limits (``config.celery``)."""
 
 from __future__ import annotations
 
 import logging
 
-from return_notify.config.celery import MAINTENANCE_QUEUE
+from return_notify.config.celery import RETENTION_QUEUE, RETENTION_TASK
 from return_notify.config.settings import get_settings
 from return_notify.pipeline.retention import purge_expired
 from return_notify.storage.db import session_scope
@@ -12,10 +13,12 @@ from return_notify.workers.app import app
 
 log = logging.getLogger(__name__)
 
-RETENTION_TASK = "return_notify.retention"
+__all__ = ["RETENTION_TASK", "retention"]
 
 
-@app.task(name=RETENTION_TASK, acks_late=True, queue=MAINTENANCE_QUEUE, expires=6 * 3600)
+# Acked when it starts: a run may outlast the visibility timeout, and a late ack would let
+# Redis hand the same run to a second worker meanwhile. A run lost to a crash is harmless.
+@app.task(name=RETENTION_TASK, acks_late=False, queue=RETENTION_QUEUE, expires=6 * 3600)
 def retention() -> dict[str, int]:
     """Redact personal data older than ``RSN_RETENTION_DAYS`` (0: keep everything).
 

@@ -14,18 +14,30 @@ from celery.signals import (
     worker_ready,
 )
 
-from return_notify.config.celery import DELIVER_TASK, celery_config
+from return_notify.config.celery import DELIVER_TASK, NO_BROKER, celery_config
 from return_notify.config.settings import get_settings
+from return_notify.errors import ConfigurationError
 from return_notify.workers import signals
 
 log = logging.getLogger(__name__)
+
+
+class ReturnNotifyCelery(Celery):
+    """Celery that refuses to connect without RSN_BROKER_URL instead of falling back to its
+    default broker (``amqp://guest@localhost``), whoever asks: a worker, beat, Flower,
+    ``celery -A … inspect``, a producer."""
+
+    def _connection(self, url: Any, *args: Any, **kwargs: Any) -> Any:
+        if not url:
+            raise ConfigurationError(NO_BROKER)
+        return super()._connection(url, *args, **kwargs)
 
 
 def create_app() -> Celery:
     # logging (JSON lines, ids, masking) and metrics in every process of this app: workers,
     # beat and the tools that start them
     signals.connect()
-    app = Celery("return_notify", set_as_current=True)
+    app = ReturnNotifyCelery("return_notify", set_as_current=True)
     app.conf.update(celery_config(get_settings()))
     app.conf.imports = (
         "return_notify.tasks.ingest",

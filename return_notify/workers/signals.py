@@ -1,5 +1,6 @@
 """The Celery signals of every worker and beat process, connected once by ``connect()``:
-logging (context filter, JSON lines, task ids on every line) and worker metrics.
+the start-up checks (one broker setting) and the process kind PostgreSQL sees, logging
+(context filter, JSON lines, task ids on every line) and worker metrics.
 
 ``workers/app.py`` calls ``connect()`` when it builds the app, so any process that loads
 the app (``celery -A return_notify.workers.app``, the CLI's ``worker`` and ``beat``) has
@@ -11,12 +12,16 @@ from __future__ import annotations
 import ctypes
 import gc
 import logging
+import sys
 import time
 from typing import Any
 
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
+    beat_init,
+    celeryd_init,
+    import_modules,
     task_postrun,
     task_prerun,
     worker_init,
@@ -25,7 +30,9 @@ from celery.signals import (
     worker_shutdown,
 )
 
+from return_notify.errors import ConfigurationError
 from return_notify.observability import logs, metrics
+from return_notify.storage import db
 
 _connected = False
 #: a pool process gives freed memory back to the system at most this often (seconds)
@@ -81,14 +88,48 @@ def _trim_memory() -> None:
         _libc.malloc_trim(0)
 
 
+def _check_broker(**_: Any) -> None:
+    """Refuse two broker settings or none (Celery would fall back to amqp://guest@localhost).
+
+    Connected to ``import_modules`` too: beat and the worker send it while loading the app,
+    before beat's banner or the worker's first connection."""
+    from return_notify.config.celery import require_broker
+    from return_notify.config.settings import get_settings
+
+    try:
+        require_broker(get_settings())
+    except ConfigurationError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(2) from None  # Celery logs and swallows an Exception from a handler
+
+
+def _starting(kind: str) -> None:
+    """A worker or beat starts: the broker check, and the process named for PostgreSQL."""
+    _check_broker()
+    db.set_process_kind(kind)
+
+
+def _worker_starts(**_: Any) -> None:
+    _starting("worker")
+
+
+def _beat_starts(**_: Any) -> None:
+    _starting("beat")
+
+
 def _worker_init(**_: Any) -> None:
     metrics.setup_worker_metrics()
 
 
 def _worker_ready(sender: Any = None, **_: Any) -> None:
     app = getattr(sender, "app", None)
+    try:
+        consuming = set(app.amqp.queues.consume_from or {q.name for q in app.conf.task_queues}
+                        ) if app is not None else set()
+    except Exception:  # noqa: BLE001 - no queue information: no backlog metric
+        consuming = set()
     metrics.start_worker_endpoint([q.name for q in (app.conf.task_queues or [])]
-                                  if app is not None else [])
+                                  if app is not None else [], consuming)
 
 
 def _process_gone(pid: int | None = None, **_: Any) -> None:
@@ -105,7 +146,9 @@ def connect() -> None:
     if _connected:
         return
     logs.set_task_lookup(_current_task)
-    for signal, handler in ((after_setup_logger, _root_logger),
+    for signal, handler in ((celeryd_init, _worker_starts), (beat_init, _beat_starts),
+                            (import_modules, _check_broker),
+                            (after_setup_logger, _root_logger),
                             (after_setup_task_logger, _task_logger),
                             (task_prerun, _task_starts), (task_postrun, _task_ends),
                             (worker_init, _worker_init), (worker_ready, _worker_ready),

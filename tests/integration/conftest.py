@@ -1,5 +1,6 @@
 """Fixtures of the integration tests: a scratch database and Redis prefix per API test module,
-and the production defaults of the retailer-control settings.
+the production defaults of the retailer-control settings, and ``measured`` (numbers a test
+reports at the end of the run, whether it passes or fails).
 
 The session's real Redis and PostgreSQL (``services``, ``svc``) come from ``tests/conftest.py``;
 the builders that go with ``api_env`` are plain functions in ``tests/integration/api_helpers.py``.
@@ -8,9 +9,11 @@ the builders that go with ``api_env`` are plain functions in ``tests/integration
 from __future__ import annotations
 
 import base64
+import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -111,3 +114,25 @@ def production_defaults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     monkeypatch.undo()
     reset_settings()
+
+
+_MEASURED = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def measured(request: pytest.FixtureRequest) -> Callable[[dict[str, Any]], None]:
+    """``measured(numbers)``: printed under "measured" in the terminal summary of the run."""
+    lines = request.config.stash.setdefault(_MEASURED, [])
+
+    def record(numbers: dict[str, Any]) -> None:
+        lines.append(f"{request.node.nodeid}: {json.dumps(numbers, sort_keys=True)}")
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    lines = config.stash.get(_MEASURED, [])
+    if lines:
+        terminalreporter.section("measured")
+        for line in lines:
+            terminalreporter.write_line(line)

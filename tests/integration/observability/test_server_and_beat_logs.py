@@ -48,7 +48,7 @@ def test_api_server_logs_json_lines_in_every_server_process(svc: Any, tmp_path: 
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _status(base + "/metrics") == 200, timeout_s=60, what="the API")
+        wait_until(lambda: _status(base + "/healthz") == 200, timeout_s=60, what="the API")
         # when
         assert _status(base + "/nowhere/ana@example.com") == 404
 

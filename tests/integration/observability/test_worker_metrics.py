@@ -88,7 +88,7 @@ def test_worker_metrics_count_every_pool_process_exactly(svc: Any, metrics_worke
     assert value(samples, "rsn_delivery_states_total", channel="email", state="failed") >= 2
     assert value(samples, "rsn_events_total", disposition="notified") >= 8
     assert value(samples, "rsn_events_total", disposition="duplicate") >= 1
-    assert value(samples, "rsn_deliveries_created_total", channel="sms") >= 6
+    assert value(samples, "rsn_deliveries_planned_total", channel="sms") >= 6
     sent = value(samples, "rsn_delivery_states_total", state="sent")
     assert value(samples, "rsn_notification_latency_seconds_count") == sent
     assert value(samples, "rsn_provider_call_seconds_count") >= 22  # sandbox + inbox
@@ -197,3 +197,67 @@ def _delivery_ids(event_id: str) -> list[int]:
         return [int(i) for i in s.execute(text(
             "SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_pk "
             "WHERE e.event_id = :e ORDER BY d.id"), {"e": event_id}).scalars()]
+
+
+_OPEN_BREAKER = """
+from return_notify.observability.metrics import observe_breaker
+observe_breaker("twilio", True)
+"""
+
+
+def test_a_pool_process_killed_with_sigkill_no_longer_holds_its_breaker_open(
+    maintenance_worker: tuple[Proc, int, Any], tmp_path: Any,
+) -> None:
+    # given: a pool process of a worker (no recycling) whose gauge says its Twilio breaker is
+    # open (written as that process would: a live-max gauge file named by its pid)
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    proc, port, mdir = maintenance_worker
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    victim = psutil.Process(proc.popen.pid).children()[0].pid
+    subprocess.run([sys.executable, "-c", _OPEN_BREAKER], check=True, timeout=60,
+                   env={**os.environ, "RSN_METRICS_PORT": "1",
+                        "PROMETHEUS_MULTIPROC_DIR": str(scratch)})
+    (written,) = scratch.glob("gauge_livemax_*.db")
+    written.rename(mdir / f"gauge_livemax_{victim}.db")
+    assert value(scrape(port), "rsn_provider_breaker_open", provider="twilio") == 1
+    # when: the pool process is killed without a word (OOM killer, kill -9)
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: victim not in {c.pid for c in psutil.Process(proc.popen.pid).children()
+                                      if c.status() != psutil.STATUS_ZOMBIE},
+               what="the pool process gone")
+    # then: the next scrape no longer reports the provider paused
+    assert value(scrape(port), "rsn_provider_breaker_open", provider="twilio") == 0
+    assert not (mdir / f"gauge_livemax_{victim}.db").exists()
+
+
+def test_the_maintenance_worker_reports_how_long_the_oldest_due_delivery_waited(
+    svc: Any, maintenance_worker: tuple[Proc, int, Any],
+) -> None:
+    # given: an email delivery created ten minutes ago and never sent (no worker consumes
+    # its queue here), and nothing of sms waiting for a while
+    from return_notify.pipeline.ingest import ingest_batch
+
+    _, port, _ = maintenance_worker
+    with session_scope() as s:
+        result = ingest_batch(s, [event("label_created", tenant=uid("t-"))])
+    (did,) = result.deliveries["email"]
+    with session_scope() as s:
+        s.execute(text("UPDATE deliveries SET updated_at = now() - interval '600 seconds' "
+                       "WHERE id = :d"), {"d": did})
+    # when
+    samples = scrape(port)
+    # then
+    assert value(samples, "rsn_backlog_up") == 1
+    assert value(samples, "rsn_backlog_age_seconds", channel="email") >= 600
+    assert {dict(ls)["channel"] for (n, ls) in samples if n == "rsn_backlog_age_seconds"} >= {
+        "email", "sms", "inapp"}
+    with session_scope() as s:  # leave nothing due behind for the other tests
+        s.execute(text("UPDATE deliveries SET state = 'skipped' WHERE event_pk = "
+                       "(SELECT event_pk FROM deliveries WHERE id = :d)"), {"d": did})

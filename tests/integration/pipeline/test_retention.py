@@ -97,8 +97,10 @@ def test_retention_purge_redacts_old_personal_data_and_keeps_the_kpis(svc: Any) 
             s.execute(text(sql), {"a": aged, "e": olds, "t": t})
     before = kpi_counts(t)
     assert old_email in rows_of(t)
-    # when: purged in small batches (several loops per table)
-    counts = purge_expired(session_scope, 30, batch_size=2)
+    # when: purged in small batches (several loops per table), each batch reported
+    batches: list[tuple[str, int]] = []
+    counts = purge_expired(session_scope, 30, batch_size=2,
+                           on_progress=lambda table, n: batches.append((table, n)))
     # then: nothing personal of the old return is left; the recent one is untouched
     dump = rows_of(t)
     for pii in (old_email, "+14155550111", "fail-permanent@x.example", "Öla Oldtimer"):
@@ -107,6 +109,9 @@ def test_retention_purge_redacts_old_personal_data_and_keeps_the_kpis(svc: Any) 
     assert counts["deliveries"] >= 5 and counts["events"] >= 2 and counts["rejected_events"] >= 1
     assert counts["inbox_items"] >= 2 and counts["sandbox_messages"] >= 2
     assert counts["delivery_attempts"] >= 1
+    # the progress reports add up to the counts (what `retention`'s progress bar shows)
+    assert {t: sum(n for b, n in batches if b == t) for t in counts} == counts
+    assert len([b for b, _ in batches if b == "deliveries"]) >= 3
     with session_scope() as s:
         kept = s.execute(text(
             "SELECT e.payload -> 'customer' ->> 'id', d.last_error FROM deliveries d JOIN events e "

@@ -1,9 +1,12 @@
-"""The worker commands of docker-compose.yml, run as they are written there (Docker itself is
-not needed): the ingest and delivery pool profiles start, size their pools and deliver."""
+"""The commands of docker-compose.yml, run as they are written there (Docker itself is not
+needed): migrate waits and upgrades, the ingest and delivery pool profiles start, size their
+pools and deliver, and each worker's health check finds its worker by node name."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +28,12 @@ pytestmark = pytest.mark.integration
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 
 
+def compose_service(service: str) -> dict[str, Any]:
+    return dict(yaml.safe_load(COMPOSE.read_text())["services"][service])
+
+
 def compose_command(service: str) -> list[str]:
-    return list(yaml.safe_load(COMPOSE.read_text())["services"][service]["command"])
+    return list(compose_service(service)["command"])
 
 
 @pytest.fixture
@@ -37,12 +44,15 @@ def compose_workers(services: Any, tmp_path: Path) -> Iterator[tuple[str, dict[s
     procs: dict[str, Proc] = {}
     try:
         for service in ("worker-events", "worker-email"):
-            # -n from compose ("email@%h") would clash with other runs on this host
+            # %h (this machine's name) would clash with other runs here: a unique host name
+            # stands in for the container's, as $HOSTNAME would in the health check
             cmd = compose_command(service)
-            cmd[cmd.index("-n") + 1] = f"{service}-{uuid.uuid4().hex[:6]}@%h"
+            host = f"c{uuid.uuid4().hex[:10]}"
+            cmd[cmd.index("-n") + 1] = cmd[cmd.index("-n") + 1].replace("%h", host)
             ready = tmp_path / f"{service}.ready"
             procs[service] = proc = _spawn(service, [*cmd, "-l", "INFO"],
                                            {**env, "RSN_READY_FILE": str(ready)}, str(tmp_path))
+            proc.extra["hostname"] = host
             wait_for(proc, ready.exists, 60)
         yield prefix, procs
     finally:
@@ -79,3 +89,38 @@ def test_compose_worker_profiles_size_their_pools_and_deliver(
                 "WHERE r.return_id = :r AND d.channel = 'email'"), {"r": rid}).scalar()
 
     wait_until(lambda: email_state() == "sent", timeout_s=60, what="the email sent")
+
+    # the pool processes' connections carry their process kind for pg_stat_activity
+    with session_scope() as s:
+        names = set(s.execute(text(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()"
+        )).scalars())
+    assert "return-notify-worker" in names, names
+
+
+def test_compose_health_checks_find_each_worker_by_its_node_name(
+    svc: Any, compose_workers: tuple[str, dict[str, Proc]],
+) -> None:
+    prefix, procs = compose_workers
+    env = {**os.environ, **svc.env(RSN_REDIS_KEY_PREFIX=prefix)}
+    for service, proc in procs.items():
+        test = compose_service(service)["healthcheck"]["test"]
+        assert test[0] == "CMD-SHELL"
+        script = test[1].replace("$$", "$")  # compose's escape of a literal $
+        # as the container runs it: its own host name answers, another one does not
+        ok = subprocess.run(["sh", "-c", script], env={**env, "HOSTNAME": proc.extra["hostname"]},
+                            capture_output=True, text=True, timeout=120)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        other = subprocess.run(["sh", "-c", script.replace("--timeout 20", "--timeout 2")],
+                               env={**env, "HOSTNAME": "nobody-here"}, capture_output=True,
+                               text=True, timeout=120)
+        assert other.returncode != 0, service
+
+
+def test_compose_migrate_command_upgrades(svc: Any) -> None:
+    cmd = compose_command("migrate")
+    proc = subprocess.run([sys.executable, "-m", "return_notify.cli", *cmd],
+                          env={**os.environ, **svc.env()}, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "database at revision" in proc.stdout
