@@ -131,7 +131,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.task_time_limit_s,
         # Recycle pool children now and then: bounds slow leaks in SDKs and templates.
         "worker_max_tasks_per_child": settings.max_tasks_per_child,
-        "worker_max_memory_per_child": 400_000,  # KiB
+        # KiB; 0: set at start from the warm parent's size (workers/app.py)
+        "worker_max_memory_per_child": settings.max_memory_per_child_mib * 1024 or None,
         # One queue per channel: operators scale and pause each channel's pool separately.
         "task_queues": [
             Queue(q, default_exchange, routing_key=q) for q in ALL_QUEUES

@@ -226,6 +226,17 @@ class Settings(BaseSettings):
     max_tasks_per_child: int = Field(
         default=10_000, description="recycle pool processes after this many tasks"
     )
+    max_memory_per_child_mib: int = Field(
+        default=0, ge=0,
+        description="a pool process whose memory (RSS) passed this after a task is replaced "
+        "by a fresh one, forked from the warm parent in milliseconds (Celery's "
+        "worker_max_memory_per_child); 0: the warm worker's own size plus "
+        "RSN_POOL_MEMORY_GROWTH_PCT, measured at start")
+    pool_memory_growth_pct: int = Field(
+        default=25, ge=5, le=1000,
+        description="with RSN_MAX_MEMORY_PER_CHILD_MIB=0: how far a pool process may grow "
+        "beyond the warm worker's size before it is replaced (after a backlog, memory "
+        "comes back instead of staying at the peak)")
 
     # --- operations: metrics, Flower, logs, data protection ------------------------------
     metrics_port: int | None = Field(

@@ -120,8 +120,16 @@ def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
         w = start_worker(env, concurrency=workers, logdir=logdir, name="bench-pipeline",
                          loglevel="WARNING")
         rss = _PeakRSS(w.popen.pid)
-        rss_before = _tree_rss(w.popen.pid)
         try:
+            # warm-up: 400 events of another tag through the pool, so that "before" is a
+            # warm worker (connections open, statements compiled) as in production
+            warm = make_stream(n_events=400, min_returns=50, seed=3, dup_rate=0.0, ooo_rate=0.0,
+                               invalid=0, prefix=f"w{tag}-")
+            warm_since = datetime.now(UTC)
+            publish_raw_batches([stamp(warm.events)])
+            _wait_pipeline(session_scope, warm_since, f"w{tag}-", len(warm.events),
+                           time.monotonic(), timeout_s, console)
+            rss_before = _tree_rss(w.popen.pid)
             since = datetime.now(UTC)
             events = stamp(stream.events)
             size = get_settings().ingest_batch_size

@@ -136,6 +136,26 @@ def _warm_templates(instance: Any = None, **_: Any) -> None:
         log.warning("template warm-up failed", exc_info=True)
 
 
+@celeryd_after_setup.connect
+def _bound_pool_memory(instance: Any = None, **_: Any) -> None:
+    """With ``RSN_MAX_MEMORY_PER_CHILD_MIB=0``: a pool process may grow
+    ``RSN_POOL_MEMORY_GROWTH_PCT`` beyond the warm parent's size before it is replaced after
+    its current task. Measured here, after the warm-up and before the pool forks (the pool
+    is created from these options when the worker starts its steps)."""
+    settings = get_settings()
+    pool = getattr(instance, "pool", None)
+    options = getattr(pool, "options", None)
+    if settings.max_memory_per_child_mib or not isinstance(options, dict):
+        return
+    import psutil
+
+    warm_kib = psutil.Process().memory_info().rss // 1024
+    limit = int(warm_kib * (1 + settings.pool_memory_growth_pct / 100))
+    options["max_memory_per_child"] = limit
+    log.info("a pool process is replaced once it uses more than %d MiB (warm size %d MiB "
+             "+ %d%%)", limit // 1024, warm_kib // 1024, settings.pool_memory_growth_pct)
+
+
 def _prime_provider_sdks() -> None:
     """Import the provider SDKs and their lazily loaded parts (Twilio's Messages resource,
     SendGrid's Mail helpers) in the parent, without credentials and without a connection:
