@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
 )
 
+from return_notify.core.addresses import AddressError, normalize_email, normalize_phone
 from return_notify.errors import EventValidationError
 
 SCHEMA_VERSION = 1
@@ -46,25 +47,27 @@ class Milestone(StrEnum):
     EXCEPTION = "exception"
 
 
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_LOCALE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", re.ASCII)
 
 
 def _check_phone(value: str) -> str:
-    if not _E164.match(value):
-        raise ValueError("must be an E.164 number such as +14155550123")
-    return value
+    """E.164, normalised (``core.addresses``): what is stored is what is looked up."""
+    try:
+        return normalize_phone(value)
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _check_email(value: str) -> str:
-    if not _EMAIL.match(value) or len(value) > 254:
-        raise ValueError("must be an email address such as ana@example.com")
-    return value
+    """One plain address, parsed and normalised (``core.addresses``)."""
+    try:
+        return normalize_email(value)
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _check_locale(value: str) -> str:
-    if not _LOCALE.match(value):
+    if not _LOCALE.fullmatch(value):
         raise ValueError("must be a BCP 47 tag such as en-US or de")
     return value
 

@@ -40,7 +40,7 @@ def tenants_create(
     json_out: JsonOpt = False,
 ) -> None:
     """Create a tenant (if missing) and an API key; the key is printed once, never stored."""
-    if not _SLUG.match(name):
+    if not _SLUG.fullmatch(name):
         fail(f"{name!r} is not a slug: lowercase letters, digits, '-' and '_', "
              "starting with a letter or digit")
     require_database()

@@ -42,7 +42,7 @@ return {granted, tostring(wait)}
 """
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-_SPEC = re.compile(r"^\s*(?P<n>\d+(\.\d+)?)\s*/\s*(?P<u>[smh])\s*(:\s*(?P<burst>\d+(\.\d+)?))?\s*$")
+_SPEC = re.compile(r"^\s*(?P<n>\d+(\.\d+)?)\s*/\s*(?P<u>[smh])\s*(:\s*(?P<burst>\d+(\.\d+)?))?\s*$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def parse_limits(spec: str) -> dict[str, Limit]:
     out: dict[str, Limit] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         key, _, value = part.partition("=")
-        m = _SPEC.match(value)
+        m = _SPEC.fullmatch(value)
         if not key.strip() or not m or not key.strip().startswith(("provider:", "tenant:")):
             raise ConfigurationError(
                 f"RSN_RATE_LIMITS entry {part!r}: use provider:NAME=RATE or tenant:SLUG=RATE, "

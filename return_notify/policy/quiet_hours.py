@@ -27,7 +27,7 @@ from return_notify.core.regions import region_chain, region_path
 
 DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DayWindow = tuple[int, int] | None  # allowed [start, end) in minutes; None: no sending that day
-_HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
+_HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$", re.ASCII)
 
 
 def parse_span(text: str | None) -> DayWindow:
@@ -44,7 +44,7 @@ def parse_span(text: str | None) -> DayWindow:
 
 
 def _minutes(hhmm: str) -> int:
-    m = _HHMM.match(hhmm)
+    m = _HHMM.fullmatch(hhmm)
     if not m or (m.group(1) == "24" and m.group(2) != "00"):
         raise ValueError(f"{hhmm!r} is not a time of day HH:MM (00:00-24:00)")
     return int(m.group(1)) * 60 + int(m.group(2))

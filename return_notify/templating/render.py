@@ -158,7 +158,7 @@ def guarded_env(html: bool) -> Environment:
 
 
 def _check_locale(locale: str | None) -> None:
-    if locale and not _LOCALE_RE.match(locale):
+    if locale and not _LOCALE_RE.fullmatch(locale):
         raise TemplateRenderError(f"locale {locale!r}", "invalid locale tag")
 
 
@@ -169,7 +169,7 @@ def _templates(channel: str, milestone: str, chain: tuple[str, ...]
     label = f"{channel}/{milestone}"
     if channel not in PARTS:
         raise TemplateRenderError(label, f"unknown channel {channel!r}")
-    if not _NAME_RE.match(milestone):
+    if not _NAME_RE.fullmatch(milestone):
         raise TemplateRenderError(label, f"invalid milestone name {milestone!r}")
     env = _env()
     found: list[tuple[tuple[str, Template], ...]] = []

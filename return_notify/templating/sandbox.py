@@ -11,8 +11,14 @@ what it lacks (no CPU or memory limits), with a per-render budget held in a ``Co
   ``for`` over ``environment.guard_iter(...)``, so even an empty nested loop is counted;
 * no string or list may grow past ``max_chars`` (``~``, ``+``, filters, method results);
   filters that could build a huge value from small input (``join``, ``replace``, ``center``,
-  ``indent``, ``wordwrap``, ``batch``, ``slice``) are checked *before* they run, and ``*`` on
+  ``indent``, ``wordwrap``, ``batch``, ``slice``) are checked *before* they run (by their
+  arguments' names: a ``wordwrap`` wrapstring is at most 16 characters), and ``*`` on
   strings or lists, ``%``-formatting of strings and big ``**`` are refused outright;
+* every piece of output is counted as it is produced, wherever it goes: into the result,
+  or into the buffer of a ``{% set %}`` block, a macro body, a ``{% filter %}`` or
+  ``{% call %}`` block, or a block called as ``self.name()``, each joined at once when it
+  ends. All that a part builds (output, concatenations, filter and call results) is at most
+  ``max_alloc_chars`` characters;
 * calls nest at most ``max_depth`` deep (recursive macros), ``range`` is capped at 10,000;
 * only a few harmless methods of built-in values may be called (``upper``, ``get``, ...),
   ``lipsum`` is gone, and ``safe``/``attr``/``format``/``tojson``/``pprint`` are not filters.
@@ -33,6 +39,7 @@ deterministic, costs nothing for the packaged templates and ~0.02-0.1 ms per ove
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -115,6 +122,13 @@ class _Budget:
         if (clock or not self.ops & 63) and time.monotonic() > self.deadline:
             raise RenderLimitExceeded(f"took longer than {self.limits.timeout_s * 1000:.0f} ms")
 
+    def emit(self, n: int) -> None:
+        """``n`` characters of output were produced (into the result or any buffer)."""
+        self.alloc += n
+        if self.alloc > self.limits.max_alloc_chars:
+            raise RenderLimitExceeded(
+                f"built more than {self.limits.max_alloc_chars:,} characters in total")
+
     def size(self, value: Any) -> Any:
         if isinstance(value, str | list | tuple | dict):
             n = len(value)
@@ -166,6 +180,29 @@ class _GuardedCodeGenerator(CodeGenerator):
         self.write("environment.guard_size(")
         super().visit_Concat(node, frame)
         self.write(")")
+
+    # Every piece of output, wherever it goes (the result, or the buffer of a set-block,
+    # macro, call or filter block, joined at once when the block ends), is counted first.
+    def _output_const_repr(self, group: Iterable[Any]) -> str:
+        return f"environment.guard_out({super()._output_const_repr(group)})"
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        self.write("environment.guard_out(")
+        super()._output_child_pre(node, frame, finalize)
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        super()._output_child_post(node, frame, finalize)
+        self.write(")")
+
+    def simple_write(self, s: str, frame: Frame, node: nodes.Node | None = None) -> None:
+        # included templates' and blocks' events, copied into a buffer or yielded
+        super().simple_write(f"environment.guard_out({s})", frame, node)
+
+    def writeline(self, x: str, node: nodes.Node | None = None, extra: int = 0) -> None:
+        # ``yield from`` a block, a parent or an included template's body: counted too
+        if x.startswith("yield from "):
+            x = f"yield from environment.guard_stream({x[len('yield from '):]})"
+        super().writeline(x, node, extra)
 
 
 def _guarded_range(*args: int) -> range:
@@ -224,6 +261,19 @@ class GuardedSandbox(Sandbox):
     def guard_size(self, value: Any) -> Any:
         b = _BUDGET.get()
         return b.size(value) if b is not None else value
+
+    def guard_out(self, value: Any) -> Any:
+        b = _BUDGET.get()
+        if b is not None:
+            b.emit(len(value))
+        return value
+
+    def guard_stream(self, events: Iterable[str]) -> Iterator[str]:
+        b = _BUDGET.get()
+        for event in events:
+            if b is not None:
+                b.emit(len(event))
+            yield event
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         b = _BUDGET.get()
@@ -287,53 +337,102 @@ class GuardedSandbox(Sandbox):
 # --------------------------------------------------------------------------- filters
 
 
-def _pre_join(value: Any, params: list[Any], limit: int) -> Any:
+Precheck = Callable[[Any, dict[str, Any], int], Any]
+"""``(value, the call's arguments by name, size limit) -> value``: raises before a filter
+that would build something too large runs (and may hand it a list made of an iterator)."""
+
+
+def _pre_join(value: Any, args: dict[str, Any], limit: int) -> Any:
     items = list(value)
-    sep = str(params[0]) if params and isinstance(params[0], str) else ""
+    sep = args.get("d")
+    sep = sep if isinstance(sep, str) else ""
     total = sum(len(str(x)) for x in items) + len(sep) * max(0, len(items) - 1)
     if total > limit:
         raise RenderLimitExceeded(f"join would build {total:,} characters")
     return items
 
 
-def _pre_replace(value: Any, params: list[Any], limit: int) -> Any:
-    if len(params) >= 2:
-        text, old, new = str(value), str(params[0]), str(params[1])
-        n = text.count(old) if old else len(text) + 1
-        if len(params) > 2 and isinstance(params[2], int):
-            n = min(n, params[2])
-        if len(text) + n * (len(new) - len(old)) > limit:
-            raise RenderLimitExceeded("replace would build a value that is too large")
+def _pre_replace(value: Any, args: dict[str, Any], limit: int) -> Any:
+    text, old, new = str(value), str(args.get("old", "")), str(args.get("new", ""))
+    n = text.count(old) if old else len(text) + 1
+    count = args.get("count")
+    if isinstance(count, int) and count >= 0:
+        n = min(n, count)
+    if len(text) + n * (len(new) - len(old)) > limit:
+        raise RenderLimitExceeded("replace would build a value that is too large")
     return value
 
 
-def _short_input(cap: int) -> Callable[[Any, list[Any], int], Any]:
-    def check(value: Any, params: list[Any], limit: int) -> Any:
+def _pre_indent(value: Any, args: dict[str, Any], limit: int) -> Any:
+    width = args.get("width", 4)
+    pad = width if isinstance(width, int) else len(str(width))
+    if pad > 16:
+        raise RenderLimitExceeded("indent of more than 16 characters")
+    text = str(value)
+    if len(text) + (text.count("\n") + 1) * max(pad, 0) > limit:
+        raise RenderLimitExceeded("indent would build a value that is too large")
+    return value
+
+
+def _pre_wordwrap(value: Any, args: dict[str, Any], limit: int) -> Any:
+    text = str(value)
+    width = args.get("width", 79)
+    wrap = args.get("wrapstring")
+    wrap_len = len(wrap) if isinstance(wrap, str) else 1
+    if wrap_len > 16:
+        raise RenderLimitExceeded("a wrapstring of more than 16 characters")
+    if not isinstance(width, int) or width < 1:
+        return value  # the filter itself refuses it
+    lines = len(text) // width + len(text.split()) + 1  # at most, however words break
+    if len(text) + lines * wrap_len > limit:
+        raise RenderLimitExceeded("wordwrap would build a value that is too large")
+    return value
+
+
+def _short_input(cap: int) -> Precheck:
+    def check(value: Any, args: dict[str, Any], limit: int) -> Any:
         if isinstance(value, str) and len(value) > cap:
             raise RenderLimitExceeded(f"input of {len(value):,} characters (at most {cap:,})")
         return value
     return check
 
 
-def _cap(cap: int) -> Callable[[Any, list[Any], int], Any]:
-    def check(value: Any, params: list[Any], limit: int) -> Any:
-        for p in params:
+def _cap(cap: int) -> Precheck:
+    def check(value: Any, args: dict[str, Any], limit: int) -> Any:
+        for name, p in args.items():
+            if name in ("value", "s", "environment", "eval_ctx", "context"):
+                continue
             if isinstance(p, int) and p > cap or isinstance(p, str) and len(p) > cap:
                 raise RenderLimitExceeded(f"argument is too large (at most {cap})")
         return value
     return check
 
 
-_PRECHECKS: dict[str, Callable[[Any, list[Any], int], Any]] = {
-    "join": _pre_join, "replace": _pre_replace, "center": _cap(1000), "indent": _cap(16),
-    "wordwrap": _cap(1000), "batch": _cap(1000), "slice": _cap(1000),
+_PRECHECKS: dict[str, Precheck] = {
+    "join": _pre_join, "replace": _pre_replace, "center": _cap(1000), "indent": _pre_indent,
+    "wordwrap": _pre_wordwrap, "batch": _cap(1000), "slice": _cap(1000),
     "urlize": _short_input(20_000),
 }
+
+
+def _arguments(signature: inspect.Signature | None, args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The call's arguments by parameter name (None: the call does not fit the filter,
+    which then raises its own error)."""
+    if signature is None:
+        return {}
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    return dict(bound.arguments)
 
 
 def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     skip = 1 if _PassArg.from_obj(func) is not None else 0
     pre = _PRECHECKS.get(name)
+    signature = inspect.signature(func) if pre is not None else None
 
     @functools.wraps(func)
     def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -348,11 +447,13 @@ def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
             if isinstance(p, str) and len(p) > MAX_ARG_CHARS:
                 raise RenderLimitExceeded(f"filter {name!r}: argument is too long")
         if pre is not None and len(args) > skip:
-            try:
-                value = pre(args[skip], params, b.limits.max_chars)
-            except RenderLimitExceeded as exc:
-                raise RenderLimitExceeded(f"filter {name!r}: {exc}") from None
-            args = (*args[:skip], value, *args[skip + 1:])
+            named = _arguments(signature, args, kwargs)
+            if named is not None:
+                try:
+                    value = pre(args[skip], named, b.limits.max_chars)
+                except RenderLimitExceeded as exc:
+                    raise RenderLimitExceeded(f"filter {name!r}: {exc}") from None
+                args = (*args[:skip], value, *args[skip + 1:])
         return b.size(func(*args, **kwargs))
 
     return guarded

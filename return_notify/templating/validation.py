@@ -34,6 +34,8 @@ __all__ = ["MAX_SOURCE_CHARS", "OverrideKey", "ValidationResult", "check_key", "
 
 MAX_SOURCE_CHARS = {"subject": 2_000, "title": 2_000, "sms": 4_000, "text": 32_000, "html": 64_000}
 """Size cap of a template's source, per part (``sms`` for the SMS text)."""
+NESTED_TOO_DEEPLY = ("the template is nested too deeply (brackets, blocks or expressions "
+                     "within each other): simplify it")
 REQUIRED_IN = frozenset({"text", "html"})
 """Parts whose output must contain the return reference and the call-to-action link."""
 
@@ -124,6 +126,8 @@ def validate_override(
         result.problems.extend(static_problems(guarded_env(html), source))
     except TemplateSyntaxError as exc:
         result.problems.append(f"line {exc.lineno}: syntax error: {exc.message}")
+    except RecursionError:
+        result.problems.append(NESTED_TOO_DEEPLY)
     if result.problems:
         return result
     try:
