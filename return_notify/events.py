@@ -23,7 +23,7 @@ from pydantic import (
     ValidationError,
 )
 
-from return_notify.core.addresses import AddressError, normalize_email, normalize_phone
+from return_notify.addresses import AddressError, normalize_email, normalize_phone
 from return_notify.errors import EventValidationError
 
 SCHEMA_VERSION = 1
@@ -51,7 +51,7 @@ _LOCALE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", re.ASCII)
 
 
 def _check_phone(value: str) -> str:
-    """E.164, normalised (``core.addresses``): what is stored is what is looked up."""
+    """E.164, normalised (``return_notify.addresses``): what is stored is what is looked up."""
     try:
         return normalize_phone(value)
     except AddressError as exc:
@@ -59,7 +59,7 @@ def _check_phone(value: str) -> str:
 
 
 def _check_email(value: str) -> str:
-    """One plain address, parsed and normalised (``core.addresses``)."""
+    """One plain address, parsed and normalised (``return_notify.addresses``)."""
     try:
         return normalize_email(value)
     except AddressError as exc:

@@ -41,10 +41,10 @@ from sendgrid.helpers.mail import (
     To,
 )
 
+from return_notify.addresses import normalize_email
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
 from return_notify.channels.http_transport import PooledSendGridClient
 from return_notify.channels.smtp_email import EmailIdentity, extra_headers
-from return_notify.core.addresses import normalize_email
 from return_notify.core.masking import mask
 from return_notify.errors import DeliveryError, PermanentError, RateLimitedError, TransientError
 

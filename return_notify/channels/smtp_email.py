@@ -23,8 +23,8 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from return_notify.addresses import normalize_email
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
-from return_notify.core.addresses import normalize_email
 from return_notify.core.masking import mask
 from return_notify.errors import ConfigurationError, DeliveryError, PermanentError, TransientError
 

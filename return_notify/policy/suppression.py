@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from return_notify.core.addresses import address_key
+from return_notify.addresses import address_key
 from return_notify.storage.models import STOP, SUPPRESSION_REASONS
 
 
 def normalise_address(channel: str, address: str) -> str:
-    """The list's key of ``address``: ``core.addresses.address_key`` (the parsed, NFKC and
+    """The list's key of ``address``: ``addresses.address_key`` (the parsed, NFKC and
     lower-cased email, or the address a provider would deliver to when it does not parse;
     E.164 for SMS), so every spelling of one address is one key."""
     return address_key(channel, address)

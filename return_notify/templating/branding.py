@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from return_notify.core.addresses import AddressError, normalize_email
+from return_notify.addresses import AddressError, normalize_email
 from return_notify.templating.i18n import canonical_locale
 
 __all__ = ["BRANDING_FIELDS", "Branding", "BrandingUpdate", "apply_branding", "bump_revision",

@@ -1,4 +1,5 @@
-"""Recipient addresses, parsed and normalised once: email addresses and E.164 numbers.
+"""Recipient addresses, parsed and normalised once: email addresses and E.164 numbers
+(public: producers may check addresses with the same rules before publishing).
 
 Every address the system stores, sends to or looks up on the suppression list goes through
 here first, so one spelling of an address is one key:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from return_notify.core.addresses import AddressError, address_key, normalize_email, normalize_phone
+from return_notify.addresses import AddressError, address_key, normalize_email, normalize_phone
 from return_notify.errors import EventValidationError
 from return_notify.events import parse_event
 
