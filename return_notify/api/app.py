@@ -8,6 +8,7 @@ clients are made per check or per live stream.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,6 +30,7 @@ from return_notify.api import (
 )
 from return_notify.errors import ConfigurationError
 from return_notify.events import ReturnEvent
+from return_notify.templating.isolation import SandboxBusy
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +47,22 @@ Return status notifications over HTTP.
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # the template sandbox's fork server imports the renderer once, off the request path
+    from return_notify.templating.isolation import warm_up
+
+    threading.Thread(target=_quietly, args=(warm_up,), name="rsn-sandbox-warm-up",
+                     daemon=True).start()
     yield
     from return_notify.storage.db import dispose_engine
 
     dispose_engine()
+
+
+def _quietly(func: Any) -> None:
+    try:
+        func()
+    except Exception:  # noqa: BLE001 - the first preview starts it instead
+        log.warning("template sandbox warm-up failed", exc_info=True)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -67,13 +81,18 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 def create_app() -> FastAPI:
     """A new application; safe to call per test (no global state besides the engine)."""
     from return_notify import __version__
+    from return_notify.config.settings import get_settings
 
+    # every body is capped while it streams in (413); routes that take more raise it
     app = FastAPI(title="return-notify", version=__version__, description=DESCRIPTION,
-                  lifespan=_lifespan)
+                  lifespan=_lifespan, max_body_size=get_settings().api_max_body_bytes)
     for module in (events, returns, inbox, webhooks, unsubscribe, health):
         app.include_router(module.router)
     from return_notify.api import templates as admin_templates  # branding and templates admin
     app.include_router(admin_templates.router)
+    from return_notify.api import test_recipients
+
+    app.include_router(test_recipients.router)
     app.include_router(admin_rules.router)
     app.include_router(sources.router)
     from return_notify.api import preferences as preferences_api
@@ -97,6 +116,11 @@ def create_app() -> FastAPI:
         return JSONResponse({"detail": "the database is unavailable; retry shortly"},
                             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
                             headers={"Retry-After": "5"})
+
+    @app.exception_handler(SandboxBusy)
+    async def _sandbox_busy(request: Request, exc: SandboxBusy) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, headers={"Retry-After": "2"},
+                            status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -10,10 +10,11 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from return_notify.api.auth import Tenant
+from return_notify.api.limits import GuardedRoute
 from return_notify.core.masking import mask
 from return_notify.storage.db import session_scope
 
-router = APIRouter(tags=["returns"])
+router = APIRouter(tags=["returns"], route_class=GuardedRoute)
 
 
 class TimelineEntry(BaseModel):

@@ -54,6 +54,19 @@ _EMAIL_URL = re.compile(r"(?<![\w.+-])([\w.+-]{1,64})%40([A-Za-z0-9-]+(?:\.[A-Za
                         r"\.[A-Za-z]{2,})", re.IGNORECASE)
 _PHONE_URL = re.compile(r"%2B([1-9]\d{6,14})\b", re.IGNORECASE)
 
+REDACTED = "[redacted]"
+#: secrets in URLs and headers: ``?token=`` (inbox bearer, Shippo webhook secret) and other
+#: credential-like query parameters, one-click unsubscribe tokens in paths, Bearer values,
+#: and the system's own key and token formats wherever they appear
+_SECRET_PARAM = re.compile(
+    r"(?i)((?:^|[?&;\s\"'])(?:token|access_token|auth_token|secret|api_key|apikey|key|"
+    r"password|passwd|signature|sig|code)=)[^&\s\"';]+")
+_SECRET_PATH = re.compile(r"(/v1/unsubscribe/)[^/?#\s\"']+")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")
+_OWN_SECRETS = re.compile(
+    r"\b(?:rsnp?_[0-9a-f]{6,}_[0-9a-f]{8,}|i1\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|"
+    r"u1\.[A-Za-z0-9_-]{16,})")
+
 
 @contextmanager
 def log_context(**ids: Any) -> Iterator[None]:
@@ -72,8 +85,24 @@ def current_context() -> dict[str, Any]:
     return dict(_context.get())
 
 
+def redact_secrets(text: str) -> str:
+    """``text`` without tokens and credentials: query parameters such as ``token=`` and
+    ``key=``, unsubscribe tokens in paths, ``Bearer`` values, API keys and inbox tokens."""
+    if "=" in text:
+        text = _SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, text)
+    if "/v1/unsubscribe/" in text:
+        text = _SECRET_PATH.sub(lambda m: m.group(1) + REDACTED, text)
+    if "earer" in text or "EARER" in text:
+        text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+    if "rsn" in text or "1." in text:
+        text = _OWN_SECRETS.sub(REDACTED, text)
+    return text
+
+
 def scrub(text: str) -> str:
-    """Mask every e-mail address and E.164 phone number in ``text`` (percent-encoded too)."""
+    """Mask every e-mail address and E.164 phone number in ``text`` (percent-encoded too)
+    and redact secrets (:func:`redact_secrets`)."""
+    text = redact_secrets(text)
     if "@" in text:
         text = _EMAIL.sub(lambda m: mask(m.group(0)), text)
     if "+" in text:
@@ -104,8 +133,20 @@ class ContextFilter(logging.Filter):
             clean = scrub(message)
             if clean != message:
                 record.msg, record.args = clean, None
+            # a traceback is text too (an exception's message can hold an address, a URL
+            # with a token): formatted once here, scrubbed, and kept where every formatter
+            # (plain, Celery's, JSON) takes it from
+            if record.exc_info and not record.exc_text:
+                record.exc_text = scrub(_TRACEBACKS.formatException(record.exc_info))
+            elif record.exc_text:
+                record.exc_text = scrub(record.exc_text)
+            if record.stack_info:
+                record.stack_info = scrub(record.stack_info)
             record.rsn_scrubbed = True
         return True
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 class JsonFormatter(logging.Formatter):
@@ -130,8 +171,8 @@ class JsonFormatter(logging.Formatter):
             out.setdefault("task_id", task[0])
             out.setdefault("task", task[1])
         out["process"] = record.process
-        if record.exc_info:
-            out["exc_info"] = scrub(self.formatException(record.exc_info))
+        if record.exc_info or record.exc_text:
+            out["exc_info"] = scrub(record.exc_text or self.formatException(record.exc_info))
         return json.dumps(out, default=str, ensure_ascii=False)
 
 

@@ -68,6 +68,17 @@ def parse_limits(spec: str) -> dict[str, Limit]:
     return out
 
 
+def parse_rate(spec: str, name: str = "rate") -> Limit:
+    """One ``RATE[:BURST]`` (``30/m:10``); raises ``ConfigurationError`` naming ``name``."""
+    m = _SPEC.fullmatch(spec)
+    if not m:
+        raise ConfigurationError(f"{name}={spec!r}: use RATE like 100/s, 30/m or 10/h:3 (burst)")
+    rate = float(m["n"]) / _UNITS[m["u"]]
+    if rate <= 0:
+        raise ConfigurationError(f"{name}={spec!r}: the rate must be positive")
+    return Limit(rate, float(m["burst"]) if m["burst"] else max(1.0, rate))
+
+
 @dataclass(frozen=True)
 class Grant:
     granted: int

@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from return_notify.core.urls import https_url
+
 DATA_KEYS = (
     "eta", "carrier", "tracking_url", "tracking_number", "label_url", "label_expires_at",
     "refund_amount", "currency", "refund_method", "inspection_outcome", "reason", "items",
@@ -44,7 +46,9 @@ def build_context(
         data["refund_amount"] = str(data["refund_amount"])
     status = status_url(public_base_url, tenant_slug, payload["return_id"])
     cta_key = _CTA_KEY.get(payload["milestone"])
-    cta = (data.get(cta_key) if cta_key else None) or status
+    # a producer's link is the call to action only if it is https (never javascript:, data:
+    # or a plain http page); else the return's status page
+    cta = (https_url(data.get(cta_key)) if cta_key else None) or status
     occurred = payload["occurred_at"]
     if isinstance(occurred, str):
         occurred = datetime.fromisoformat(occurred)

@@ -9,6 +9,7 @@ must show the return reference and the call-to-action link.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,9 +111,15 @@ def validate_override(
     branding: Branding | None = None,
     tenant_slug: str = "acme-outfitters",
     limits: RenderLimits | None = None,
+    total_s: float | None = None,
 ) -> ValidationResult:
-    """Check ``source`` as the override ``key``; never raises for a bad template."""
+    """Check ``source`` as the override ``key``; never raises for a bad template.
+
+    ``total_s`` bounds the time of all sample renders together (a ``*`` template is
+    rendered for 13 milestones, twice each): past it the template is refused as too slow.
+    """
     result = ValidationResult(ok=False)
+    started = time.monotonic()
     cap = MAX_SOURCE_CHARS["sms" if key.channel == "sms" else key.part]
     if len(source) > cap:
         result.problems.append(f"the template is {len(source):,} characters; the limit for this "
@@ -170,6 +177,11 @@ def validate_override(
             break
         if len(result.problems) >= 10:
             result.problems.append("(stopped after 10 problems)")
+            break
+        if total_s is not None and time.monotonic() - started > total_s:
+            result.problems.append(
+                f"rendering the samples took more than {total_s * 1000:.0f} ms in total "
+                f"(stopped at {milestone}): the template is too slow; simplify its loops")
             break
     result.ok = not result.problems
     return result

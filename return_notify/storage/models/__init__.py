@@ -62,6 +62,7 @@ from return_notify.storage.models.suppression import (
     SUPPRESSION_REASONS,
     UNSUBSCRIBE,
     Suppression,
+    VerifiedTestRecipient,
     WebhookEvent,
 )
 from return_notify.storage.models.templates import (
@@ -126,6 +127,7 @@ __all__ = [
     "ThrottleSetting",
     "UNSUBSCRIBE",
     "UnmatchedCarrierEvent",
+    "VerifiedTestRecipient",
     "WAITING",
     "WebhookEvent",
 ]
