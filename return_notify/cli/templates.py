@@ -72,7 +72,6 @@ def _label(key: Any, scope: Any) -> str:
 
 
 def _problems(problems: list[str], warnings: list[str], json_out: bool) -> NoReturn:
-
     if json_out:
         print_json({"ok": False, "problems": problems, "warnings": warnings})
     else:
@@ -341,8 +340,7 @@ def templates_test_send(
 
 
 def scoped_tenant(info: Any, scope: Any) -> Any:
-    """``info`` (a ``PreviewTenant``) as a message of ``scope`` (the sample event's region
-    and category, the rule's variant) sees its templates."""
+    """``info`` (a ``PreviewTenant``) as a message of ``scope`` sees its templates."""
     from return_notify.pipeline.preview import PreviewTenant
 
     if info.templates is None:
