@@ -72,12 +72,19 @@ def _check_locale(value: str) -> str:
     return value
 
 
+_ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]{0,30}(?:/[A-Za-z0-9_+\-]{1,30}){0,2}", re.ASCII)
+
+
 def _check_timezone(value: str) -> str:
+    # the name first: ZoneInfo opens a file named after it (a long name raised OSError);
+    # the same rule as core.zones, which this module cannot import (core imports it)
     try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError("must be an IANA time zone such as Europe/Berlin") from exc
-    return value
+        if _ZONE.fullmatch(value):
+            ZoneInfo(value)
+            return value
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        pass
+    raise ValueError("must be an IANA time zone such as Europe/Berlin")
 
 
 Slug = Annotated[

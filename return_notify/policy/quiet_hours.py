@@ -19,11 +19,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from return_notify.core.regions import region_chain, region_path
+from return_notify.core.zones import is_zone
 
 DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DayWindow = tuple[int, int] | None  # allowed [start, end) in minutes; None: no sending that day
@@ -262,13 +263,8 @@ def next_allowed_all(now_utc: datetime, zones: Iterable[str], window: Window) ->
 
 # --------------------------------------------------------------------- time zones ------
 
-@lru_cache(maxsize=1024)
 def valid_timezone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+    return is_zone(name)
 
 
 _E, _C, _M, _P = "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles"

@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from return_notify.addresses import AddressError, normalize_email
+from return_notify.core.zones import is_zone
 from return_notify.templating.i18n import canonical_locale
 
 __all__ = ["BRANDING_FIELDS", "Branding", "BrandingUpdate", "apply_branding", "bump_revision",
@@ -126,10 +126,8 @@ class BrandingUpdate(BaseModel):
     def _zone(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("must be an IANA timezone such as Europe/Berlin") from None
+        if not is_zone(v):
+            raise ValueError("must be an IANA timezone such as Europe/Berlin")
         return v
 
 

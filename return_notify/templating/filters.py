@@ -17,13 +17,13 @@ from datetime import date as _date
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import parse_pattern
 from babel.numbers import format_currency, format_decimal
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
+from return_notify.core.zones import find_zone
 from return_notify.templating.i18n import DEFAULT_LANGUAGE, babel_locale, humanized, refund_via_phrase
 
 __all__ = [
@@ -112,10 +112,7 @@ def zone(name: str | None) -> tzinfo:
     """The IANA zone ``name``, or UTC when it is missing or unknown (never fails a message)."""
     if not name:
         return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return UTC
+    return find_zone(name) or UTC
 
 
 def _parse(value: Any) -> datetime | _date | None:

@@ -11,6 +11,8 @@ import base64
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -18,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.integration import hostile_helpers as hostile
 from tests.integration.api_helpers import (
     DEFAULT_ADMIN_URL,
     DEFAULT_BROKER_URL,
@@ -111,3 +114,75 @@ def production_defaults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     monkeypatch.undo()
     reset_settings()
+
+
+HostileStack = hostile.HostileStack
+
+
+@pytest.fixture(scope="session")
+def hostile_stack(services: Any, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[HostileStack]:
+    """The hostile-input suite's running stack, on the session's database and Redis prefix:
+    ``return-notify api`` (one server process, its memory sampled throughout), a worker on
+    every queue and ``return-notify streams listen``, all real subprocesses. Writes the
+    suite's figures (``hostile_helpers.FIGURES``) when the session ends."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from return_notify.devtools.processes import Proc, start_worker, stop_process, wait_for
+    from tests.integration.provider_helpers import free_port
+
+    logdir = tmp_path_factory.mktemp("hostile")
+    key = ec.generate_private_key(ec.SECP256R1())
+    env = services.env(
+        RSN_PUBLIC_BASE_URL=hostile.PUBLIC_BASE_URL, RSN_TWILIO_AUTH_TOKEN=hostile.TWILIO_TOKEN,
+        RSN_INBOX_TOKEN_SECRET=hostile.INBOX_MASTER,
+        RSN_UNSUBSCRIBE_SECRET=hostile.UNSUBSCRIBE_SECRET,
+        RSN_SENDGRID_WEBHOOK_PUBLIC_KEY=_public_key_b64(key),
+        # the quotas have tests of their own; here every request should reach its handler
+        RSN_API_RENDER_RATE="100000/m:10000", RSN_API_TEST_SEND_RATE="100000/h:10000",
+        RSN_API_TEST_SEND_TENANT_RATE="100000/h:10000", RSN_API_VERIFICATION_RATE="100000/h:10000",
+        RSN_WARM_TEMPLATES="false", RSN_INGEST_DRAIN_EVENTS="200")
+    port = free_port()
+    with open(logdir / "api.log", "wb") as fh:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "return_notify.cli", "api", "--port", str(port)],
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, stdout=fh,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    api = Proc("api", popen, logdir / "api.log")
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=1) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    wait_for(api, answers, 60)
+    worker = start_worker(env, concurrency=2, name="hostile-worker", logdir=str(logdir))
+    ready = logdir / "listener.ready"
+    with open(logdir / "listener.log", "wb") as fh:
+        lp = subprocess.Popen(
+            [sys.executable, "-m", "return_notify.cli", "streams", "listen"],
+            env={**os.environ, **env, "RSN_READY_FILE": str(ready), "PYTHONUNBUFFERED": "1"},
+            stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    listener = Proc("listener", lp, logdir / "listener.log")
+    wait_for(listener, ready.exists, 60)
+    sampler = hostile.RssSampler(popen.pid).start()
+    stack = hostile.HostileStack(base, env, api, worker, listener, key)
+    try:
+        yield stack
+    finally:
+        hostile.FIGURES.worker_crashes = stack.worker_crashes()
+        sampler.stop()
+        time.sleep(0.1)
+        for proc in (listener, worker):
+            proc.stop(20)
+        stop_process(popen, 20)
+        out = Path(os.environ.get("RSN_HOSTILE_FIGURES") or logdir / "hostile-figures.json")
+        hostile.FIGURES.write(out)
+        print(f"\nhostile-input figures ({out}):\n{out.read_text()}")
