@@ -56,9 +56,10 @@ class TestRecipientView:
 
 
 def normalise(channel: str, address: str) -> str:
-    """The stored form of ``address``; raises ``ValueError`` with the reason."""
+    """The stored form of ``address`` (an email lower-cased as a whole, as the suppression
+    list keys it); raises ``ValueError`` with the reason."""
     if channel == "email":
-        return normalize_email(address)
+        return normalize_email(address).lower()
     if channel == "sms":
         return normalize_phone(address)
     raise ValueError("test recipients are email addresses or phone numbers (channel email "

@@ -186,3 +186,26 @@ def hostile_stack(services: Any, tmp_path_factory: pytest.TempPathFactory
         out = Path(os.environ.get("RSN_HOSTILE_FIGURES") or logdir / "hostile-figures.json")
         hostile.FIGURES.write(out)
         print(f"\nhostile-input figures ({out}):\n{out.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def hostile_keys(hostile_stack: HostileStack, services: Any) -> hostile.HostileKeys:
+    """A tenant of the hostile stack with a tenant key, owner and viewer keys and an inbox
+    token (customer ``c-1``)."""
+    from return_notify.inbox import mint_inbox_token, tenant_inbox_secret
+    from tests.conftest import _apply
+    from tests.integration.api_helpers import make_principals, make_tenant
+
+    _apply(services)
+    tid, slug, key = make_tenant()
+    keys, _ = make_principals(tid, slug, ("owner", "viewer"))
+    token = mint_inbox_token(slug, "c-1", 3600, tenant_inbox_secret(hostile.INBOX_MASTER, slug))
+    return hostile.HostileKeys(key, slug, tid, keys["owner"], keys["viewer"], token)
+
+
+@pytest.fixture
+def live_client(hostile_stack: HostileStack, svc: Any) -> Iterator[hostile.LiveClient]:
+    """A counting client of the hostile stack's API (this process on its database)."""
+    client = hostile_stack.client()
+    yield client
+    client.close()

@@ -113,6 +113,19 @@ class HostileStack:
         return int(self.worker.popen.poll() is not None) + sum(log.count(m) for m in CRASH_MARKS)
 
 
+@dataclass(frozen=True)
+class HostileKeys:
+    """One tenant of the stack and its credentials: tenant API key, an owner's and a
+    viewer's principal key, and a customer inbox token."""
+
+    tenant: str
+    slug: str
+    tenant_id: int
+    owner: str
+    viewer: str
+    inbox: str
+
+
 class LiveClient:
     """Requests to the running API, each counted (5xx included) and its CPU measured as
     the API process's CPU time across the request (requests are sent one at a time)."""

@@ -327,7 +327,7 @@ def test_admin_api(client: TestClient) -> None:
     asked = client.post("/v1/admin/test-recipients", headers=auth,
                         json={"channel": "email", "address": "QA@Maison.example"})
     assert asked.status_code == 202 and asked.json()["verified"] is False
-    code_mail = q("SELECT body FROM sandbox_messages WHERE recipient = 'QA@maison.example' "
+    code_mail = q("SELECT body FROM sandbox_messages WHERE recipient = 'qa@maison.example' "
                   "ORDER BY id DESC LIMIT 1")[0][0]
     code = code_mail.split()[0]
     wrong = "000000" if code != "000000" else "111111"
@@ -337,10 +337,10 @@ def test_admin_api(client: TestClient) -> None:
         "channel": "email", "address": "QA@maison.example", "code": code})
     assert ok.status_code == 200 and ok.json()["verified"] is True
     ts = send_to("QA@maison.example")
-    assert ts.status_code == 202 and ts.json()["to"] == "Q***@maison.example"
+    assert ts.status_code == 202 and ts.json()["to"] == "Q***@maison.example"  # as typed
     row = q("SELECT subject, recipient FROM sandbox_messages WHERE provider_message_id = :p",
             p=ts.json()["provider_message_id"])
-    assert row[0][0].startswith("[TEST] ") and row[0][1] == "QA@maison.example"
+    assert row[0][0].startswith("[TEST] ") and row[0][1] == "qa@maison.example"
     assert client.post("/v1/admin/templates/test-send", headers=auth, json={
         "channel": "sms", "milestone": "refund_processed", "to": "not-a-number"}).status_code == 422
 
