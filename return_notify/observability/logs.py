@@ -27,6 +27,7 @@ import json
 import logging
 import re
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -137,7 +138,7 @@ class ContextFilter(logging.Filter):
             # with a token): formatted once here, scrubbed, and kept where every formatter
             # (plain, Celery's, JSON) takes it from
             if record.exc_info and not record.exc_text:
-                record.exc_text = scrub(_TRACEBACKS.formatException(record.exc_info))
+                record.exc_text = scrub(format_exception(record.exc_info))
             elif record.exc_text:
                 record.exc_text = scrub(record.exc_text)
             if record.stack_info:
@@ -146,7 +147,32 @@ class ContextFilter(logging.Filter):
         return True
 
 
-_TRACEBACKS = logging.Formatter()
+#: what a database error's text becomes in a traceback: PostgreSQL quotes the offending
+#: value in it ('invalid input syntax for type integer: "ana@example.com"'), and the
+#: statement with its values (the engine's ``hide_parameters`` hides only SQLAlchemy's copy)
+DATABASE_ERROR_HIDDEN = "(the database's error text is not logged: it can quote personal data)"
+
+
+def _database_error(exc_type: type[BaseException] | None) -> bool:
+    return exc_type is not None and any(
+        c.__module__.startswith(("sqlalchemy.exc", "psycopg2")) for c in exc_type.__mro__)
+
+
+def format_exception(exc_info: Any) -> str:
+    """A traceback as ``logging`` writes it, with every database error's text (in the chain
+    of causes too) replaced by :data:`DATABASE_ERROR_HIDDEN`."""
+    te = traceback.TracebackException(*exc_info)
+    seen: set[int] = set()
+    stack = [te]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if _database_error(t.exc_type):
+            t._str = DATABASE_ERROR_HIDDEN  # what format_exception_only prints after the type
+        stack.extend(x for x in (t.__cause__, t.__context__) if x is not None)
+    return "".join(te.format()).rstrip("\n")
 
 
 class JsonFormatter(logging.Formatter):
@@ -172,7 +198,7 @@ class JsonFormatter(logging.Formatter):
             out.setdefault("task", task[1])
         out["process"] = record.process
         if record.exc_info or record.exc_text:
-            out["exc_info"] = scrub(record.exc_text or self.formatException(record.exc_info))
+            out["exc_info"] = scrub(record.exc_text or format_exception(record.exc_info))
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
