@@ -29,6 +29,7 @@ from tests.integration.api_helpers import (
     TWILIO_TOKEN,
     UNSUBSCRIBE_SECRET,
     ApiEnv,
+    env_override,
     reset_caches,
     set_env,
 )
@@ -122,90 +123,79 @@ HostileStack = hostile.HostileStack
 @pytest.fixture(scope="session")
 def hostile_stack(services: Any, tmp_path_factory: pytest.TempPathFactory
                   ) -> Iterator[HostileStack]:
-    """The hostile-input suite's running stack, on the session's database and Redis prefix:
-    ``return-notify api`` (one server process, its memory sampled throughout), a worker on
-    every queue and ``return-notify streams listen``, all real subprocesses. Writes the
-    suite's figures (``hostile_helpers.FIGURES``) when the session ends."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    from return_notify.devtools.processes import Proc, start_worker, stop_process, wait_for
-    from tests.integration.provider_helpers import free_port
-
-    logdir = tmp_path_factory.mktemp("hostile")
+    """The hostile-input suite's running stack: ``return-notify api`` (one server process, its
+    memory sampled throughout), a worker on every queue and ``return-notify streams
+    listen``, all real subprocesses, on a database and Redis prefix of their own (the
+    worker must never take another test's messages). Writes the suite's figures
+    (``hostile_helpers.FIGURES``) when the session ends."""
+    tag = uuid.uuid4().hex[:10]
+    url = make_url(services.database_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    admin = create_engine(url.set(database="postgres").render_as_string(hide_password=False),
+                          isolation_level="AUTOCOMMIT")
+    db_name = f"rsn_hostile_{tag}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{db_name}"'))
     key = ec.generate_private_key(ec.SECP256R1())
-    env = services.env(
-        RSN_PUBLIC_BASE_URL=hostile.PUBLIC_BASE_URL, RSN_TWILIO_AUTH_TOKEN=hostile.TWILIO_TOKEN,
-        RSN_INBOX_TOKEN_SECRET=hostile.INBOX_MASTER,
-        RSN_UNSUBSCRIBE_SECRET=hostile.UNSUBSCRIBE_SECRET,
-        RSN_SENDGRID_WEBHOOK_PUBLIC_KEY=_public_key_b64(key),
-        # the quotas have tests of their own; here every request should reach its handler
-        RSN_API_RENDER_RATE="100000/m:10000", RSN_API_TEST_SEND_RATE="100000/h:10000",
-        RSN_API_TEST_SEND_TENANT_RATE="100000/h:10000", RSN_API_VERIFICATION_RATE="100000/h:10000",
-        RSN_WARM_TEMPLATES="false", RSN_INGEST_DRAIN_EVENTS="200")
-    port = free_port()
-    with open(logdir / "api.log", "wb") as fh:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "return_notify.cli", "api", "--port", str(port)],
-            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, stdout=fh,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    api = Proc("api", popen, logdir / "api.log")
-    base = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=1) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
-
-    wait_for(api, answers, 60)
-    worker = start_worker(env, concurrency=2, name="hostile-worker", logdir=str(logdir))
-    ready = logdir / "listener.ready"
-    with open(logdir / "listener.log", "wb") as fh:
-        lp = subprocess.Popen(
-            [sys.executable, "-m", "return_notify.cli", "streams", "listen"],
-            env={**os.environ, **env, "RSN_READY_FILE": str(ready), "PYTHONUNBUFFERED": "1"},
-            stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-    listener = Proc("listener", lp, logdir / "listener.log")
-    wait_for(listener, ready.exists, 60)
-    sampler = hostile.RssSampler(popen.pid).start()
-    stack = hostile.HostileStack(base, env, api, worker, listener, key)
+    env = hostile.stack_env(url.set(database=db_name).render_as_string(hide_password=False),
+                            services.broker_url, f"rsn-hostile-{tag}:", _public_key_b64(key))
+    logdir = tmp_path_factory.mktemp("hostile")
+    stack = None
     try:
+        with env_override(**env):
+            from return_notify.storage.migrate import upgrade
+
+            upgrade()
+        stack = hostile.start_stack(env, logdir, key)
         yield stack
     finally:
-        hostile.FIGURES.worker_crashes = stack.worker_crashes()
-        sampler.stop()
-        time.sleep(0.1)
-        for proc in (listener, worker):
-            proc.stop(20)
-        stop_process(popen, 20)
+        if stack is not None:
+            hostile.stop_stack(stack)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+        admin.dispose()
+        _flush(services.broker_url, env["RSN_REDIS_KEY_PREFIX"])
         out = Path(os.environ.get("RSN_HOSTILE_FIGURES") or logdir / "hostile-figures.json")
         hostile.FIGURES.write(out)
         print(f"\nhostile-input figures ({out}):\n{out.read_text()}")
 
 
+def _flush(broker_url: str, prefix: str) -> None:
+    import redis
+
+    r = redis.Redis.from_url(broker_url)
+    try:
+        keys = list(r.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            r.delete(*keys)
+    finally:
+        r.close()
+
+
+@pytest.fixture
+def hostile_env(hostile_stack: HostileStack) -> Iterator[HostileStack]:
+    """This process pointed at the hostile stack's database and Redis prefix for one test
+    (helpers such as ``make_tenant`` and ``publish`` then work on the stack's)."""
+    with env_override(**hostile_stack.env):
+        yield hostile_stack
+
+
 @pytest.fixture(scope="session")
-def hostile_keys(hostile_stack: HostileStack, services: Any) -> hostile.HostileKeys:
+def hostile_keys(hostile_stack: HostileStack) -> hostile.HostileKeys:
     """A tenant of the hostile stack with a tenant key, owner and viewer keys and an inbox
     token (customer ``c-1``)."""
     from return_notify.inbox import mint_inbox_token, tenant_inbox_secret
-    from tests.conftest import _apply
     from tests.integration.api_helpers import make_principals, make_tenant
 
-    _apply(services)
-    tid, slug, key = make_tenant()
-    keys, _ = make_principals(tid, slug, ("owner", "viewer"))
+    with env_override(**hostile_stack.env):
+        tid, slug, key = make_tenant()
+        keys, _ = make_principals(tid, slug, ("owner", "viewer"))
     token = mint_inbox_token(slug, "c-1", 3600, tenant_inbox_secret(hostile.INBOX_MASTER, slug))
     return hostile.HostileKeys(key, slug, tid, keys["owner"], keys["viewer"], token)
 
 
 @pytest.fixture
-def live_client(hostile_stack: HostileStack, svc: Any) -> Iterator[hostile.LiveClient]:
+def live_client(hostile_env: HostileStack) -> Iterator[hostile.LiveClient]:
     """A counting client of the hostile stack's API (this process on its database)."""
-    client = hostile_stack.client()
+    client = hostile_env.client()
     yield client
     client.close()

@@ -13,7 +13,11 @@ the session's temporary directory (or ``$RSN_HOSTILE_FIGURES``) and printed at t
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,6 +106,7 @@ class HostileStack:
     worker: Proc
     listener: Proc
     sendgrid_key: Any  # the private key whose public half the API verifies with
+    sampler: RssSampler | None = None
 
     def client(self) -> LiveClient:
         return LiveClient(self)
@@ -124,6 +129,69 @@ class HostileKeys:
     owner: str
     viewer: str
     inbox: str
+
+
+def stack_env(database_url: str, broker_url: str, prefix: str, sendgrid_public_key: str
+              ) -> dict[str, str]:
+    """``RSN_*`` of every process of the stack (and of this one while a test talks to it)."""
+    return {
+        "RSN_DATABASE_URL": database_url, "RSN_BROKER_URL": broker_url,
+        "RSN_REDIS_KEY_PREFIX": prefix, "RSN_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "RSN_TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "RSN_INBOX_TOKEN_SECRET": INBOX_MASTER,
+        "RSN_UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET,
+        "RSN_SENDGRID_WEBHOOK_PUBLIC_KEY": sendgrid_public_key,
+        # the quotas have tests of their own; here every request should reach its handler
+        "RSN_API_RENDER_RATE": "100000/m:10000", "RSN_API_TEST_SEND_RATE": "100000/h:10000",
+        "RSN_API_TEST_SEND_TENANT_RATE": "100000/h:10000",
+        "RSN_API_VERIFICATION_RATE": "100000/h:10000",
+        "RSN_WARM_TEMPLATES": "false", "RSN_INGEST_DRAIN_EVENTS": "200",
+    }
+
+
+def _spawn(name: str, args: list[str], env: dict[str, str], logdir: Path) -> Proc:
+    log = logdir / f"{name}.log"
+    with open(log, "wb") as fh:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "return_notify.cli", *args],
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"}, stdout=fh,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    return Proc(name, popen, log)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def start_stack(env: dict[str, str], logdir: Path, sendgrid_key: Any) -> HostileStack:
+    """Start the API server, a worker on every queue and the stream listener; the API's
+    memory sampler runs until :func:`stop_stack`."""
+    from return_notify.devtools.processes import start_worker, wait_for
+    from tests.integration.provider_helpers import free_port
+
+    port = free_port()
+    api = _spawn("api", ["api", "--port", str(port)], env, logdir)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(api, lambda: _answers(base + "/healthz"), 60)
+    worker = start_worker(env, concurrency=2, name="hostile-worker", logdir=str(logdir))
+    ready = logdir / "listener.ready"
+    listener = _spawn("listener", ["streams", "listen"], {**env, "RSN_READY_FILE": str(ready)},
+                      logdir)
+    wait_for(listener, ready.exists, 60)
+    stack = HostileStack(base, env, api, worker, listener, sendgrid_key)
+    stack.sampler = RssSampler(api.popen.pid).start()
+    return stack
+
+
+def stop_stack(stack: HostileStack) -> None:
+    FIGURES.worker_crashes = stack.worker_crashes()
+    if stack.sampler is not None:
+        stack.sampler.stop()
+    for proc in (stack.listener, stack.worker, stack.api):
+        proc.stop(20)
 
 
 class LiveClient:

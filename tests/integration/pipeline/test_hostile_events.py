@@ -12,7 +12,6 @@ and then the whole batch was neither stored nor rejected.)
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -45,10 +44,10 @@ def _wait_for_all(tracers: set[str], timeout_s: float = 120.0) -> set[str]:
 
 
 def test_good_poison_good_over_http_is_refused_whole_with_the_poison_named(
-        hostile_stack: HostileStack, svc: Any) -> None:
+        hostile_env: HostileStack) -> None:
     # given a tenant and a batch with one event the database could never store
     _, slug, key = make_tenant()
-    client = hostile_stack.client()
+    client = hostile_env.client()
     good = [event("return_approved", tenant=slug) for _ in range(2)]
     poison = event("return_approved", tenant=slug, customer={"id": "c-1", "name": "Bob\u0000"})
     # when it is posted, the poison in the middle
@@ -66,7 +65,7 @@ def test_good_poison_good_over_http_is_refused_whole_with_the_poison_named(
 
 
 def test_poison_that_skips_the_checks_is_isolated_in_the_worker(
-        hostile_stack: HostileStack, svc: Any) -> None:
+        hostile_env: HostileStack) -> None:
     """A producer that sends raw messages (or an old one) bypasses validation: the worker
     isolates each bad event, per tenant, and stores the others of the same batch."""
     from return_notify.producer import publish_raw_batches
@@ -86,22 +85,22 @@ def test_poison_that_skips_the_checks_is_isolated_in_the_worker(
     # then every good event is stored and every poison is in rejected_events
     assert _wait_for_all({e["return_id"] for e in batch}) == set()
     assert stored_or_rejected({e["return_id"] for e in good}) == {e["return_id"] for e in good}
-    assert hostile_stack.worker_crashes() == 0
+    assert hostile_env.worker_crashes() == 0
     FIGURES.count("raw batches with poison", 1)
 
 
 @pytest.mark.timeout(600)
 def test_hostile_events_are_stored_or_rejected_whichever_way_they_come_in(
-        hostile_stack: HostileStack, svc: Any) -> None:
+        hostile_env: HostileStack) -> None:
     import redis
 
     from return_notify.errors import EventValidationError
     from return_notify.producer import publish
 
     _, slug, key = make_tenant()
-    client = hostile_stack.client()
-    stream = redis.Redis.from_url(hostile_stack.env["RSN_BROKER_URL"])
-    stream_key = hostile_stack.env["RSN_REDIS_KEY_PREFIX"] + "events:stream"
+    client = hostile_env.client()
+    stream = redis.Redis.from_url(hostile_env.env["RSN_BROKER_URL"])
+    stream_key = hostile_env.env["RSN_REDIS_KEY_PREFIX"] + "events:stream"
     accepted: set[str] = set()
     tried = refused = 0
 
@@ -148,5 +147,5 @@ def test_hostile_events_are_stored_or_rejected_whichever_way_they_come_in(
     FIGURES.events_lost += len(lost)
     FIGURES.count("hostile events refused at the door", refused)
     assert not lost, f"{len(lost)} accepted events neither stored nor rejected: {sorted(lost)[:5]}"
-    assert hostile_stack.worker_crashes() == 0, hostile_stack.worker.log_tail(40)
-    assert hostile_stack.listener.popen.poll() is None, hostile_stack.listener.log_tail(40)
+    assert hostile_env.worker_crashes() == 0, hostile_env.worker.log_tail(40)
+    assert hostile_env.listener.popen.poll() is None, hostile_env.listener.log_tail(40)
