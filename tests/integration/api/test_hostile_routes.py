@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 from typing import Any
 
 import pytest
@@ -31,6 +32,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 pytestmark = pytest.mark.integration
 
 MB = 1024 * 1024
+#: ``RSN_HOSTILE_SCALE=10`` multiplies the examples per operation (CI runs 1: minutes, not hours)
+SCALE = max(1, int(os.environ.get("RSN_HOSTILE_SCALE", "1")))
 
 
 def _credential(path: str, keys: HostileKeys) -> str | None:
@@ -81,7 +84,7 @@ def test_every_route_with_and_without_credentials_answers_without_a_server_error
     for operation in operations:
         for auth in (_credential(operation.path, hostile_keys), None):
             try:
-                _fuzz(live_client, operation, auth, 8 if auth else 3)
+                _fuzz(live_client, operation, auth, (8 if auth else 3) * SCALE)
             except Exception as exc:  # noqa: BLE001 - collect every operation's failure
                 failures.append(f"{operation.label} ({'key' if auth else 'no key'}): {exc}")
     FIGURES.count("schemathesis operations x credentials", 2 * len(operations))

@@ -12,6 +12,7 @@ and then the whole batch was neither stored nor rejected.)
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,6 +31,8 @@ from tests.integration.hostile_helpers import (
 
 pytestmark = pytest.mark.integration
 
+#: ``RSN_HOSTILE_SCALE=10`` multiplies the examples (CI runs 1)
+SCALE = max(1, int(os.environ.get("RSN_HOSTILE_SCALE", "1")))
 HOSTILE_TENANTS = st.sampled_from(["", "\x00", "Bad Tenant", "a" * 70, "t\ud800", "ok-2nd"])
 
 
@@ -106,7 +109,7 @@ def test_hostile_events_are_stored_or_rejected_whichever_way_they_come_in(
 
     @given(data=st.data(), way=st.sampled_from(["publish", "http", "stream"]),
            size=st.integers(min_value=1, max_value=4))
-    @settings(max_examples=75, deadline=None, database=None,
+    @settings(max_examples=75 * SCALE, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     def send(data: st.DataObject, way: str, size: int) -> None:
         nonlocal tried, refused
