@@ -156,7 +156,8 @@ def _text_problems(value: Any, path: str, depth: int, out: list[dict[str, Any]])
                         "message": f"nested deeper than {MAX_DEPTH} levels"})
             return
         for key, item in value.items():
-            name = f"{path}.{key}" if path else str(key)
+            shown = _BAD_TEXT.sub("\ufffd", str(key))[:64]  # a field name fit to echo back
+            name = f"{path}.{shown}" if path else shown
             if isinstance(key, str) and _BAD_TEXT.search(key):
                 out.append({"field": path or "(event)", "type": "text",
                             "message": "a key contains a NUL character or a lone surrogate"})
@@ -173,7 +174,7 @@ def _text_problems(value: Any, path: str, depth: int, out: list[dict[str, Any]])
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "(event)"
+        loc = _BAD_TEXT.sub("\ufffd", ".".join(str(p)[:64] for p in err["loc"])) or "(event)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field (schema v1 allows no extra fields)"

@@ -7,16 +7,20 @@ clients are made per check or per live stream.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from return_notify.api import (
     admin_rules,
@@ -78,6 +82,16 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped, for errors, which may echo what was
+    sent: a lone surrogate (a ``"\\ud800"`` escape in a JSON body decodes to one) stays an
+    escape instead of failing the UTF-8 encoding of the answer (a 500)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                          separators=(",", ":")).encode("ascii")
+
+
 def create_app() -> FastAPI:
     """A new application; safe to call per test (no global state besides the engine)."""
     from return_notify import __version__
@@ -116,6 +130,18 @@ def create_app() -> FastAPI:
         return JSONResponse({"detail": "the database is unavailable; retry shortly"},
                             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
                             headers={"Retry-After": "5"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code in (204, 304) or exc.status_code < 200:
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        return AsciiJSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                                 headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return AsciiJSONResponse({"detail": jsonable_encoder(exc.errors())},
+                                 status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(SandboxBusy)
     async def _sandbox_busy(request: Request, exc: SandboxBusy) -> JSONResponse:

@@ -10,13 +10,16 @@ capped while they stream, JSON nesting capped.
   is a :class:`GuardedRoute`: when it has a body, the route's authentication (principal key,
   tenant key or inbox token, whichever its dependencies name) runs first, and its result is
   kept for the dependency, which does not run it twice.
-* **JSON depth**: a body nested deeper than ``RSN_API_MAX_JSON_DEPTH`` answers 422 (and
-  ``json``'s own recursion limit is a 422 too, never a 500): :func:`loads_limited`.
+* **JSON depth and text**: a body nested deeper than ``RSN_API_MAX_JSON_DEPTH`` answers 422
+  (and ``json``'s own recursion limit is a 422 too, never a 500): :func:`loads_limited`; so
+  does a body with a NUL character or a lone surrogate in any string (:func:`text_problem`),
+  which PostgreSQL could not store and an error could not echo.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -73,6 +76,29 @@ def loads_limited(body: bytes | str, max_depth: int | None = None) -> Any:
     if json_depth(value, limit) > limit:
         raise JsonTooDeep(f"JSON nested deeper than {limit} levels")
     return value
+
+
+_NOT_TEXT = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def text_problem(value: Any) -> str | None:
+    """Where a decoded JSON value holds a NUL character or a lone UTF-16 surrogate (a
+    ``"\\ud800"`` escape decodes to one): neither is text, PostgreSQL stores neither, and
+    echoing one back in an error cannot even be encoded. None when there is none."""
+    stack: list[tuple[Any, str]] = [(value, "body")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if _NOT_TEXT.search(item):
+                return where
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and _NOT_TEXT.search(key):
+                    return f"{where} (a key)"
+                stack.append((child, f"{where}.{_NOT_TEXT.sub('?', str(key))[:64]}"))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
+    return None
 
 
 def too_deep(exc: JsonTooDeep) -> HTTPException:
@@ -159,4 +185,9 @@ async def _check_json(request: Request) -> None:
         raise too_deep(exc) from None
     except ValueError:
         return
+    where = await run_in_threadpool(text_problem, value)
+    if where is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[
+            {"type": "text", "loc": where.split("."),
+             "msg": "contains a NUL character or a lone surrogate (not text)"}])
     request._json = value  # what Starlette's Request.json() returns from now on

@@ -203,3 +203,21 @@ def test_secrets_never_reach_the_access_log(live_client: LiveClient, hostile_key
     assert hostile_keys.inbox not in log and hostile_keys.inbox.split(".")[1] not in log
     assert "shippo-s3cret-x" not in log
     assert "u1.QUJDREVGR0hJSktMTU5PUFFSU1RVVldY" not in log
+
+
+@pytest.mark.parametrize("path", ["/v1/admin/templates/validate", "/v1/admin/templates/preview",
+                                  "/v1/admin/branding", "/v1/events"])
+def test_nul_and_lone_surrogates_in_a_body_answer_422(live_client: LiveClient,
+                                                      hostile_keys: HostileKeys,
+                                                      path: str) -> None:
+    # JSON escapes decode to text PostgreSQL cannot store and an error cannot echo (a
+    # 422 naming a key with a lone surrogate was a 500: its JSON could not be encoded)
+    auth = hostile_keys.tenant if path == "/v1/events" else hostile_keys.owner
+    method = "PUT" if path.endswith("branding") else "POST"
+    for bad in ('{"channel": "\\ud800", "milestone": "x", "part": "text", "source": "s"}',
+                '{"\\ud800": "\\u0000", "display_name": "Bob\\u0000"}',
+                '[{"event_id": "e", "data": {"\\udfff": 1}}]'):
+        r = live_client.request(method, path, content=bad.encode(),
+                                headers={**bearer(auth), "Content-Type": "application/json"})
+        assert r.status_code == 422, (bad, r.status_code, r.text[:300])
+    FIGURES.count("NUL and lone surrogates in bodies", 3)
