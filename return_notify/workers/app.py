@@ -97,12 +97,12 @@ def _refuse_noncompliant(instance: Any = None, **_: Any) -> None:
     if queues and "email" not in queues:
         return
     from return_notify.channels.registry import compliance_problems
-    from return_notify.errors import ConfigurationError
 
     problems = compliance_problems(get_settings())
     if problems:
         log.critical("refusing to start: %s", problems[0])
-        raise ConfigurationError(problems[0])
+        # SystemExit: Celery logs and ignores an ordinary exception raised by a signal handler
+        raise SystemExit(f"refusing to start: {problems[0]}")
 
 
 @worker_ready.connect

@@ -53,6 +53,7 @@ class Figures:
     api_rss_start_mb: float = 0.0
     api_rss_peak_mb: float = 0.0
     sandbox_rss_peak_mb: float = 0.0
+    sandbox_cpu_peak_s: float = 0.0
     longest_request_cpu_s: float = 0.0
     longest_request: str = ""
     cases: dict[str, int] = field(default_factory=dict)
@@ -84,12 +85,17 @@ class RssSampler:
         while not self._stop.wait(0.02):
             try:
                 rss = self.proc.memory_info().rss / 2**20
-                kids = [c.memory_info().rss / 2**20 for c in self.proc.children(recursive=True)]
+                FIGURES.api_rss_peak_mb = max(FIGURES.api_rss_peak_mb, rss)
+                # the sandbox processes: children of the fork server, a child of the API
+                for server in self.proc.children():
+                    for child in server.children():
+                        FIGURES.sandbox_rss_peak_mb = max(FIGURES.sandbox_rss_peak_mb,
+                                                          child.memory_info().rss / 2**20)
+                        cpu = child.cpu_times()
+                        FIGURES.sandbox_cpu_peak_s = max(FIGURES.sandbox_cpu_peak_s,
+                                                         cpu.user + cpu.system)
             except psutil.Error:
                 continue
-            FIGURES.api_rss_peak_mb = max(FIGURES.api_rss_peak_mb, rss)
-            if kids:
-                FIGURES.sandbox_rss_peak_mb = max(FIGURES.sandbox_rss_peak_mb, max(kids))
 
     def stop(self) -> None:
         self._stop.set()
