@@ -282,7 +282,7 @@ class Settings(BaseSettings):
         "those below, refused with 413 while it streams in"
     )
     api_events_max_body_bytes: int = Field(
-        default=24 * 1024 * 1024, ge=1024, description="Largest body of POST /v1/events "
+        default=24 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest body of POST /v1/events "
         "and /v1/sources/{source}/events (up to 1000 events), read only after the API key "
         "checks out"
     )
@@ -343,7 +343,8 @@ class Settings(BaseSettings):
         "if something else reads the stream without a consumer group)",
     )
     carrier_max_body_bytes: int = Field(
-        default=1_048_576, ge=1024, description="largest carrier webhook body accepted"
+        default=1_048_576, ge=1024, le=64 * 1024 * 1024,
+        description="largest carrier webhook body accepted"
     )
 
     # --- customer preferences, quiet hours, throttles (tenant defaults) ------------------
