@@ -33,6 +33,8 @@ pytestmark = pytest.mark.integration
 
 #: ``RSN_HOSTILE_SCALE=10`` multiplies the examples (CI runs 1)
 SCALE = max(1, int(os.environ.get("RSN_HOSTILE_SCALE", "1")))
+#: the stream listener's cap of one entry (RSN_STREAM_MAX_ENTRY_BYTES' default)
+ENTRY_CAP = 1_048_576
 HOSTILE_TENANTS = st.sampled_from(["", "\x00", "Bad Tenant", "a" * 70, "t\ud800", "ok-2nd"])
 
 
@@ -105,6 +107,8 @@ def test_hostile_events_are_stored_or_rejected_whichever_way_they_come_in(
     stream = redis.Redis.from_url(hostile_env.env["RSN_BROKER_URL"])
     stream_key = hostile_env.env["RSN_REDIS_KEY_PREFIX"] + "events:stream"
     accepted: set[str] = set()
+    too_big: set[str] = set()  # stream entries over RSN_STREAM_MAX_ENTRY_BYTES
+    came: dict[str, str] = {}  # tracer -> the way it came in
     tried = refused = 0
 
     @given(data=st.data(), way=st.sampled_from(["publish", "http", "stream"]),
@@ -127,28 +131,41 @@ def test_hostile_events_are_stored_or_rejected_whichever_way_they_come_in(
                     refused += 1
                     continue
                 accepted.add(ev["return_id"])
+                came[ev["return_id"]] = way
         elif way == "http":
             r = client.post("/v1/events", content=json.dumps(events).encode(),
                             headers={**bearer(key), "Content-Type": "application/json"})
             assert r.status_code < 500, r.text[:500]
             if r.status_code == 202:
                 accepted.update(ev["return_id"] for ev in events)
+                came.update((ev["return_id"], way) for ev in events)
             else:
                 assert r.status_code in (400, 403, 413, 422), r.text[:500]
                 refused += len(events)
         else:  # XADD'd as a JSON array, escapes and all, as a producer in any language would
-            stream.xadd(stream_key, {"events": json.dumps(events)})
-            accepted.update(ev["return_id"] for ev in events)
+            entry = {"events": json.dumps(events)}
+            entry_id = stream.xadd(stream_key, entry)
+            if sum(len(k) + len(v) for k, v in entry.items()) > ENTRY_CAP:
+                too_big.add(entry_id.decode())  # refused whole, into the dead letter
+                refused += len(events)
+            else:
+                accepted.update(ev["return_id"] for ev in events)
+                came.update((ev["return_id"], way) for ev in events)
 
     try:
         send()
+        lost = _wait_for_all(accepted)
+        # an entry over the cap is refused whole, with the reason, in the dead-letter stream
+        dead = {f[b"original_id"].decode(): f[b"reason"].decode()
+                for _, f in stream.xrange(stream_key + ":dead")}
+        assert all("RSN_STREAM_MAX_ENTRY_BYTES" in dead.get(i, "") for i in too_big), too_big
     finally:
         stream.close()
-    lost = _wait_for_all(accepted)
     FIGURES.events_tried += tried
     FIGURES.events_accepted += len(accepted)
     FIGURES.events_lost += len(lost)
     FIGURES.count("hostile events refused at the door", refused)
-    assert not lost, f"{len(lost)} accepted events neither stored nor rejected: {sorted(lost)[:5]}"
+    assert not lost, f"{len(lost)} accepted events neither stored nor rejected: " + \
+        ", ".join(f"{t} ({came.get(t)})" for t in sorted(lost)[:5])
     assert hostile_env.worker_crashes() == 0, hostile_env.worker.log_tail(40)
     assert hostile_env.listener.popen.poll() is None, hostile_env.listener.log_tail(40)
