@@ -70,7 +70,7 @@ def _take_local(key: str, limit: Limit) -> float:
         return (1 - tokens) / limit.rate_per_s
 
 
-def take(kind: str, who: str | int) -> None:
+def take(kind: str, who: str | int | None) -> None:
     """One token of ``kind`` for ``who`` (a principal or tenant id); 429 when none is left."""
     limit = _limit(kind)
     key = f"{kind}:{who}"

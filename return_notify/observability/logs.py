@@ -170,7 +170,7 @@ def format_exception(exc_info: Any) -> str:
             continue
         seen.add(id(t))
         if _database_error(t.exc_type):
-            t._str = DATABASE_ERROR_HIDDEN  # what format_exception_only prints after the type
+            t._str = DATABASE_ERROR_HIDDEN  # type: ignore[attr-defined]  # printed after the type
         stack.extend(x for x in (t.__cause__, t.__context__) if x is not None)
     return "".join(te.format()).rstrip("\n")
 

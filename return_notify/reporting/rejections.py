@@ -17,7 +17,8 @@ __all__ = ["count_rejected", "get_rejected", "list_rejected"]
 
 
 def _where(tenant: str | None, since: datetime | None) -> tuple[str, dict[str, Any]]:
-    clauses, params = ["TRUE"], {}
+    clauses: list[str] = ["TRUE"]
+    params: dict[str, Any] = {}
     if tenant is not None:
         clauses.append("tenant = :tenant")
         params["tenant"] = tenant
