@@ -30,6 +30,7 @@ from jinja2.exceptions import TemplateNotFound
 
 from return_notify.core.sms_segments import to_gsm7
 from return_notify.templating.errors import TemplateRenderError, wrap_error
+from return_notify.templating.filter_guards import guard_filters
 from return_notify.templating.filters import (
     FILTERS,
     carrier_name,
@@ -53,7 +54,6 @@ from return_notify.templating.sandbox import (
     RenderLimits,
     Sandbox,
     budget,
-    guard_filters,
     guarded_globals,
 )
 from return_notify.templating.static_checks import static_problems
