@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
 )
 
+from return_notify.addresses import AddressError, normalize_email, normalize_phone
 from return_notify.errors import EventValidationError
 
 SCHEMA_VERSION = 1
@@ -46,35 +47,44 @@ class Milestone(StrEnum):
     EXCEPTION = "exception"
 
 
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_LOCALE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", re.ASCII)
 
 
 def _check_phone(value: str) -> str:
-    if not _E164.match(value):
-        raise ValueError("must be an E.164 number such as +14155550123")
-    return value
+    """E.164, normalised (``return_notify.addresses``): what is stored is what is looked up."""
+    try:
+        return normalize_phone(value)
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _check_email(value: str) -> str:
-    if not _EMAIL.match(value) or len(value) > 254:
-        raise ValueError("must be an email address such as ana@example.com")
-    return value
+    """One plain address, parsed and normalised (``return_notify.addresses``)."""
+    try:
+        return normalize_email(value)
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _check_locale(value: str) -> str:
-    if not _LOCALE.match(value):
+    if not _LOCALE.fullmatch(value):
         raise ValueError("must be a BCP 47 tag such as en-US or de")
     return value
 
 
+_ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]{0,30}(?:/[A-Za-z0-9_+\-]{1,30}){0,2}", re.ASCII)
+
+
 def _check_timezone(value: str) -> str:
+    # the name first: ZoneInfo opens a file named after it (a long name raised OSError);
+    # the same rule as core.zones, which this module cannot import (core imports it)
     try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError("must be an IANA time zone such as Europe/Berlin") from exc
-    return value
+        if _ZONE.fullmatch(value):
+            ZoneInfo(value)
+            return value
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        pass
+    raise ValueError("must be an IANA time zone such as Europe/Berlin")
 
 
 Slug = Annotated[
@@ -146,7 +156,8 @@ def _text_problems(value: Any, path: str, depth: int, out: list[dict[str, Any]])
                         "message": f"nested deeper than {MAX_DEPTH} levels"})
             return
         for key, item in value.items():
-            name = f"{path}.{key}" if path else str(key)
+            shown = _BAD_TEXT.sub("\ufffd", str(key))[:64]  # a field name fit to echo back
+            name = f"{path}.{shown}" if path else shown
             if isinstance(key, str) and _BAD_TEXT.search(key):
                 out.append({"field": path or "(event)", "type": "text",
                             "message": "a key contains a NUL character or a lone surrogate"})
@@ -163,7 +174,7 @@ def _text_problems(value: Any, path: str, depth: int, out: list[dict[str, Any]])
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "(event)"
+        loc = _BAD_TEXT.sub("\ufffd", ".".join(str(p)[:64] for p in err["loc"])) or "(event)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field (schema v1 allows no extra fields)"

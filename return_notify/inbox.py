@@ -58,14 +58,21 @@ def tenant_inbox_secret(master_secret: str, tenant: str) -> str:
                     hashlib.sha256).hexdigest()
 
 
+#: the longest lifetime a token may have unless the verifier says otherwise (one day)
+MAX_TTL_S = 86_400
+
+
 def mint_inbox_token(tenant: str, customer_id: str, ttl_s: int, secret: str,
-                     *, now: float | None = None) -> str:
-    """Mint a token that lets one customer of ``tenant`` read their inbox for ``ttl_s``.
+                     *, now: float | None = None, max_ttl_s: int = MAX_TTL_S) -> str:
+    """Mint a token that lets one customer of ``tenant`` read their inbox for ``ttl_s``
+    (at most ``max_ttl_s``: the API refuses tokens that live longer).
 
     ``secret`` is the tenant's inbox secret (``tenant_inbox_secret``), never the master.
     """
     if ttl_s <= 0:
         raise ValueError("ttl_s must be positive")
+    if ttl_s > max_ttl_s:
+        raise ValueError(f"ttl_s must be at most {max_ttl_s} s (the maximum token lifetime)")
     exp = int((now if now is not None else time.time()) + ttl_s)
     payload = _b64(json.dumps({"t": tenant, "c": customer_id, "exp": exp},
                               separators=(",", ":")).encode())
@@ -73,24 +80,35 @@ def mint_inbox_token(tenant: str, customer_id: str, ttl_s: int, secret: str,
     return f"{_PREFIX}{payload}.{_b64(mac)}"
 
 
-def verify_inbox_token(token: str, master_secret: str, *, now: float | None = None
-                       ) -> InboxIdentity:
-    """Check a token's MAC (with the tenant secret derived from the master) and expiry."""
+def verify_inbox_token(token: str, master_secret: str, *, now: float | None = None,
+                       max_ttl_s: int = MAX_TTL_S) -> InboxIdentity:
+    """Check a token's MAC (with the tenant secret derived from the master), its expiry,
+    and that it expires within ``max_ttl_s`` from now (a token minted to live for years is
+    refused, not honoured)."""
     if not token.startswith(_PREFIX) or token.count(".") != 2 or len(token) > 2048:
         raise InvalidInboxToken("malformed inbox token")
     payload, _, mac = token[len(_PREFIX):].partition(".")
     try:
         claims = json.loads(_unb64(payload))
-        tenant, customer, exp = str(claims["t"]), str(claims["c"]), int(claims["exp"])
+        tenant, customer, exp = claims["t"], claims["c"], claims["exp"]
         given = _unb64(mac)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise InvalidInboxToken("malformed inbox token") from exc
+    # exact types: exp 1e999 (infinity), 1.5 or "9" is malformed, not a crash
+    if not (isinstance(tenant, str) and type(customer) in (str, int) and type(exp) is int
+            and 0 < exp < 2**63):
+        raise InvalidInboxToken("malformed inbox token")
+    customer = str(customer)
     secret = tenant_inbox_secret(master_secret, tenant)
     expected = hmac.new(secret.encode(), (_PREFIX + payload).encode(), hashlib.sha256).digest()
     if not hmac.compare_digest(expected, given):
         raise InvalidInboxToken("inbox token signature is invalid")
-    if exp < (now if now is not None else time.time()):
+    current = now if now is not None else time.time()
+    if exp < current:
         raise InvalidInboxToken("inbox token has expired; mint a new one")
+    if exp > current + max_ttl_s:
+        raise InvalidInboxToken(f"inbox token lives longer than the maximum of {max_ttl_s} s; "
+                                "mint one with a shorter lifetime")
     return InboxIdentity(tenant, customer, exp)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from celery import Celery
 
-from return_notify.config.celery import EVENTS_QUEUE, INGEST_TASK, celery_config
+from return_notify.config.celery import EVENTS_QUEUE, INGEST_TASK, celery_config, task_argsrepr
 from return_notify.config.settings import Settings, get_settings
 from return_notify.errors import ConfigurationError, PublishError
 from return_notify.events import ReturnEvent, parse_event
@@ -82,6 +82,8 @@ def publish_raw_batches(
                 app.send_task(
                     INGEST_TASK,
                     args=[batch],
+                    # Flower shows event ids, never the events (addresses, numbers, names)
+                    argsrepr=task_argsrepr(INGEST_TASK, [batch]), kwargsrepr="{}",
                     queue=EVENTS_QUEUE,
                     routing_key=EVENTS_QUEUE,
                     producer=producer,

@@ -177,7 +177,7 @@ def can_grant(principal: Principal, role: str) -> Decision:
 def validate_principal(name: str, role: str, regions: Iterable[str],
                        categories: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Normalised (regions, categories) for a new principal; ``PrincipalError`` if invalid."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise PrincipalError(f"name {name!r}: letters, digits and _.@+- (at most 100)")
     if role not in ROLES:
         raise PrincipalError(f"role {role!r}: use {', '.join(ROLES)}")

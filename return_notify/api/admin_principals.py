@@ -22,11 +22,12 @@ from return_notify.access.principals import (
     list_principals,
     revoke_key,
 )
+from return_notify.api.limits import GuardedRoute
 from return_notify.api.rbac import Principal, require
 from return_notify.storage.db import session_scope
 from return_notify.storage.models import AdminPrincipal
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], route_class=GuardedRoute)
 
 Role = Literal["owner", "admin", "regional_manager", "category_manager", "viewer"]
 PrincipalId = Annotated[int, Path(ge=1, le=2**31 - 1)]

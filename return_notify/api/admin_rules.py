@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from return_notify.access.audit import list_entries
 from return_notify.access.principals import authorize
 from return_notify.api import admin_principals
+from return_notify.api.limits import GuardedRoute
 from return_notify.api.rbac import Admin, Principal, Scope, enforce, query_scope, require
 from return_notify.core.regions import normalize_category, normalize_region
 from return_notify.events import Milestone
@@ -35,7 +36,7 @@ from return_notify.rules.store import (
 )
 from return_notify.storage.db import session_scope
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=GuardedRoute)
 router.include_router(admin_principals.router)
 
 Channel = Literal["email", "sms", "inapp"]

@@ -7,15 +7,20 @@ clients are made per check or per live stream.
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from return_notify.api import (
     admin_rules,
@@ -30,6 +35,7 @@ from return_notify.api import (
 )
 from return_notify.errors import ConfigurationError
 from return_notify.events import ReturnEvent
+from return_notify.templating.isolation import SandboxBusy
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +53,22 @@ Return status notifications over HTTP.
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # the template sandbox's fork server imports the renderer once, off the request path
+    from return_notify.templating.isolation import warm_up
+
+    threading.Thread(target=_quietly, args=(warm_up,), name="rsn-sandbox-warm-up",
+                     daemon=True).start()
     yield
     from return_notify.storage.db import dispose_engine
 
     dispose_engine()
+
+
+def _quietly(func: Any) -> None:
+    try:
+        func()
+    except Exception:  # noqa: BLE001 - the first preview starts it instead
+        log.warning("template sandbox warm-up failed", exc_info=True)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -66,16 +84,31 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped, for errors, which may echo what was
+    sent: a lone surrogate (a ``"\\ud800"`` escape in a JSON body decodes to one) stays an
+    escape instead of failing the UTF-8 encoding of the answer (a 500)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                          separators=(",", ":")).encode("ascii")
+
+
 def create_app() -> FastAPI:
     """A new application; safe to call per test (no global state besides the engine)."""
     from return_notify import __version__
+    from return_notify.config.settings import get_settings
 
+    # every body is capped while it streams in (413); routes that take more raise it
     app = FastAPI(title="return-notify", version=__version__, description=DESCRIPTION,
-                  lifespan=_lifespan)
+                  lifespan=_lifespan, max_body_size=get_settings().api_max_body_bytes)
     for module in (events, returns, inbox, webhooks, unsubscribe, links, health):
         app.include_router(module.router)
     from return_notify.api import templates as admin_templates  # branding and templates admin
     app.include_router(admin_templates.router)
+    from return_notify.api import test_recipients
+
+    app.include_router(test_recipients.router)
     app.include_router(admin_rules.router)
     app.include_router(sources.router)
     from return_notify.api import preferences as preferences_api
@@ -99,6 +132,23 @@ def create_app() -> FastAPI:
         return JSONResponse({"detail": "the database is unavailable; retry shortly"},
                             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
                             headers={"Retry-After": "5"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code in (204, 304) or exc.status_code < 200:
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        return AsciiJSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                                 headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return AsciiJSONResponse({"detail": jsonable_encoder(exc.errors())},
+                                 status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(SandboxBusy)
+    async def _sandbox_busy(request: Request, exc: SandboxBusy) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, headers={"Retry-After": "2"},
+                            status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Query, status
+from fastapi import Depends, Header, HTTPException, Query, Request, status
 
 from return_notify.access.tenant_keys import TenantAuth, authenticate_key
 from return_notify.config.settings import get_settings
@@ -38,9 +38,13 @@ def _bearer(authorization: str | None) -> str | None:
 
 
 def require_tenant(
+    request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <tenant API key>")] = None,
 ) -> TenantAuth:
     """FastAPI dependency: the tenant of the API key in ``Authorization: Bearer``."""
+    known = getattr(request.state, "rsn_tenant", None)
+    if isinstance(known, TenantAuth):
+        return known
     key = _bearer(authorization)
     if key is None:
         raise _unauthorized("missing API key: send 'Authorization: Bearer <tenant API key>'")
@@ -52,12 +56,18 @@ def require_tenant(
 
 
 def require_customer(
+    request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <inbox token>")] = None,
     token: Annotated[str | None, Query(description="Inbox token, for EventSource clients "
                                         "that cannot set headers")] = None,
 ) -> CustomerAuth:
-    """FastAPI dependency: the customer of the inbox token (header, or ``?token=``)."""
-    master = get_settings().inbox_token_secret
+    """FastAPI dependency: the customer of the inbox token (header, or ``?token=``), whose
+    lifetime ends within ``RSN_INBOX_TOKEN_MAX_TTL_S``."""
+    known = getattr(request.state, "rsn_customer", None)
+    if isinstance(known, CustomerAuth):
+        return known
+    settings = get_settings()
+    master = settings.inbox_token_secret
     if master is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             detail="the inbox is not configured (RSN_INBOX_TOKEN_SECRET unset)")
@@ -66,7 +76,8 @@ def require_customer(
         raise _unauthorized("missing inbox token: send 'Authorization: Bearer <token>' "
                             "or '?token=<token>'")
     try:
-        ident = verify_inbox_token(raw, master.get_secret_value())
+        ident = verify_inbox_token(raw, master.get_secret_value(),
+                                   max_ttl_s=settings.inbox_token_max_ttl_s)
     except InvalidInboxToken as exc:
         raise _unauthorized(str(exc)) from None
     with session_scope() as session:

@@ -7,7 +7,6 @@ accepted (202) or nothing is (422 / 403 / 503).
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -16,16 +15,16 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from return_notify.api.auth import Tenant
+from return_notify.api.limits import BODY_CEILING, GuardedRoute, JsonTooDeep, loads_limited
 from return_notify.config.settings import get_settings
 from return_notify.errors import EventValidationError, PublishError
-from return_notify.events import parse_event
+from return_notify.events import MAX_DEPTH, parse_event
 from return_notify.producer import publish_raw_batches
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=GuardedRoute)
 
 MAX_EVENTS = 1000
-MAX_BODY_BYTES = 24 * 1024 * 1024
 RETRY_AFTER_S = 5
 
 _EXAMPLE = {
@@ -42,10 +41,18 @@ def _body_error(message: str, kind: str) -> HTTPException:
          "errors": [{"field": "(body)", "message": message, "type": kind}]}])
 
 
-async def read_limited_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The raw body, refusing (413) anything over ``limit`` before reading it all."""
+def events_body_cap() -> int:
+    """``RSN_API_EVENTS_MAX_BODY_BYTES``: the body cap of the routes that take event batches."""
+    return get_settings().api_events_max_body_bytes
+
+
+async def read_limited_body(request: Request, limit: int | None = None) -> bytes:
+    """The raw body, refusing (413) anything over ``limit`` (default: the events cap)
+    before reading it all: by its Content-Length, else as soon as the stream passes it."""
+    limit = events_body_cap() if limit is None else limit
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and len(declared) < 20 \
+            and int(declared) > limit:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                             detail=f"request body over {limit} bytes")
     chunks, size = [], 0
@@ -107,6 +114,7 @@ def _unavailable_detail(published: int, total: int) -> str:
 @router.post(
     "/v1/events",
     status_code=status.HTTP_202_ACCEPTED,
+    max_body_size=BODY_CEILING,  # read after the key checks out, under the events cap
     summary="Publish one return event or an array of up to 1000",
     responses={
         202: {"description": "Accepted for processing",
@@ -130,7 +138,9 @@ async def post_events(request: Request, tenant: Tenant) -> JSONResponse:
     """
     body = await read_limited_body(request)
     try:
-        raw = json.loads(body)
+        raw = await run_in_threadpool(loads_limited, body)
+    except JsonTooDeep as exc:
+        raise _body_error(f"{exc}: events nest at most {MAX_DEPTH} levels", "depth") from None
     except ValueError as exc:
         raise _body_error(f"body is not valid JSON: {exc}", "json") from None
     payloads = await run_in_threadpool(validate_events, raw, tenant.slug)

@@ -10,11 +10,12 @@ from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from return_notify.api.limits import GuardedRoute
 from return_notify.config.settings import get_settings
 from return_notify.storage.db import get_engine
 from return_notify.storage.redis import redis_client
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=GuardedRoute)
 
 CHECK_TIMEOUT_S = 3.0
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import anyio
 import redis
 from fastapi import APIRouter, Header, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
@@ -24,6 +24,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from return_notify.api.auth import Customer, CustomerAuth
+from return_notify.api.limits import GuardedRoute
+from return_notify.api.live import END, HubFull, Subscription, TooManyStreams, get_hub
 from return_notify.config.settings import get_settings
 from return_notify.core.masking import mask
 from return_notify.inbox import (
@@ -35,11 +37,10 @@ from return_notify.inbox import (
 )
 from return_notify.pipeline.engagement import InboxLinks, inbox_links
 from return_notify.storage.db import session_scope
-from return_notify.storage.redis import redis_client
 from return_notify.templating.links import cached_link_key
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["inbox"])
+router = APIRouter(tags=["inbox"], route_class=GuardedRoute)
 
 _MAX_ID = 2**63 - 1
 PING_S = 15
@@ -90,15 +91,19 @@ def _shown(session: Any, customer: CustomerAuth, items: list[dict[str, Any]]
            ) -> list[dict[str, Any]]:
     links = _links(session, customer)
     return links.apply(session, items) if links is not None else items
+_ID = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() also takes "²"
+
+
+def _item_id(value: str, what: str) -> int:
+    if not _ID.fullmatch(value) or int(value) > _MAX_ID:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=what)
+    return int(value)
 
 
 def _cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    if not cursor.isdigit() or int(cursor) > _MAX_ID:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            detail="cursor must be the next_cursor of a previous page")
-    return int(cursor)
+    return _item_id(cursor, "cursor must be the next_cursor of a previous page")
 
 
 @router.get("/v1/inbox", response_model=InboxPage, summary="The customer's inbox, newest first")
@@ -172,34 +177,41 @@ def _live_item(links: InboxLinks, item: dict[str, Any]) -> dict[str, Any]:
     responses={200: {"content": {"text/event-stream": {}},
                      "description": "`ready` once subscribed (with unread_count), then one "
                      "`inbox_item` per new item (id = item id), `token_expired` at the end"},
-               503: {"description": "Redis unreachable"}},
+               422: {"description": "Last-Event-ID is not an item id"},
+               429: {"description": "This customer has too many streams open"},
+               503: {"description": "Redis unreachable, or this server is full"}},
 )
 async def stream(
     customer: Customer,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
 ) -> EventSourceResponse:
     """For ``EventSource``: pass the token as ``?token=``; reconnects resume from the
-    ``Last-Event-ID`` the browser sends, so nothing is missed between connections."""
+    ``Last-Event-ID`` the browser sends, so nothing is missed between connections. A
+    customer may keep ``RSN_INBOX_STREAM_MAX_PER_CUSTOMER`` streams open at once."""
     settings = get_settings()
     if not settings.broker_url:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="RSN_BROKER_URL is unset")
+    # every check before anything is opened: a bad header costs no subscription
+    last_id = _item_id(last_event_id, "Last-Event-ID must be the id of an inbox item") \
+        if last_event_id else 0
     channel = inbox_channel_name(settings.redis_key_prefix, customer.tenant, customer.customer_id)
-    client = redis_client(settings, asyncio=True, timeout_s=None, socket_connect_timeout=2.0)
-    pubsub = client.pubsub()
     try:
-        await pubsub.subscribe(channel)
-    except redis.RedisError as exc:
-        await pubsub.aclose()
-        await client.aclose()
+        sub = await get_hub().subscribe(channel, (customer.tenant_id, customer.customer_id))
+    except TooManyStreams as exc:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail=str(exc),
+                            headers={"Retry-After": str(RECONNECT_MS // 1000)}) from None
+    except HubFull as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc),
+                            headers={"Retry-After": "5"}) from None
+    except (redis.RedisError, TimeoutError) as exc:
         log.warning("inbox stream: Redis unreachable (%s)", type(exc).__name__)
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             detail="live updates are unavailable; retry shortly") from None
-    last_id = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
     log.info("inbox stream opened for %s/%s", customer.tenant, mask(customer.customer_id))
-    return EventSourceResponse(_events(pubsub, client, customer, last_id), ping=PING_S)
+    return EventSourceResponse(_events(sub, customer, last_id), ping=PING_S)
 
 
-async def _events(pubsub: Any, client: Any, customer: CustomerAuth, last_id: int
+async def _events(sub: Subscription, customer: CustomerAuth, last_id: int
                   ) -> AsyncIterator[ServerSentEvent]:
     try:
         missed, unread, links = await run_in_threadpool(_since, customer, min(last_id, _MAX_ID))
@@ -212,11 +224,13 @@ async def _events(pubsub: Any, client: Any, customer: CustomerAuth, last_id: int
             if time.time() >= customer.expires_at:
                 yield ServerSentEvent(event="token_expired", data="{}")
                 return
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if message is None or message.get("type") != "message":
+            message = await sub.get(timeout_s=1.0)
+            if message is None:
                 continue
-            data = message["data"].decode() if isinstance(message["data"], bytes) \
-                else str(message["data"])
+            if message is END:  # the client's EventSource reconnects (retry above)
+                log.warning("inbox stream ended: Redis connection lost")
+                return
+            data = message.decode() if isinstance(message, bytes) else str(message)
             try:
                 item = json.loads(data)
                 item_id = str(item["id"])
@@ -225,12 +239,5 @@ async def _events(pubsub: Any, client: Any, customer: CustomerAuth, last_id: int
             if links is not None and isinstance(item, dict):
                 data = json.dumps(await run_in_threadpool(_live_item, links, item))
             yield ServerSentEvent(event="inbox_item", id=item_id, data=data)
-    except redis.RedisError as exc:  # the client's EventSource reconnects (retry above)
-        log.warning("inbox stream ended: Redis error (%s)", type(exc).__name__)
     finally:
-        with anyio.CancelScope(shield=True):
-            try:
-                await pubsub.aclose()
-                await client.aclose()
-            except redis.RedisError:
-                pass
+        sub.close()

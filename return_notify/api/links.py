@@ -27,6 +27,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from return_notify.api.events import read_limited_body
+from return_notify.api.limits import GuardedRoute
 from return_notify.config.settings import get_settings
 from return_notify.pipeline.engagement import record_click, resolve_click
 from return_notify.pipeline.satisfaction import Rating, current_rating, record_rating
@@ -43,7 +44,7 @@ from return_notify.templating.links import (
 from return_notify.templating.pages import RatingPage, rating_page
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["links"])
+router = APIRouter(tags=["links"], route_class=GuardedRoute)
 
 TokenPath = Annotated[str, Path(min_length=16, max_length=200, pattern=r"^[A-Za-z0-9_-]+$",
                                 description="Token from a message's link")]

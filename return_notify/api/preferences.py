@@ -28,6 +28,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, st
 from pydantic import BaseModel
 
 from return_notify.api.auth import Tenant
+from return_notify.api.limits import GuardedRoute
 from return_notify.api.rbac import Principal, Scope, authorize, require
 from return_notify.config.settings import get_settings
 from return_notify.policy.planner import (
@@ -54,7 +55,7 @@ from return_notify.storage.db import session_scope
 
 __all__ = ["effective_view", "region_key", "router", "throttle_view"]
 
-router = APIRouter(tags=["preferences"])
+router = APIRouter(tags=["preferences"], route_class=GuardedRoute)
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, description="The customer id "
                                  "events carry in customer.id")]

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Query, status
+from fastapi import Depends, Header, HTTPException, Query, Request, status
 
 from return_notify.access.principals import (
     Principal,
@@ -46,9 +46,14 @@ def _unauthorized(detail: str) -> HTTPException:
 
 
 def current_principal(
+    request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <principal API key>")] = None,
 ) -> Principal:
-    """FastAPI dependency: the principal of the ``rsnp_…`` key in ``Authorization: Bearer``."""
+    """FastAPI dependency: the principal of the ``rsnp_…`` key in ``Authorization: Bearer``
+    (already known when ``api.limits.GuardedRoute`` authenticated before reading the body)."""
+    known = getattr(request.state, "rsn_principal", None)
+    if isinstance(known, Principal):
+        return known
     scheme, _, value = (authorization or "").partition(" ")
     key = value.strip() if scheme.lower() == "bearer" else ""
     if not key:

@@ -11,12 +11,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from return_notify.api.auth import Tenant
+from return_notify.api.limits import GuardedRoute
 from return_notify.config.settings import get_settings
 from return_notify.core.masking import mask
 from return_notify.pipeline.satisfaction import current_rating, record_rating
 from return_notify.storage.db import session_scope
 
-router = APIRouter(tags=["returns"])
+router = APIRouter(tags=["returns"], route_class=GuardedRoute)
 
 
 class TimelineEntry(BaseModel):

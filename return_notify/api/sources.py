@@ -21,7 +21,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from return_notify.api.auth import Tenant
-from return_notify.api.events import MAX_BODY_BYTES, RETRY_AFTER_S, read_limited_body
+from return_notify.api.events import RETRY_AFTER_S, read_limited_body
+from return_notify.api.limits import BODY_CEILING, GuardedRoute, JsonTooDeep, loads_limited
 from return_notify.config.settings import get_settings
 from return_notify.errors import EventValidationError, PublishError
 from return_notify.events import parse_event
@@ -41,7 +42,7 @@ from return_notify.storage.db import session_scope
 from return_notify.storage.tenants import find_tenant_id
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["sources"])
+router = APIRouter(tags=["sources"], route_class=GuardedRoute)
 
 Provider = Literal["easypost", "aftership", "shippo"]
 _SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -100,6 +101,7 @@ def _carrier(provider: str, tenant: str, body: bytes, headers: dict[str, str],
 
 @router.post(
     "/v1/carriers/{provider}",
+    max_body_size=BODY_CEILING,  # RSN_CARRIER_MAX_BODY_BYTES is enforced while reading
     summary="A tracking provider's webhook (EasyPost, AfterShip, Shippo), signature-checked",
     responses={
         200: {"description": "Verified, but says nothing to the customer (ignored)"},
@@ -205,6 +207,7 @@ def get_sources(tenant: Tenant) -> list[dict[str, Any]]:
 @router.post(
     "/v1/sources/{source}/events",
     status_code=status.HTTP_202_ACCEPTED,
+    max_body_size=BODY_CEILING,  # read after the key checks out, under the events cap
     summary="A WMS/ERP posts its own JSON (object or array); the source's mapping makes events",
     responses={
         200: {"description": "dry_run: the events it would publish"},
@@ -224,9 +227,13 @@ async def post_source_events(
     mapping = get_mapping(source)
     if mapping is None or not mapping.allows(tenant.slug):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no mapping for source {source!r}")
-    body = await read_limited_body(request, MAX_BODY_BYTES)
+    body = await read_limited_body(request)
     try:
-        payload = json.loads(body)
+        payload = await run_in_threadpool(loads_limited, body)
+    except JsonTooDeep as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            detail=[{"index": None, "problems": [
+                                {"field": "(body)", "message": str(exc)}]}]) from None
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             detail=[{"index": None, "problems": [

@@ -35,13 +35,15 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import AfterValidator, BaseModel, Field
 
 from return_notify.access.principals import authorize
+from return_notify.api.limits import GuardedRoute
+from return_notify.api.quotas import RENDER, TEST_SEND, TEST_SEND_TENANT, take
 from return_notify.api.rbac import Principal, enforce, require
 from return_notify.core.regions import normalize_category, normalize_region
 from return_notify.storage.db import session_scope
 from return_notify.templating.branding import BRANDING_FIELDS, BrandingUpdate, get_branding
 from return_notify.templating.scope import TemplateScope, listing_filter, normalize_variant
 
-router = APIRouter(prefix="/v1/admin", tags=["templates"])
+router = APIRouter(prefix="/v1/admin", tags=["templates"], route_class=GuardedRoute)
 
 RegionIn = Annotated[str | None, AfterValidator(normalize_region)]
 CategoryIn = Annotated[str | None, AfterValidator(normalize_category)]
@@ -139,6 +141,13 @@ class RenderedOut(BaseModel):
     subject: str | None
     text: str
     html: str | None
+
+
+_SANDBOXED: dict[int | str, dict[str, Any]] = {
+    422: {"description": "The template failed, or passed a CPU, memory or time limit"},
+    429: {"description": "Too many previews and checks by this key; retry after Retry-After"},
+    503: {"description": "Every template sandbox of this server is busy; retry shortly"},
+}
 
 
 def _unprocessable(detail: Any) -> HTTPException:
@@ -247,16 +256,18 @@ def template_history(principal: Reader, body: Annotated[KeyIn, Depends(history_k
 
 
 @router.post("/templates/validate", response_model=ValidationOut,
-             summary="Check a template without storing it")
+             summary="Check a template without storing it (in the limited sandbox process)",
+             responses=_SANDBOXED)
 def validate_template(body: OverrideIn, principal: Reader) -> dict[str, Any]:
+    from return_notify.pipeline.preview import validate_isolated
     from return_notify.templating.store import render_limits
-    from return_notify.templating.validation import validate_override
 
     enforce(principal, "templates:read", body.region, body.category)
     key = _key(body)
+    take(RENDER, principal.id)
     with session_scope() as s:
         branding = get_branding(s, principal.tenant_id)
-    return validate_override(key, body.source, branding, principal.tenant,
+    return validate_isolated(key, body.source, branding, principal.tenant,
                              render_limits()).as_dict()
 
 
@@ -264,15 +275,17 @@ def validate_template(body: OverrideIn, principal: Reader) -> dict[str, Any]:
              summary="Validate and store a new version of an override",
              responses={422: {"description": "The template was rejected: detail.problems"}})
 def create_template(body: OverrideIn, principal: Writer) -> dict[str, Any]:
+    from return_notify.pipeline.preview import validate_isolated
     from return_notify.templating.store import OverrideRejected, save_override
 
     enforce(principal, "templates:write", body.region, body.category)
     key = _key(body)
+    take(RENDER, principal.id)
     try:
         with session_scope() as s:
             version, result = save_override(s, principal.tenant_id, key, body.source,
                                             principal.actor, body.note, body.activate,
-                                            body.scope())
+                                            body.scope(), validate=validate_isolated)
     except OverrideRejected as exc:
         raise _rejected(exc.result) from None
     return {**version.as_dict(), "warnings": result.warnings}
@@ -281,14 +294,16 @@ def create_template(body: OverrideIn, principal: Writer) -> dict[str, Any]:
 @router.post("/templates/rollback",
              summary="Activate an earlier version (0: none, the next candidate applies)")
 def rollback_template(body: RollbackIn, principal: Writer) -> dict[str, Any]:
+    from return_notify.pipeline.preview import validate_isolated
     from return_notify.templating.store import OverrideRejected, rollback_override
 
     enforce(principal, "templates:write", body.region, body.category)
     key = _key(body)
+    take(RENDER, principal.id)
     try:
         with session_scope() as s:
             target = rollback_override(s, principal.tenant_id, key, body.version, body.scope(),
-                                       principal.actor)
+                                       principal.actor, validate=validate_isolated)
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
     except OverrideRejected as exc:
@@ -309,40 +324,53 @@ def _tenant_for(principal: Principal, body: PreviewIn) -> Any:
 
 
 @router.post("/templates/preview", response_model=RenderedOut,
-             summary="Render the tenant's message with sample data (and optional drafts)")
+             summary="Render the tenant's message with sample data (and optional drafts), "
+                     "in the limited sandbox process", responses=_SANDBOXED)
 def preview_template(body: PreviewIn, principal: Reader) -> dict[str, Any]:
     from return_notify.config.settings import get_settings
-    from return_notify.pipeline.preview import preview
+    from return_notify.pipeline.preview import preview_isolated
     from return_notify.templating.render import TemplateRenderError
 
     enforce(principal, "templates:read", body.region, body.category)
     _check_milestone(body.milestone)
+    take(RENDER, principal.id)
     info = _tenant_for(principal, body)
     try:
-        r = preview(info, body.channel, body.milestone, body.locale, body.drafts,
-                    full=not body.minimal, public_base_url=get_settings().public_base_url)
+        r = preview_isolated(info, body.channel, body.milestone, body.locale, body.drafts,
+                             full=not body.minimal,
+                             public_base_url=get_settings().public_base_url)
     except TemplateRenderError as exc:
         raise _unprocessable(str(exc)) from None
     return {"subject": r.subject, "text": r.text, "html": r.html}
 
 
 @router.post("/templates/test-send", status_code=status.HTTP_202_ACCEPTED,
-             summary="Send the previewed message, marked [TEST], to an address or number",
-             responses={502: {"description": "The provider refused or failed"}})
+             summary="Send the previewed message, marked [TEST], to a verified test "
+                     "recipient (never a suppressed one)",
+             responses={409: {"description": "Not a verified test recipient, or suppressed"},
+                        429: {"description": "Too many test sends; retry after Retry-After"},
+                        502: {"description": "The provider refused or failed"}})
 def test_send_template(body: TestSendIn, principal: Sender) -> dict[str, Any]:
     from return_notify.access.audit import record
     from return_notify.config.settings import get_settings
     from return_notify.core.masking import mask
     from return_notify.errors import DeliveryError
-    from return_notify.pipeline.preview import test_send
+    from return_notify.pipeline.preview import preview_isolated
+    from return_notify.pipeline.test_sends import TestSendRefused, test_send
     from return_notify.templating.render import TemplateRenderError
 
     enforce(principal, "templates:send", body.region, body.category)
     _check_milestone(body.milestone)
+    take(TEST_SEND, principal.id)
+    take(TEST_SEND_TENANT, principal.tenant_id)
     info = _tenant_for(principal, body)
     try:
-        result, rendered = test_send(info, body.channel, body.milestone, body.to, get_settings(),
-                                     body.locale, drafts=body.drafts)
+        with session_scope() as s:
+            result, rendered = test_send(s, info, body.channel, body.milestone, body.to,
+                                         get_settings(), body.locale, drafts=body.drafts,
+                                         renderer=preview_isolated)
+    except TestSendRefused as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     except (ValueError, TemplateRenderError) as exc:
         raise _unprocessable(str(exc)) from None
     except DeliveryError as exc:

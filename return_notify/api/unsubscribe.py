@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from return_notify.api.limits import GuardedRoute
 from return_notify.config.settings import get_settings
 from return_notify.core.masking import mask
 from return_notify.policy.suppression import (
@@ -29,7 +30,7 @@ from return_notify.storage.models import UNSUBSCRIBE
 from return_notify.storage.tenants import find_tenant
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["unsubscribe"])
+router = APIRouter(tags=["unsubscribe"], route_class=GuardedRoute)
 
 TokenPath = Annotated[str, Path(min_length=8, max_length=2048,
                                 description="Token from the List-Unsubscribe link")]

@@ -8,7 +8,6 @@ over the RAW body plus a replay window on its timestamp. Forged or stale → 403
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from functools import lru_cache
@@ -22,22 +21,29 @@ from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator
 
 from return_notify.api.events import read_limited_body
+from return_notify.api.limits import GuardedRoute, loads_limited
 from return_notify.config.settings import get_settings
 from return_notify.core.masking import mask
-from return_notify.pipeline.feedback import apply_sendgrid_events, apply_twilio_status
+from return_notify.pipeline.feedback import (
+    apply_sendgrid_events,
+    apply_twilio_status,
+    first_time,
+)
 from return_notify.policy.suppression import lift, suppress
 from return_notify.storage.db import session_scope
 from return_notify.storage.models import STOP
 from return_notify.storage.tenants import find_tenant_id
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], route_class=GuardedRoute)
 
 MAX_TWILIO_BODY = 64 * 1024
 MAX_SENDGRID_BODY = 8 * 1024 * 1024
 SG_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 SG_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 TWIML = "application/xml"
+#: ``webhook_events.provider`` of inbound SMS, deduplicated by ``MessageSid``
+INBOUND_PROVIDER = "twilio_inbound"
 
 # Twilio's default opt-out / opt-in / help keywords (Advanced Opt-Out), plus the
 # REVOKE and OPTOUT keywords carriers honour since the 2025 FCC consent rules.
@@ -141,24 +147,36 @@ async def twilio_inbound(
     word = keyword(params.get("Body", ""))
     sender = params.get("MessagingServiceSid") or params.get("To") or None
     address = params.get("From", "")
+    message_sid = params.get("MessageSid") or params.get("SmsSid") or ""
     if word == "help":
         return _twiml(get_settings().sms_help_text)
     if word is None or not address:
         return _twiml()
+    if not message_sid:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST,
+                            detail="MessageSid missing: an opt-out or opt-in needs the message id")
 
-    def apply() -> int:
+    def apply() -> int | None:
         with session_scope() as session:
             tenant_id = find_tenant_id(session, tenant) if tenant else None
             if tenant and tenant_id is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown tenant {tenant!r}")
+            # a replayed or retried message (same MessageSid) changes nothing: else a START
+            # replayed after a STOP would lift the opt-out
+            if not first_time(session, INBOUND_PROVIDER, message_sid):
+                return None
             if word == "stop":
                 return int(suppress(session, tenant_id, "sms", address, STOP, sender=sender,
                                     source="twilio"))
             return lift(session, tenant_id, "sms", address, sender=sender)
 
     changed = await run_in_threadpool(apply)
-    log.info("twilio inbound %s from %s (tenant %s): %d suppression(s) changed",
-             word.upper(), mask(address), tenant or "*", changed)
+    if changed is None:
+        log.info("twilio inbound %s from %s (tenant %s): message %s seen before, ignored",
+                 word.upper(), mask(address), tenant or "*", message_sid[:64])
+    else:
+        log.info("twilio inbound %s from %s (tenant %s): %d suppression(s) changed",
+                 word.upper(), mask(address), tenant or "*", changed)
     return _twiml()
 
 
@@ -175,7 +193,9 @@ def verify_sendgrid(raw: bytes, signature: str | None, timestamp: str | None) ->
                             detail="RSN_SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
     if not signature or not timestamp:
         raise _forbidden(f"missing {SG_SIGNATURE} or {SG_TIMESTAMP}")
-    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > api.webhook_replay_window_s:
+    # ASCII digits, at most 12 of them: int() of 5,000 digits raises, "²" passes isdigit()
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) \
+            or abs(time.time() - int(timestamp)) > api.webhook_replay_window_s:
         raise _forbidden("webhook timestamp outside the replay window")
     try:
         verifier = _sendgrid_verifier(api.sendgrid_webhook_public_key)
@@ -193,6 +213,7 @@ def verify_sendgrid(raw: bytes, signature: str | None, timestamp: str | None) ->
 
 @router.post(
     "/v1/webhooks/sendgrid/events",
+    max_body_size=MAX_SENDGRID_BODY,
     summary="SendGrid signed Event Webhook: delivered / bounce / dropped / spam / unsubscribe "
             "/ open / click",
     responses={200: {"content": {"application/json": {"example": {
@@ -204,8 +225,8 @@ async def sendgrid_events(request: Request) -> dict[str, Any]:
     raw = await read_limited_body(request, MAX_SENDGRID_BODY)
     verify_sendgrid(raw, request.headers.get(SG_SIGNATURE), request.headers.get(SG_TIMESTAMP))
     try:
-        events = json.loads(raw)
-    except ValueError:
+        events = await run_in_threadpool(loads_limited, raw)
+    except ValueError:  # JsonTooDeep included
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="body is not JSON") from None
     if not isinstance(events, list):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="expected a JSON array of events")

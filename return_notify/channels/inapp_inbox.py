@@ -7,7 +7,8 @@ round of ``PUBLISH`` to ``{prefix}inbox:{tenant}:{customer_id}`` for live client
 
 ``OutboundMessage`` fields used: ``recipient`` = customer id, ``tenant`` = slug,
 ``subject`` = title, ``text`` = body, and ``metadata`` keys ``milestone``, ``return_id``,
-``cta_url`` (all optional).
+``cta_url`` (all optional; a ``cta_url`` that is not https, or this service's own status
+page, is dropped: a retailer's app opens it as it is).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import redis
 from sqlalchemy import Engine, text
 
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
+from return_notify.config.settings import get_settings
+from return_notify.core.urls import https_url
 from return_notify.errors import DeliveryError, PermanentError, TransientError
 from return_notify.inbox import inbox_channel_name, item_json
 from return_notify.storage.redis import redis_client as new_redis_client
@@ -141,7 +144,21 @@ class InboxChannel(Channel):
 
         return {"tids": self._tenants[m.tenant], "cids": m.recipient[:128],
                 "dids": m.delivery_id, "titles": m.subject, "bodies": m.text,
-                "ctas": opt("cta_url"), "ms": opt("milestone", 32), "rids": opt("return_id", 64)}
+                "ctas": self._cta(meta.get("cta_url")), "ms": opt("milestone", 32),
+                "rids": opt("return_id", 64)}
+
+    def _cta(self, url: Any) -> str | None:
+        """The link a retailer's app opens: https only (or this service's own status page,
+        whatever RSN_PUBLIC_BASE_URL's scheme); anything else is dropped, never stored."""
+        if https_url(url) is not None:
+            return str(url).strip()
+        own = get_settings().public_base_url.rstrip("/") + "/"
+        if isinstance(url, str) and url.startswith(own) and https_url(
+                "https://" + url.split("://", 1)[-1]) is not None:
+            return url
+        if url not in (None, ""):
+            log.warning("inbox: a call-to-action link that is not https was dropped")
+        return None
 
     def _announce(self, client: redis.Redis, announcements: list[tuple[str, str]]) -> None:
         """Best effort: the item is stored; a client that misses the push sees it on reload."""

@@ -58,6 +58,26 @@ def email_provider_order(settings: Settings) -> list[str]:
     return order
 
 
+def compliance_problems(settings: Settings) -> list[str]:
+    """Why this configuration may not send real email (empty when it may).
+
+    A real email provider (SendGrid, SMTP) needs ``RSN_UNSUBSCRIBE_SECRET``: without it
+    every email would go out without ``List-Unsubscribe`` (RFC 8058 one-click), which the
+    large mailbox providers require of bulk senders and which the law expects of
+    notification mail. Refusing to start is explicit; a secret provisioned silently would
+    have to be shared by every API and worker process and kept across restarts, or the
+    links already sent would stop working.
+    """
+    real = [p for p in email_provider_order(settings) if p != "sandbox"]
+    if real and settings.unsubscribe_secret is None:
+        return [f"RSN_EMAIL_PROVIDER{'S' if settings.email_providers else ''} names "
+                f"{', '.join(real)} (real email) but RSN_UNSUBSCRIBE_SECRET is not set: every "
+                "email would go out without its one-click unsubscribe link. Set it to a long "
+                "random value, the same for the API and every worker (e.g. `python -c "
+                "'import secrets; print(secrets.token_urlsafe(32))'`)."]
+    return []
+
+
 def _guard(channel: Channel, settings: Settings) -> Channel:
     """``channel`` behind a circuit breaker of its own (``RSN_BREAKER_TRIP_AFTER=0``: none)."""
     if settings.breaker_trip_after == 0:
@@ -130,6 +150,11 @@ def _build(channel: str, settings: Settings) -> Channel:
         from return_notify.channels.failover import FailoverChannel
 
         channels = [_email(p, settings) for p in email_provider_order(settings)]
+        problems = compliance_problems(settings)  # after the credentials: those come first
+        if problems:
+            for ch in channels:
+                ch.close()
+            raise ConfigurationError(problems[0])
         return channels[0] if len(channels) == 1 else FailoverChannel(channels)
     if channel == "sms":
         return _sms(settings)

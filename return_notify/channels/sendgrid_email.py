@@ -41,6 +41,7 @@ from sendgrid.helpers.mail import (
     To,
 )
 
+from return_notify.addresses import normalize_email
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
 from return_notify.channels.http_transport import PooledSendGridClient
 from return_notify.channels.smtp_email import EmailIdentity, extra_headers
@@ -121,7 +122,7 @@ class SendGridChannel(Channel):
         ident = self._identity
         mail = Mail(
             from_email=From(ident.from_email, ident.from_name),
-            to_emails=To(message.recipient),
+            to_emails=To(normalize_email(message.recipient)),
             subject=Subject(message.subject or ""),
             plain_text_content=PlainTextContent(message.text),
             html_content=HtmlContent(message.html) if message.html else None,

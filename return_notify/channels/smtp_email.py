@@ -23,6 +23,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from return_notify.addresses import normalize_email
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
 from return_notify.core.masking import mask
 from return_notify.errors import ConfigurationError, DeliveryError, PermanentError, TransientError
@@ -160,7 +161,8 @@ class SmtpChannel(Channel):
         ident = self._identity
         msg = EmailMessage()
         msg["From"] = ident.from_header
-        msg["To"] = message.recipient
+        # parsed, not pasted: a line break in the address would end the header block
+        msg["To"] = normalize_email(message.recipient)
         msg["Subject"] = message.subject or ""
         msg["Date"] = formatdate(usegmt=True)
         msg["Message-ID"] = make_msgid(domain=ident.domain)
@@ -184,7 +186,7 @@ class SmtpChannel(Channel):
         with self._lock:
             try:
                 conn = self._connection()
-                conn.send_message(msg, from_addr=self._identity.from_email, to_addrs=[message.recipient])
+                conn.send_message(msg, from_addr=self._identity.from_email, to_addrs=[str(msg["To"])])
                 self._last_used = time.monotonic()
             except smtplib.SMTPRecipientsRefused as exc:
                 self._last_used = time.monotonic()  # smtplib sent RSET; the session is fine

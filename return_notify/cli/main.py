@@ -18,12 +18,14 @@ from return_notify.cli import (
     insights,
     preferences,
     privacy,
+    rejected,
     rules,
     services,
     sources,
     stats,
     templates,
     tenants,
+    test_recipients,
     tools,
 )
 from return_notify.cli.common import run, version_callback
@@ -65,9 +67,9 @@ COMMANDS: tuple[tuple[str, Callable[..., Any]], ...] = (
 #: each adds its module's command groups (``db``, ``deliveries`` and ``dlq``, ...), in
 #: ``--help`` order
 REGISTER_GROUPS: tuple[Callable[[typer.Typer], None], ...] = (
-    services.register, deliveries.register, templates.register, tenants.register,
-    rules.register, sources.register, preferences.register, privacy.register,
-    insights.register,
+    services.register, deliveries.register, rejected.register, templates.register,
+    test_recipients.register, tenants.register, rules.register, sources.register,
+    preferences.register, privacy.register, insights.register,
 )
 
 for _name, _command in COMMANDS:

@@ -62,6 +62,17 @@ def worker(
         fail(f"unknown queue(s) {sorted(unknown)}; known: {', '.join(ALL_QUEUES)}")
     from return_notify.config.settings import get_settings
 
+    if "email" in queues.split(","):  # a worker that sends email refuses to send it badly
+        from return_notify.channels.registry import compliance_problems
+        from return_notify.errors import ConfigurationError
+
+        try:
+            problems = compliance_problems(get_settings())
+        except ConfigurationError as exc:
+            problems = [str(exc)]
+        if problems:
+            fail(problems[0])
+
     argv = ["worker", "-Q", queues, "-P", pool, "-l", loglevel, "--without-gossip",
             "--without-mingle"]
     if get_settings().task_events:

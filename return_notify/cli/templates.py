@@ -72,7 +72,6 @@ def _label(key: Any, scope: Any) -> str:
 
 
 def _problems(problems: list[str], warnings: list[str], json_out: bool) -> NoReturn:
-
     if json_out:
         print_json({"ok": False, "problems": problems, "warnings": warnings})
     else:
@@ -295,7 +294,7 @@ def templates_rollback(
 def templates_test_send(
     tenant: TenantOpt,
     milestone: Annotated[str, typer.Option(help="e.g. refund_processed.")],
-    to: Annotated[str, typer.Option(help="Email address or E.164 phone number.")],
+    to: Annotated[str, typer.Option(help="A verified test recipient (email or E.164).")],
     channel: Annotated[str, typer.Option(help="email or sms.")] = "email",
     locale: Annotated[str | None, typer.Option(help="Customer locale, e.g. de-AT.")] = None,
     region: Annotated[str | None, typer.Option(
@@ -306,13 +305,15 @@ def templates_test_send(
         help="The template variant a rule names, e.g. eu_formal.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Render the tenant's message with sample data and send it, marked [TEST], to an
-    address or number through the configured provider."""
+    """Render the tenant's message with sample data and send it, marked [TEST], to a
+    verified test recipient (`return-notify test-recipients add`) through the configured
+    provider; never to an address on the suppression list."""
     from return_notify.config.settings import get_settings
     from return_notify.core.masking import mask
     from return_notify.errors import DeliveryError
     from return_notify.events import Milestone
-    from return_notify.pipeline.preview import resolve_tenant, test_send
+    from return_notify.pipeline.preview import resolve_tenant
+    from return_notify.pipeline.test_sends import TestSendRefused, test_send
     from return_notify.storage.db import session_scope
     from return_notify.templating.render import TemplateRenderError
 
@@ -324,9 +325,11 @@ def templates_test_send(
         tenant_id(s, tenant)
         info = scoped_tenant(resolve_tenant(s, tenant), scope)
     try:
-        result, rendered = test_send(info, channel, milestone, to, get_settings(), locale)
-    except (ValueError, TemplateRenderError, DeliveryError) as exc:
-        fail(escape(f"test send failed: {type(exc).__name__}: {exc}"))
+        with session_scope() as s:
+            result, rendered = test_send(s, info, channel, milestone, to, get_settings(), locale)
+    except (TestSendRefused, TemplateRenderError, DeliveryError) as exc:
+        fail(escape(f"test send {'refused' if isinstance(exc, TestSendRefused) else 'failed'}: "
+                    f"{type(exc).__name__}: {exc}"))
     if json_out:
         print_json({"ok": True, "provider": result.provider, "to": mask(to),
                     "provider_message_id": result.provider_message_id,
@@ -337,8 +340,7 @@ def templates_test_send(
 
 
 def scoped_tenant(info: Any, scope: Any) -> Any:
-    """``info`` (a ``PreviewTenant``) as a message of ``scope`` (the sample event's region
-    and category, the rule's variant) sees its templates."""
+    """``info`` (a ``PreviewTenant``) as a message of ``scope`` sees its templates."""
     from return_notify.pipeline.preview import PreviewTenant
 
     if info.templates is None:

@@ -40,7 +40,7 @@ def tenants_create(
     json_out: JsonOpt = False,
 ) -> None:
     """Create a tenant (if missing) and an API key; the key is printed once, never stored."""
-    if not _SLUG.match(name):
+    if not _SLUG.fullmatch(name):
         fail(f"{name!r} is not a slug: lowercase letters, digits, '-' and '_', "
              "starting with a letter or digit")
     require_database()
@@ -106,7 +106,8 @@ def inbox_token(
     tenant: Annotated[str, typer.Option(help="Tenant slug.")],
     customer: Annotated[str, typer.Option(help="Customer id, as in events' customer.id.")],
     ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds (default "
-                                            "RSN_INBOX_TOKEN_TTL_S).")] = None,
+                                            "RSN_INBOX_TOKEN_TTL_S; at most "
+                                            "RSN_INBOX_TOKEN_MAX_TTL_S).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Mint a customer inbox token (what a retailer's backend does with mint_inbox_token)."""
@@ -114,10 +115,15 @@ def inbox_token(
     from return_notify.inbox import mint_inbox_token, tenant_inbox_secret
 
     master = _inbox_master()
-    ttl_s = ttl or get_settings().inbox_token_ttl_s
+    settings = get_settings()
+    ttl_s = ttl or settings.inbox_token_ttl_s
     if ttl_s <= 0:
         fail("--ttl must be positive")
-    token = mint_inbox_token(tenant, customer, ttl_s, tenant_inbox_secret(master, tenant))
+    if ttl_s > settings.inbox_token_max_ttl_s:
+        fail(f"--ttl must be at most {settings.inbox_token_max_ttl_s} s "
+             "(RSN_INBOX_TOKEN_MAX_TTL_S): the API refuses tokens that live longer")
+    token = mint_inbox_token(tenant, customer, ttl_s, tenant_inbox_secret(master, tenant),
+                             max_ttl_s=settings.inbox_token_max_ttl_s)
     if json_out:
         print_json({"token": token, "tenant": tenant, "ttl_s": ttl_s})
     else:

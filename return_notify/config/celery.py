@@ -60,6 +60,35 @@ def require_broker(settings: Settings, environ: Mapping[str, str] | None = None)
     return settings.broker_url
 
 
+#: ids shown per message in Flower (the rest are counted)
+_SHOWN_IDS = 20
+
+
+def _ids(values: list[Any]) -> str:
+    shown = ", ".join(str(v)[:128] for v in values[:_SHOWN_IDS])
+    more = f", … {len(values) - _SHOWN_IDS} more" if len(values) > _SHOWN_IDS else ""
+    return f"[{shown}{more}]"
+
+
+def task_argsrepr(task: str, args: Any) -> str:
+    """What Flower (and its state file) shows of a message's arguments: ids only.
+
+    An ingest message carries whole events (addresses, numbers, names); by default Celery
+    sends ``repr(args)`` as ``argsrepr``, which Flower displays and persists. Every
+    ``send_task`` passes this instead, and the workers' ``before_task_publish`` handler
+    applies it to what Celery publishes by itself (retries).
+    """
+    args = list(args or [])
+    if task == INGEST_TASK:
+        events = args[0] if args else []
+        events = events if isinstance(events, list) else [events]
+        ids = [e.get("event_id", "?") if isinstance(e, dict) else "?" for e in events]
+        return f"events={_ids(ids)} ({len(events)})"
+    if task == DELIVER_TASK and len(args) == 2 and isinstance(args[1], list):
+        return f"{str(args[0])[:16]}, deliveries={_ids(args[1])} ({len(args[1])})"
+    return f"({len(args)} argument(s))"
+
+
 def transport_options(settings: Settings) -> dict[str, Any]:
     opts: dict[str, Any] = {
         # Redis re-delivers an unacked message after this many seconds: it must exceed the

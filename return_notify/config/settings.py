@@ -159,6 +159,28 @@ class Settings(BaseSettings):
     template_cache_ttl_s: float = Field(
         default=60.0, description="a worker re-reads branding and overrides at least this often"
     )
+    template_validation_budget_ms: float = Field(
+        default=1000.0, gt=0, description="time all the sample renders of one validation may "
+        "take together (a template for every milestone is rendered 26 times); past it the "
+        "template is refused as too slow"
+    )
+    template_sandbox_cpu_s: float = Field(
+        default=2.0, gt=0, le=60, description="API previews and validations of tenant templates "
+        "run in a child process killed after this much CPU (RLIMIT_CPU, whole seconds, rounded "
+        "up)"
+    )
+    template_sandbox_memory_mb: int = Field(
+        default=256, ge=32, le=4096, description="memory the child process of a preview or "
+        "validation may map beyond its start (RLIMIT_AS); an allocation past it fails"
+    )
+    template_sandbox_wall_s: float = Field(
+        default=5.0, gt=0, le=120, description="a preview or validation child still running "
+        "after this long is killed; also how long a request waits for a free sandbox"
+    )
+    template_sandbox_concurrency: int = Field(
+        default=2, ge=1, le=64, description="preview and validation child processes at once "
+        "per API process (more requests wait, then get 503)"
+    )
 
     # --- pipeline -----------------------------------------------------------------------
     ingest_batch_size: int = Field(
@@ -300,6 +322,46 @@ class Settings(BaseSettings):
     api_publish_timeout_s: float = Field(
         default=2.0, gt=0, description="How long POST /v1/events retries an unreachable broker"
     )
+    inbox_token_max_ttl_s: int = Field(
+        default=86_400, ge=60, description="Longest inbox token lifetime: a token expiring "
+        "later than this from now is refused (and not minted)"
+    )
+    inbox_stream_max_per_customer: int = Field(
+        default=3, ge=1, le=100, description="Live inbox streams open at once per customer "
+        "(every tab and device); one more answers 429"
+    )
+    inbox_stream_max_per_process: int = Field(
+        default=500, ge=1, description="Live inbox streams open at once per API process (all "
+        "share one Redis pub/sub connection); one more answers 503"
+    )
+
+    # --- HTTP API: request limits (docs/security.md "What is bounded") -----------------
+    api_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body of every route but "
+        "those below, refused with 413 while it streams in"
+    )
+    api_events_max_body_bytes: int = Field(
+        default=24 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest body of POST /v1/events "
+        "and /v1/sources/{source}/events (up to 1000 events), read only after the API key "
+        "checks out"
+    )
+    api_max_json_depth: int = Field(
+        default=32, ge=4, le=512, description="Deepest nesting of arrays and objects in a JSON "
+        "body (events are held to 16 by the contract); deeper answers 422"
+    )
+    api_render_rate: str = Field(
+        default="30/m:10", description="Template previews, validations, saves and rollbacks "
+        "per principal key (RATE:BURST, a Redis token bucket); past it 429 with Retry-After"
+    )
+    api_test_send_rate: str = Field(
+        default="10/h:3", description="Template test sends per principal key (RATE:BURST)"
+    )
+    api_test_send_tenant_rate: str = Field(
+        default="30/h:5", description="Template test sends per tenant, every principal together"
+    )
+    api_verification_rate: str = Field(
+        default="5/h:3", description="Test recipient verification codes sent per tenant"
+    )
     sms_help_text: str = Field(
         default="Return status updates. Reply STOP to opt out, START to opt back in. "
         "Msg&data rates may apply.",
@@ -352,7 +414,8 @@ class Settings(BaseSettings):
         "if something else reads the stream without a consumer group)",
     )
     carrier_max_body_bytes: int = Field(
-        default=1_048_576, ge=1024, description="largest carrier webhook body accepted"
+        default=1_048_576, ge=1024, le=64 * 1024 * 1024,
+        description="largest carrier webhook body accepted"
     )
 
     # --- customer preferences, quiet hours, throttles (tenant defaults) ------------------

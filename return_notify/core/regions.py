@@ -24,7 +24,7 @@ def normalize_region(value: str | None) -> str | None:
     if value is None or value.strip().upper() in _ANY:
         return None
     region = value.strip().upper()
-    if len(region) > 32 or not _REGION.match(region):
+    if len(region) > 32 or not _REGION.fullmatch(region):
         raise ValueError(f"region {value!r}: letters, digits and '_' in '-'-separated segments "
                          "(e.g. US, EU, EU-DE), at most 32 characters; '*' for any")
     return region

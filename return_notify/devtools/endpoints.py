@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 from return_notify.config.settings import get_settings, reset_settings
 
+#: the unsubscribe secret of local runs (demo, benchmarks, chaos) when none is configured
+DEV_UNSUBSCRIBE_SECRET = "return-notify-local-runs-only"
+
 
 @dataclass(frozen=True)
 class Endpoints:
@@ -17,7 +20,12 @@ class Endpoints:
     embedded: bool
 
     def env(self, **extra: str) -> dict[str, str]:
-        return {"RSN_BROKER_URL": self.broker_url, "RSN_DATABASE_URL": self.database_url, **extra}
+        """``RSN_*`` of the processes the demo, the benchmarks and chaos runs start; with an
+        unsubscribe secret (the one set, else a throwaway one): a worker sending through a
+        real email SDK, even to a local server, refuses to start without one."""
+        return {"RSN_BROKER_URL": self.broker_url, "RSN_DATABASE_URL": self.database_url,
+                "RSN_UNSUBSCRIBE_SECRET": os.environ.get("RSN_UNSUBSCRIBE_SECRET")
+                or DEV_UNSUBSCRIBE_SECRET, **extra}
 
 
 @contextmanager

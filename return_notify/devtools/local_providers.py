@@ -3,6 +3,7 @@ and count exactly what the "providers" received (sends per delivery, duplicates)
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,9 @@ class LocalProviders:
             "RSN_SMS_PROVIDER": "twilio", "RSN_TWILIO_ACCOUNT_SID": FAKE_ACCOUNT_SID,
             "RSN_TWILIO_AUTH_TOKEN": FAKE_AUTH_TOKEN, "RSN_TWILIO_FROM": SMS_SENDER,
             "RSN_TWILIO_BASE_URL": self.twilio.base_url,
+            # real email providers need one (channels.registry.compliance_problems)
+            "RSN_UNSUBSCRIBE_SECRET": os.environ.get("RSN_UNSUBSCRIBE_SECRET")
+            or "local-providers-unsubscribe-secret",
         }
 
     def accepted_per_delivery(self) -> Counter[tuple[str, int]]:

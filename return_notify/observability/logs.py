@@ -27,6 +27,7 @@ import json
 import logging
 import re
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -54,6 +55,19 @@ _EMAIL_URL = re.compile(r"(?<![\w.+-])([\w.+-]{1,64})%40([A-Za-z0-9-]+(?:\.[A-Za
                         r"\.[A-Za-z]{2,})", re.IGNORECASE)
 _PHONE_URL = re.compile(r"%2B([1-9]\d{6,14})\b", re.IGNORECASE)
 
+REDACTED = "[redacted]"
+#: secrets in URLs and headers: ``?token=`` (inbox bearer, Shippo webhook secret) and other
+#: credential-like query parameters, one-click unsubscribe tokens in paths, Bearer values,
+#: and the system's own key and token formats wherever they appear
+_SECRET_PARAM = re.compile(
+    r"(?i)((?:^|[?&;\s\"'])(?:token|access_token|auth_token|secret|api_key|apikey|key|"
+    r"password|passwd|signature|sig|code)=)[^&\s\"';]+")
+_SECRET_PATH = re.compile(r"(/v1/unsubscribe/)[^/?#\s\"']+")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")
+_OWN_SECRETS = re.compile(
+    r"\b(?:rsnp?_[0-9a-f]{6,}_[0-9a-f]{8,}|i1\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}|"
+    r"u1\.[A-Za-z0-9_-]{16,})")
+
 
 @contextmanager
 def log_context(**ids: Any) -> Iterator[None]:
@@ -72,8 +86,24 @@ def current_context() -> dict[str, Any]:
     return dict(_context.get())
 
 
+def redact_secrets(text: str) -> str:
+    """``text`` without tokens and credentials: query parameters such as ``token=`` and
+    ``key=``, unsubscribe tokens in paths, ``Bearer`` values, API keys and inbox tokens."""
+    if "=" in text:
+        text = _SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, text)
+    if "/v1/unsubscribe/" in text:
+        text = _SECRET_PATH.sub(lambda m: m.group(1) + REDACTED, text)
+    if "earer" in text or "EARER" in text:
+        text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+    if "rsn" in text or "1." in text:
+        text = _OWN_SECRETS.sub(REDACTED, text)
+    return text
+
+
 def scrub(text: str) -> str:
-    """Mask every e-mail address and E.164 phone number in ``text`` (percent-encoded too)."""
+    """Mask every e-mail address and E.164 phone number in ``text`` (percent-encoded too)
+    and redact secrets (:func:`redact_secrets`)."""
+    text = redact_secrets(text)
     if "@" in text:
         text = _EMAIL.sub(lambda m: mask(m.group(0)), text)
     if "+" in text:
@@ -104,8 +134,45 @@ class ContextFilter(logging.Filter):
             clean = scrub(message)
             if clean != message:
                 record.msg, record.args = clean, None
+            # a traceback is text too (an exception's message can hold an address, a URL
+            # with a token): formatted once here, scrubbed, and kept where every formatter
+            # (plain, Celery's, JSON) takes it from
+            if record.exc_info and not record.exc_text:
+                record.exc_text = scrub(format_exception(record.exc_info))
+            elif record.exc_text:
+                record.exc_text = scrub(record.exc_text)
+            if record.stack_info:
+                record.stack_info = scrub(record.stack_info)
             record.rsn_scrubbed = True
         return True
+
+
+#: what a database error's text becomes in a traceback: PostgreSQL quotes the offending
+#: value in it ('invalid input syntax for type integer: "ana@example.com"'), and the
+#: statement with its values (the engine's ``hide_parameters`` hides only SQLAlchemy's copy)
+DATABASE_ERROR_HIDDEN = "(the database's error text is not logged: it can quote personal data)"
+
+
+def _database_error(exc_type: type[BaseException] | None) -> bool:
+    return exc_type is not None and any(
+        c.__module__.startswith(("sqlalchemy.exc", "psycopg2")) for c in exc_type.__mro__)
+
+
+def format_exception(exc_info: Any) -> str:
+    """A traceback as ``logging`` writes it, with every database error's text (in the chain
+    of causes too) replaced by :data:`DATABASE_ERROR_HIDDEN`."""
+    te = traceback.TracebackException(*exc_info)
+    seen: set[int] = set()
+    stack = [te]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        if _database_error(t.exc_type):
+            t._str = DATABASE_ERROR_HIDDEN  # type: ignore[attr-defined]  # printed after the type
+        stack.extend(x for x in (t.__cause__, t.__context__) if x is not None)
+    return "".join(te.format()).rstrip("\n")
 
 
 class JsonFormatter(logging.Formatter):
@@ -130,8 +197,8 @@ class JsonFormatter(logging.Formatter):
             out.setdefault("task_id", task[0])
             out.setdefault("task", task[1])
         out["process"] = record.process
-        if record.exc_info:
-            out["exc_info"] = scrub(self.formatException(record.exc_info))
+        if record.exc_info or record.exc_text:
+            out["exc_info"] = scrub(record.exc_text or format_exception(record.exc_info))
         return json.dumps(out, default=str, ensure_ascii=False)
 
 

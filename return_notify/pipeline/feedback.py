@@ -131,6 +131,19 @@ def _write(session: Session, result: FeedbackResult) -> None:
 
 # ------------------------------------------------------------------ Twilio ---------------
 
+_FIRST_TIME = text(
+    "INSERT INTO webhook_events (provider, provider_event_id) VALUES (:p, :id) "
+    "ON CONFLICT ON CONSTRAINT uq_webhook_events_provider_id DO NOTHING RETURNING id")
+
+
+def first_time(session: Session, provider: str, event_id: str) -> bool:
+    """Record a provider's event id; False when it was seen before (a replay or a retry):
+    the caller then changes nothing. Committed with the caller's transaction, so a change
+    that fails is not remembered as done."""
+    return session.execute(_FIRST_TIME, {"p": provider[:16], "id": event_id[:128]}
+                           ).first() is not None
+
+
 def apply_twilio_status(session: Session, params: dict[str, str],
                         delivery_id: int | None = None) -> FeedbackResult:
     """A Twilio status callback (``MessageSid``, ``MessageStatus``, ``ErrorCode``)."""

@@ -1,35 +1,42 @@
-"""Preview a tenant's message with sample data, and test-send it to a given address or number.
+"""Preview a tenant's message with sample data, in this process or in a limited child.
 
-Both render exactly as the deliver pipeline would for this tenant (branding, active
+A preview renders exactly as the deliver pipeline would for this tenant (branding, active
 overrides, locale fallback, render limits), optionally with unsaved *drafts* in place of
-some parts, so an admin sees a change before saving it.
+some parts, so an admin sees a change before saving it. The API runs previews and
+validations through :func:`preview_isolated` and :func:`validate_isolated`: a child process
+with hard CPU, memory and time limits (``templating.isolation``), so what anyone with a
+viewer key may ask for costs the API process nothing but a wait.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.orm import Session
 
-from return_notify.channels.base import Channel, OutboundMessage, SendResult
-from return_notify.config.settings import Settings, get_settings
-from return_notify.core.masking import mask
+from return_notify.config.settings import get_settings
 from return_notify.storage.tenants import find_tenant
+from return_notify.templating.branding import Branding
+from return_notify.templating.errors import TemplateRenderError
+from return_notify.templating.isolation import run_isolated
 from return_notify.templating.render import OverrideSource, Rendered, render
 from return_notify.templating.samples import sample_context
-from return_notify.templating.store import TenantTemplates, load_tenant_templates, render_limits
+from return_notify.templating.sandbox import RenderLimits
+from return_notify.templating.store import (
+    TenantTemplates,
+    load_tenant_templates,
+    process_limits,
+    render_limits,
+    validation_budget_s,
+)
+from return_notify.templating.validation import OverrideKey, ValidationResult, validate_override
 
-__all__ = ["TEST_PREFIX", "PreviewTenant", "preview", "resolve_tenant", "test_send"]
+__all__ = ["PreviewTenant", "preview", "preview_isolated", "resolve_tenant",
+           "validate_isolated"]
 
 log = logging.getLogger(__name__)
-
-TEST_PREFIX = "[TEST] "
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,10 @@ class _Drafts:
 
 def preview(tenant: PreviewTenant, channel: str, milestone: str, locale: str | None = None,
             drafts: Mapping[str, str] | None = None, full: bool = True,
-            public_base_url: str = "https://returns.example.com") -> Rendered:
-    """Render the tenant's ``channel`` message for ``milestone`` with sample data.
+            public_base_url: str = "https://returns.example.com",
+            limits: RenderLimits | None = None, sms_unicode: str | None = None) -> Rendered:
+    """Render the tenant's ``channel`` message for ``milestone`` with sample data
+    (``limits`` and ``sms_unicode`` default to the settings').
 
     Raises ``rendering.TemplateRenderError`` (a draft or stored override that fails)."""
     tt = tenant.templates
@@ -77,54 +86,30 @@ def preview(tenant: PreviewTenant, channel: str, milestone: str, locale: str | N
     overrides: OverrideSource | None = tt.overrides if tt is not None and len(tt.overrides) else None
     if drafts:
         overrides = _Drafts(overrides, channel, drafts)
-    return render(channel, milestone, ctx, locale, overrides, render_limits(),
-                  sms_unicode=get_settings().sms_unicode)
+    return render(channel, milestone, ctx, locale, overrides, limits or render_limits(),
+                  sms_unicode=sms_unicode or get_settings().sms_unicode)
 
 
-def check_recipient(channel: str, to: str) -> str:
-    """The recipient if it suits the channel; raises ``ValueError`` otherwise."""
-    to = to.strip()
-    if channel == "email" and _EMAIL.match(to):
-        return to
-    if channel == "sms" and _E164.match(to):
-        return to
-    if channel not in ("email", "sms"):
-        raise ValueError("test sends go by email or sms; preview in-app messages instead")
-    raise ValueError("an email address" if channel == "email" else
-                     "a phone number in E.164 form, e.g. +14155550123")
+def preview_isolated(tenant: PreviewTenant, channel: str, milestone: str,
+                     locale: str | None = None, drafts: Mapping[str, str] | None = None,
+                     full: bool = True, public_base_url: str = "https://returns.example.com"
+                     ) -> Rendered:
+    """:func:`preview` in a child process under ``RSN_TEMPLATE_SANDBOX_*`` limits (every
+    setting the child needs is passed to it). Raises ``TemplateRenderError`` for a template
+    problem or an exceeded limit, ``isolation.SandboxBusy`` when every slot stays busy."""
+    return run_isolated(preview, tenant, channel, milestone, locale,
+                        dict(drafts) if drafts else None, full, public_base_url,
+                        render_limits(), get_settings().sms_unicode,
+                        process_limits=process_limits())
 
 
-def test_send(tenant: PreviewTenant, channel: str, milestone: str, to: str, settings: Settings,
-              locale: str | None = None, provider: Channel | None = None,
-              drafts: Mapping[str, str] | None = None) -> tuple[SendResult, Rendered]:
-    """Send the previewed message (subject or text prefixed ``[TEST]``) to ``to`` through
-    the configured provider (``channels.registry.build_channel``), or ``provider``.
-
-    Raises ``ValueError`` (bad recipient), ``rendering.TemplateRenderError`` or the
-    provider's ``DeliveryError``."""
-    recipient = check_recipient(channel, to)
-    rendered = preview(tenant, channel, milestone, locale, drafts,
-                       public_base_url=settings.public_base_url)
-    branding = tenant.templates.branding if tenant.templates else None
-    metadata: dict[str, Any] = {"delivery_id": 0, "milestone": milestone, "test_send": True}
-    if branding is not None and branding.sender_name:
-        metadata["from_name"] = branding.sender_name
-    message = OutboundMessage(
-        delivery_id=0, channel=channel, recipient=recipient,
-        text=rendered.text if channel == "email" else TEST_PREFIX + rendered.text,
-        subject=TEST_PREFIX + rendered.subject if rendered.subject else None,
-        html=rendered.html, tenant=tenant.slug, metadata=metadata,
-    )
-    owned = provider is None
-    if provider is None:
-        from return_notify.channels.registry import build_channel
-
-        provider = build_channel(channel, settings)
+def validate_isolated(key: OverrideKey, source: str, branding: Branding | None,
+                      tenant_slug: str, limits: RenderLimits) -> ValidationResult:
+    """``validate_override`` in a child process under ``RSN_TEMPLATE_SANDBOX_*`` limits; an
+    exceeded limit is a problem of the template. ``isolation.SandboxBusy`` when every slot
+    stays busy. A ``templating.store.Validator``."""
     try:
-        result = provider.send(message)
-    finally:
-        if owned:
-            provider.close()
-    log.info("test send of %s/%s for tenant %s to %s via %s", channel, milestone, tenant.slug,
-             mask(recipient), result.provider)
-    return result, rendered
+        return run_isolated(validate_override, key, source, branding, tenant_slug, limits,
+                            validation_budget_s(), process_limits=process_limits())
+    except TemplateRenderError as exc:
+        return ValidationResult(ok=False, problems=[exc.reason])

@@ -56,7 +56,7 @@ return 1
 """
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-_SPEC = re.compile(r"^\s*(?P<n>\d+(\.\d+)?)\s*/\s*(?P<u>[smh])\s*(:\s*(?P<burst>\d+(\.\d+)?))?\s*$")
+_SPEC = re.compile(r"^\s*(?P<n>\d+(\.\d+)?)\s*/\s*(?P<u>[smh])\s*(:\s*(?P<burst>\d+(\.\d+)?))?\s*$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def parse_limits(spec: str) -> dict[str, Limit]:
     out: dict[str, Limit] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         key, _, value = part.partition("=")
-        m = _SPEC.match(value)
+        m = _SPEC.fullmatch(value)
         if not key.strip() or not m or not key.strip().startswith(("provider:", "tenant:")):
             raise ConfigurationError(
                 f"RSN_RATE_LIMITS entry {part!r}: use provider:NAME=RATE or tenant:SLUG=RATE, "
@@ -80,6 +80,17 @@ def parse_limits(spec: str) -> dict[str, Limit]:
         burst = float(m["burst"]) if m["burst"] else max(1.0, rate)
         out[key.strip()] = Limit(rate, burst)
     return out
+
+
+def parse_rate(spec: str, name: str = "rate") -> Limit:
+    """One ``RATE[:BURST]`` (``30/m:10``); raises ``ConfigurationError`` naming ``name``."""
+    m = _SPEC.fullmatch(spec)
+    if not m:
+        raise ConfigurationError(f"{name}={spec!r}: use RATE like 100/s, 30/m or 10/h:3 (burst)")
+    rate = float(m["n"]) / _UNITS[m["u"]]
+    if rate <= 0:
+        raise ConfigurationError(f"{name}={spec!r}: the rate must be positive")
+    return Limit(rate, float(m["burst"]) if m["burst"] else max(1.0, rate))
 
 
 @dataclass(frozen=True)

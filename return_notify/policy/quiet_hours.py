@@ -19,15 +19,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from return_notify.core.regions import region_chain, region_path
+from return_notify.core.zones import is_zone
 
 DAY_NAMES: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DayWindow = tuple[int, int] | None  # allowed [start, end) in minutes; None: no sending that day
-_HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
+_HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$", re.ASCII)
 
 
 def parse_span(text: str | None) -> DayWindow:
@@ -44,7 +45,7 @@ def parse_span(text: str | None) -> DayWindow:
 
 
 def _minutes(hhmm: str) -> int:
-    m = _HHMM.match(hhmm)
+    m = _HHMM.fullmatch(hhmm)
     if not m or (m.group(1) == "24" and m.group(2) != "00"):
         raise ValueError(f"{hhmm!r} is not a time of day HH:MM (00:00-24:00)")
     return int(m.group(1)) * 60 + int(m.group(2))
@@ -262,13 +263,8 @@ def next_allowed_all(now_utc: datetime, zones: Iterable[str], window: Window) ->
 
 # --------------------------------------------------------------------- time zones ------
 
-@lru_cache(maxsize=1024)
 def valid_timezone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+    return is_zone(name)
 
 
 _E, _C, _M, _P = "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles"

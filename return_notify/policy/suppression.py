@@ -17,26 +17,21 @@ import hashlib
 import hmac
 import json
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from return_notify.addresses import address_key
 from return_notify.storage.models import STOP, SUPPRESSION_REASONS
-
-_NOT_DIGITS = re.compile(r"[^\d+]")
 
 
 def normalise_address(channel: str, address: str) -> str:
-    """Lowercased email; E.164 without spaces, dashes or brackets for SMS; else stripped."""
-    address = address.strip()
-    if channel == "email":
-        return address.lower()
-    if channel == "sms":
-        return _NOT_DIGITS.sub("", address)
-    return address
+    """The list's key of ``address``: ``addresses.address_key`` (the parsed, NFKC and
+    lower-cased email, or the address a provider would deliver to when it does not parse;
+    E.164 for SMS), so every spelling of one address is one key."""
+    return address_key(channel, address)
 
 
 _LOOKUP = text("""

@@ -38,7 +38,7 @@ PENDING, SCHEDULED = "pending", "scheduled"
 CHANNELS = ("email", "sms", "inapp")
 #: an exception joins an open digest group (sent with it, after it) but never opens one
 DIGEST_JOIN_ONLY = frozenset({Milestone.EXCEPTION})
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.ASCII)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
@@ -47,7 +47,7 @@ def parse_duration(value: str | float | int) -> float:
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
-        m = _DURATION.match(value)
+        m = _DURATION.fullmatch(value)
         if not m:
             raise ValueError(f"{value!r} is not a duration such as 90s, 2m, 6h")
         seconds = float(m.group(1)) * _UNITS[m.group(2)]

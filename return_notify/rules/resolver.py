@@ -88,7 +88,7 @@ def validate_urgency(value: str | None) -> str | None:
 def validate_template(value: str | None) -> str | None:
     if value is None or value == "":
         return None
-    if not _TEMPLATE.match(value):
+    if not _TEMPLATE.fullmatch(value):
         raise ValueError(f"template {value!r}: lowercase letters, digits, '_', '.', '-' "
                          "(at most 64, e.g. 'friendly' or 'holiday.v2')")
     return value

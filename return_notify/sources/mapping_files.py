@@ -111,7 +111,7 @@ def parse_mapping(doc: Any, where: str = "(mapping)") -> SourceMapping:
         raise MappingError(where, ["the file must be a YAML mapping (key: value)"])
     errors = [f"unknown top-level key {k!r}" for k in sorted(set(doc) - TOP_KEYS)]
     source = doc.get("source")
-    if not isinstance(source, str) or not SLUG.match(source):
+    if not isinstance(source, str) or not SLUG.fullmatch(source):
         errors.append("source: a lowercase slug such as 'acme-wms' is required")
     fields_raw = doc.get("fields")
     specs: list[FieldSpec] = []

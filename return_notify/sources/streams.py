@@ -79,6 +79,8 @@ def decode_entry(fields: dict[str, str], max_bytes: int) -> list[Any]:
         value = json.loads(raw)
     except ValueError as exc:
         raise Poison(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise Poison("JSON nested too deeply to decode") from None
     if not many:
         if not isinstance(value, dict):
             raise Poison("'event' must hold one JSON object")
@@ -306,7 +308,8 @@ class StreamListener:
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    # a producer may XADD any bytes: what is not UTF-8 becomes U+FFFD, never a crash
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _fields(raw: Any) -> dict[str, str]:

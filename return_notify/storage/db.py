@@ -81,6 +81,9 @@ def get_engine() -> Engine:
                 connect_args=connect_args(),
                 pool_recycle=1800,
                 future=True,
+                # an error's text never carries the statement's parameters: they hold
+                # addresses, numbers and names (a poison event's traceback printed them)
+                hide_parameters=True,
             )
             _engine_pid = os.getpid()
             _factory = sessionmaker(_engine, expire_on_commit=False)

@@ -13,19 +13,19 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from return_notify.addresses import AddressError, normalize_email
+from return_notify.core.zones import is_zone
 from return_notify.templating.i18n import canonical_locale
 
 __all__ = ["BRANDING_FIELDS", "Branding", "BrandingUpdate", "apply_branding", "bump_revision",
            "get_branding", "save_branding"]
 
 _HEX = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
-_EMAIL = re.compile(r"^[^@\s<>\"']+@[^@\s<>\"']+\.[^@\s<>\"']+$")
 _URL_BAD = re.compile(r"[\s<>\"'\\]")
 
 BRANDING_FIELDS = ("display_name", "logo_url", "brand_color", "accent_color", "support_url",
@@ -89,7 +89,7 @@ class BrandingUpdate(BaseModel):
     @field_validator("brand_color", "accent_color")
     @classmethod
     def _color(cls, v: str | None) -> str | None:
-        if v is not None and not _HEX.match(v):
+        if v is not None and not _HEX.fullmatch(v):
             raise ValueError("must be a hex colour like #1a73e8 or #fff")
         return v
 
@@ -104,9 +104,12 @@ class BrandingUpdate(BaseModel):
     @field_validator("support_email")
     @classmethod
     def _email(cls, v: str | None) -> str | None:
-        if v is not None and not _EMAIL.match(v):
-            raise ValueError("must be an email address")
-        return v
+        if v is None:
+            return v
+        try:
+            return normalize_email(v)
+        except AddressError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("default_locale")
     @classmethod
@@ -123,10 +126,8 @@ class BrandingUpdate(BaseModel):
     def _zone(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("must be an IANA timezone such as Europe/Berlin") from None
+        if not is_zone(v):
+            raise ValueError("must be an IANA timezone such as Europe/Berlin")
         return v
 
 

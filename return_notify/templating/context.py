@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from return_notify.core.urls import https_url
+
 DATA_KEYS = (
     "eta", "carrier", "tracking_url", "tracking_number", "label_url", "label_expires_at",
     "refund_amount", "currency", "refund_method", "inspection_outcome", "reason", "items",
@@ -35,10 +37,11 @@ def status_url(public_base_url: str, tenant: str, return_id: str) -> str:
 
 def call_to_action(milestone: str, data: dict[str, Any] | None) -> str | None:
     """The milestone's own call-to-action URL in the event data (label, tracking page), or
-    None: the message then links to the return's status page."""
+    None: the message then links to the return's status page. A producer's link counts only
+    if it is https (never ``javascript:``, ``data:`` or a plain http page)."""
     key = _CTA_KEY.get(milestone)
     value = (data or {}).get(key) if key else None
-    return str(value) if value else None
+    return https_url(value) if value else None
 
 
 def build_context(

@@ -55,7 +55,7 @@ def wrap_error(template: str, exc: BaseException) -> TemplateRenderError:
     elif isinstance(exc, UndefinedError):
         reason = f"undefined variable: {exc}"
     elif isinstance(exc, RecursionError):
-        reason = "render limit exceeded: recursion too deep"
+        reason = "render limit exceeded: nested too deeply (recursion)"
     else:
         reason = f"{type(exc).__name__}: {exc}"
     line = template_line(exc)

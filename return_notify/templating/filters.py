@@ -17,13 +17,13 @@ from datetime import date as _date
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import parse_pattern
 from babel.numbers import format_currency, format_decimal
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
+from return_notify.core.zones import find_zone
 from return_notify.templating.i18n import DEFAULT_LANGUAGE, babel_locale, humanized, refund_via_phrase
 
 __all__ = [
@@ -98,7 +98,7 @@ def _money_neutral(value: Decimal, code: str) -> str:
 def _money_cldr(amount: str, code: str, locale: str) -> str:
     loc = babel_locale(locale)
     value = Decimal(amount)
-    if _CURRENCY_RE.match(code):
+    if _CURRENCY_RE.fullmatch(code):
         return format_currency(value, code, locale=loc)
     number = format_decimal(value, format="#,##0.00", locale=loc)
     return f"{number} {code}".rstrip()
@@ -112,10 +112,7 @@ def zone(name: str | None) -> tzinfo:
     """The IANA zone ``name``, or UTC when it is missing or unknown (never fails a message)."""
     if not name:
         return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return UTC
+    return find_zone(name) or UTC
 
 
 def _parse(value: Any) -> datetime | _date | None:
@@ -213,7 +210,7 @@ def _humanize(value: str, language: str) -> str:
     known = humanized(text, language)
     if known is not None:
         return known
-    if _CODE_RE.match(text) and ("_" in text or text.isupper()):
+    if _CODE_RE.fullmatch(text) and ("_" in text or text.isupper()):
         return text.lower().replace("_", " ").replace("-", " ")
     return text
 
@@ -247,7 +244,7 @@ def carrier_name(value: Any) -> str:
 
 def css_color(value: Any, default: str = _DEFAULT_COLOR) -> str:
     """A ``#rgb``/``#rrggbb`` colour safe to put in an inline style, else ``default``."""
-    return value if isinstance(value, str) and _HEX_COLOR_RE.match(value) else str(default)
+    return value if isinstance(value, str) and _HEX_COLOR_RE.fullmatch(value) else str(default)
 
 
 def contrast_text(background: Any) -> str:

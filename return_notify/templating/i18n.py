@@ -35,7 +35,7 @@ def canonical_locale(tag: str | None) -> str | None:
     Only language and region are kept (``"sr-Latn-RS"`` → ``"sr-RS"``): templates and
     overrides are keyed by those two.
     """
-    if not tag or not _TAG_RE.match(tag):
+    if not tag or not _TAG_RE.fullmatch(tag):
         return None
     parts = re.split(r"[-_]", tag)
     lang = parts[0].lower()

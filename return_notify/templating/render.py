@@ -30,6 +30,7 @@ from jinja2.exceptions import TemplateNotFound
 
 from return_notify.core.sms_segments import to_gsm7
 from return_notify.templating.errors import TemplateRenderError, wrap_error
+from return_notify.templating.filter_guards import guard_filters
 from return_notify.templating.filters import (
     FILTERS,
     carrier_name,
@@ -54,7 +55,6 @@ from return_notify.templating.sandbox import (
     RenderLimits,
     Sandbox,
     budget,
-    guard_filters,
     guarded_globals,
 )
 from return_notify.templating.static_checks import static_problems
@@ -159,7 +159,7 @@ def guarded_env(html: bool) -> Environment:
 
 
 def _check_locale(locale: str | None) -> None:
-    if locale and not _LOCALE_RE.match(locale):
+    if locale and not _LOCALE_RE.fullmatch(locale):
         raise TemplateRenderError(f"locale {locale!r}", "invalid locale tag")
 
 
@@ -170,7 +170,7 @@ def _templates(channel: str, milestone: str, chain: tuple[str, ...]
     label = f"{channel}/{milestone}"
     if channel not in PARTS:
         raise TemplateRenderError(label, f"unknown channel {channel!r}")
-    if not _NAME_RE.match(milestone):
+    if not _NAME_RE.fullmatch(milestone):
         raise TemplateRenderError(label, f"invalid milestone name {milestone!r}")
     env = _env()
     found: list[tuple[tuple[str, Template], ...]] = []

@@ -11,8 +11,15 @@ what it lacks (no CPU or memory limits), with a per-render budget held in a ``Co
   ``for`` over ``environment.guard_iter(...)``, so even an empty nested loop is counted;
 * no string or list may grow past ``max_chars`` (``~``, ``+``, filters, method results);
   filters that could build a huge value from small input (``join``, ``replace``, ``center``,
-  ``indent``, ``wordwrap``, ``batch``, ``slice``) are checked *before* they run, and ``*`` on
+  ``indent``, ``wordwrap``, ``batch``, ``slice``) are checked *before* they run (by their
+  arguments' names: a ``wordwrap`` wrapstring is at most 16 characters; the filter guards
+  are in ``templating.filter_guards``), and ``*`` on
   strings or lists, ``%``-formatting of strings and big ``**`` are refused outright;
+* every piece of output is counted as it is produced, wherever it goes: into the result,
+  or into the buffer of a ``{% set %}`` block, a macro body, a ``{% filter %}`` or
+  ``{% call %}`` block, or a block called as ``self.name()``, each joined at once when it
+  ends. All that a part builds (output, concatenations, filter and call results) is at most
+  ``max_alloc_chars`` characters;
 * calls nest at most ``max_depth`` deep (recursive macros), ``range`` is capped at 10,000;
 * only a few harmless methods of built-in values may be called (``upper``, ``get``, ...),
   ``lipsum`` is gone, and ``safe``/``attr``/``format``/``tojson``/``pprint`` are not filters.
@@ -32,7 +39,6 @@ deterministic, costs nothing for the packaged templates and ~0.02-0.1 ms per ove
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -48,12 +54,11 @@ from jinja2.exceptions import SecurityError
 from jinja2.filters import FILTERS as JINJA_FILTERS
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import _PassArg
 
 __all__ = [
-    "ALLOWED_FILTERS", "ALLOWED_METHODS", "FORBIDDEN_FILTERS", "MAX_OUTPUT_CHARS", "MAX_RANGE",
-    "GuardedSandbox", "RenderLimitExceeded", "RenderLimits", "Sandbox", "budget", "guard_filters",
-    "guarded_globals",
+    "ALLOWED_FILTERS", "ALLOWED_METHODS", "FORBIDDEN_FILTERS", "MAX_ARG_CHARS", "MAX_ARG_INT",
+    "MAX_OUTPUT_CHARS", "MAX_RANGE", "GuardedSandbox", "RenderLimitExceeded", "RenderLimits",
+    "Sandbox", "budget", "current_budget", "guarded_globals",
 ]
 
 MAX_OUTPUT_CHARS = 100_000
@@ -115,6 +120,13 @@ class _Budget:
         if (clock or not self.ops & 63) and time.monotonic() > self.deadline:
             raise RenderLimitExceeded(f"took longer than {self.limits.timeout_s * 1000:.0f} ms")
 
+    def emit(self, n: int) -> None:
+        """``n`` characters of output were produced (into the result or any buffer)."""
+        self.alloc += n
+        if self.alloc > self.limits.max_alloc_chars:
+            raise RenderLimitExceeded(
+                f"built more than {self.limits.max_alloc_chars:,} characters in total")
+
     def size(self, value: Any) -> Any:
         if isinstance(value, str | list | tuple | dict):
             n = len(value)
@@ -139,6 +151,11 @@ def budget(limits: RenderLimits) -> Iterator[None]:
         yield
     finally:
         _BUDGET.reset(token)
+
+
+def current_budget() -> _Budget | None:
+    """The budget of the render running in this thread (None outside ``budget``)."""
+    return _BUDGET.get()
 
 
 def _ensure_int(value: int, what: str) -> None:
@@ -166,6 +183,29 @@ class _GuardedCodeGenerator(CodeGenerator):
         self.write("environment.guard_size(")
         super().visit_Concat(node, frame)
         self.write(")")
+
+    # Every piece of output, wherever it goes (the result, or the buffer of a set-block,
+    # macro, call or filter block, joined at once when the block ends), is counted first.
+    def _output_const_repr(self, group: Iterable[Any]) -> str:
+        return f"environment.guard_out({super()._output_const_repr(group)})"
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        self.write("environment.guard_out(")
+        super()._output_child_pre(node, frame, finalize)
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        super()._output_child_post(node, frame, finalize)
+        self.write(")")
+
+    def simple_write(self, s: str, frame: Frame, node: nodes.Node | None = None) -> None:
+        # included templates' and blocks' events, copied into a buffer or yielded
+        super().simple_write(f"environment.guard_out({s})", frame, node)
+
+    def writeline(self, x: str, node: nodes.Node | None = None, extra: int = 0) -> None:
+        # ``yield from`` a block, a parent or an included template's body: counted too
+        if x.startswith("yield from "):
+            x = f"yield from environment.guard_stream({x[len('yield from '):]})"
+        super().writeline(x, node, extra)
 
 
 def _guarded_range(*args: int) -> range:
@@ -225,6 +265,19 @@ class GuardedSandbox(Sandbox):
         b = _BUDGET.get()
         return b.size(value) if b is not None else value
 
+    def guard_out(self, value: Any) -> Any:
+        b = _BUDGET.get()
+        if b is not None:
+            b.emit(len(value))
+        return value
+
+    def guard_stream(self, events: Iterable[str]) -> Iterator[str]:
+        b = _BUDGET.get()
+        for event in events:
+            if b is not None:
+                b.emit(len(event))
+            yield event
+
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         b = _BUDGET.get()
         if b is None:
@@ -282,86 +335,6 @@ class GuardedSandbox(Sandbox):
             raise SecurityError("printf-style % formatting is not allowed")
         result = super().call_binop(context, operator, left, right)
         return b.size(result) if b is not None else result
-
-
-# --------------------------------------------------------------------------- filters
-
-
-def _pre_join(value: Any, params: list[Any], limit: int) -> Any:
-    items = list(value)
-    sep = str(params[0]) if params and isinstance(params[0], str) else ""
-    total = sum(len(str(x)) for x in items) + len(sep) * max(0, len(items) - 1)
-    if total > limit:
-        raise RenderLimitExceeded(f"join would build {total:,} characters")
-    return items
-
-
-def _pre_replace(value: Any, params: list[Any], limit: int) -> Any:
-    if len(params) >= 2:
-        text, old, new = str(value), str(params[0]), str(params[1])
-        n = text.count(old) if old else len(text) + 1
-        if len(params) > 2 and isinstance(params[2], int):
-            n = min(n, params[2])
-        if len(text) + n * (len(new) - len(old)) > limit:
-            raise RenderLimitExceeded("replace would build a value that is too large")
-    return value
-
-
-def _short_input(cap: int) -> Callable[[Any, list[Any], int], Any]:
-    def check(value: Any, params: list[Any], limit: int) -> Any:
-        if isinstance(value, str) and len(value) > cap:
-            raise RenderLimitExceeded(f"input of {len(value):,} characters (at most {cap:,})")
-        return value
-    return check
-
-
-def _cap(cap: int) -> Callable[[Any, list[Any], int], Any]:
-    def check(value: Any, params: list[Any], limit: int) -> Any:
-        for p in params:
-            if isinstance(p, int) and p > cap or isinstance(p, str) and len(p) > cap:
-                raise RenderLimitExceeded(f"argument is too large (at most {cap})")
-        return value
-    return check
-
-
-_PRECHECKS: dict[str, Callable[[Any, list[Any], int], Any]] = {
-    "join": _pre_join, "replace": _pre_replace, "center": _cap(1000), "indent": _cap(16),
-    "wordwrap": _cap(1000), "batch": _cap(1000), "slice": _cap(1000),
-    "urlize": _short_input(20_000),
-}
-
-
-def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-    skip = 1 if _PassArg.from_obj(func) is not None else 0
-    pre = _PRECHECKS.get(name)
-
-    @functools.wraps(func)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        b = _BUDGET.get()
-        if b is None:
-            return func(*args, **kwargs)
-        b.tick(clock=True)
-        params = [*args[skip + 1:], *kwargs.values()]
-        for p in params:
-            if isinstance(p, int) and not isinstance(p, bool) and abs(p) > MAX_ARG_INT:
-                raise RenderLimitExceeded(f"filter {name!r}: argument {p} is too large")
-            if isinstance(p, str) and len(p) > MAX_ARG_CHARS:
-                raise RenderLimitExceeded(f"filter {name!r}: argument is too long")
-        if pre is not None and len(args) > skip:
-            try:
-                value = pre(args[skip], params, b.limits.max_chars)
-            except RenderLimitExceeded as exc:
-                raise RenderLimitExceeded(f"filter {name!r}: {exc}") from None
-            args = (*args[:skip], value, *args[skip + 1:])
-        return b.size(func(*args, **kwargs))
-
-    return guarded
-
-
-def guard_filters(filters: dict[str, Any]) -> dict[str, Any]:
-    """The allowed filters of ``filters``, each wrapped with the runtime checks."""
-    return {name: _guard_filter(name, f) for name, f in filters.items()
-            if name not in FORBIDDEN_FILTERS}
 
 
 def guarded_globals() -> dict[str, Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -34,6 +34,7 @@ from return_notify.templating.branding import (
     get_branding,
     load_branding,
 )
+from return_notify.templating.isolation import ProcessLimits
 from return_notify.templating.link_settings import InsightsSettings, load_insights
 from return_notify.templating.links import LinkKey, MessageLinks, cached_link_key
 from return_notify.templating.render import Rendered, render
@@ -43,7 +44,8 @@ from return_notify.templating.validation import OverrideKey, ValidationResult, v
 
 __all__ = ["ANY_SCOPE", "OverrideRejected", "OverrideVersion", "TemplateScope",
            "TenantOverrides", "TenantTemplates", "forget_tenant_templates", "list_overrides",
-           "load_tenant_templates", "override_history", "render_limits", "rollback_override",
+           "load_tenant_templates", "override_history", "process_limits", "render_limits",
+           "rollback_override",
            "save_branding_audited", "save_override"]
 
 
@@ -53,6 +55,30 @@ def render_limits() -> RenderLimits:
     s = get_settings()
     return RenderLimits(timeout_s=float(getattr(s, "template_render_timeout_ms", 250)) / 1000.0,
                         max_ops=int(getattr(s, "template_max_ops", 200_000)))
+
+
+def process_limits() -> ProcessLimits:
+    """Hard limits of an isolated preview or validation (``RSN_TEMPLATE_SANDBOX_*``)."""
+    s = get_settings()
+    return ProcessLimits(cpu_s=s.template_sandbox_cpu_s, memory_mb=s.template_sandbox_memory_mb,
+                         wall_s=s.template_sandbox_wall_s,
+                         concurrency=s.template_sandbox_concurrency)
+
+
+def validation_budget_s() -> float:
+    """``RSN_TEMPLATE_VALIDATION_BUDGET_MS`` in seconds."""
+    return get_settings().template_validation_budget_ms / 1000.0
+
+
+Validator = Callable[[OverrideKey, str, Branding | None, str, RenderLimits], ValidationResult]
+"""How a template is validated before it is stored (``validate_override``, or the same in a
+limited child process: ``pipeline.preview.validate_isolated``)."""
+
+
+def _validate_here(key: OverrideKey, source: str, branding: Branding | None, slug: str,
+                   limits: RenderLimits) -> ValidationResult:
+    return validate_override(key, source, branding, slug, limits,
+                             total_s=validation_budget_s())
 
 
 def _cache_ttl_s() -> float:
@@ -281,13 +307,14 @@ def save_branding_audited(session: Session, tenant_id: int, update: Any,
 
 def save_override(session: Session, tenant_id: int, key: OverrideKey, source: str,
                   actor: Actor | str | None = None, note: str | None = None,
-                  activate: bool = True, scope: TemplateScope = ANY_SCOPE
+                  activate: bool = True, scope: TemplateScope = ANY_SCOPE,
+                  validate: Validator = _validate_here,
                   ) -> tuple[OverrideVersion, ValidationResult]:
-    """Validate ``source`` and store it as the next version of ``key`` in ``scope`` (active
-    unless told otherwise), audited as ``template.create``. Raises :class:`OverrideRejected`
-    with every problem found."""
-    result = validate_override(key, source, get_branding(session, tenant_id),
-                               _tenant_slug(session, tenant_id), render_limits())
+    """Validate ``source`` (with ``validate``) and store it as the next version of ``key`` in
+    ``scope`` (active unless told otherwise), audited as ``template.create``. Raises
+    :class:`OverrideRejected` with every problem found."""
+    result = validate(key, source, get_branding(session, tenant_id),
+                      _tenant_slug(session, tenant_id), render_limits())
     if not result.ok:
         raise OverrideRejected(result)
     who = _actor(actor)
@@ -339,8 +366,8 @@ def override_history(session: Session, tenant_id: int, key: OverrideKey,
 
 
 def rollback_override(session: Session, tenant_id: int, key: OverrideKey, version: int,
-                      scope: TemplateScope = ANY_SCOPE, actor: Actor | str | None = None
-                      ) -> OverrideVersion | None:
+                      scope: TemplateScope = ANY_SCOPE, actor: Actor | str | None = None,
+                      validate: Validator = _validate_here) -> OverrideVersion | None:
     """Make ``version`` of ``key`` in ``scope`` the active one again (re-validated first: the
     rules may have grown stricter since); ``0`` leaves no active version, so the next
     candidate (a less specific scope, the default variant, the packaged template) applies.
@@ -356,8 +383,8 @@ def rollback_override(session: Session, tenant_id: int, key: OverrideKey, versio
             where = "" if scope == ANY_SCOPE else f" ({scope.label()})"
             raise LookupError(f"{key.label()}{where} has no version {version}")
         target = OverrideVersion(**dict(found))
-        result = validate_override(key, target.source or "", get_branding(session, tenant_id),
-                                   _tenant_slug(session, tenant_id), render_limits())
+        result = validate(key, target.source or "", get_branding(session, tenant_id),
+                          _tenant_slug(session, tenant_id), render_limits())
         if not result.ok:
             raise OverrideRejected(result)
     bump_revision(session, tenant_id)

@@ -9,6 +9,7 @@ must show the return reference and the call-to-action link.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ __all__ = ["MAX_SOURCE_CHARS", "OverrideKey", "ValidationResult", "check_key", "
 
 MAX_SOURCE_CHARS = {"subject": 2_000, "title": 2_000, "sms": 4_000, "text": 32_000, "html": 64_000}
 """Size cap of a template's source, per part (``sms`` for the SMS text)."""
+NESTED_TOO_DEEPLY = ("the template is nested too deeply (brackets, blocks or expressions "
+                     "within each other): simplify it")
 REQUIRED_IN = frozenset({"text", "html"})
 """Parts whose output must contain the return reference and the call-to-action link."""
 
@@ -108,9 +111,15 @@ def validate_override(
     branding: Branding | None = None,
     tenant_slug: str = "acme-outfitters",
     limits: RenderLimits | None = None,
+    total_s: float | None = None,
 ) -> ValidationResult:
-    """Check ``source`` as the override ``key``; never raises for a bad template."""
+    """Check ``source`` as the override ``key``; never raises for a bad template.
+
+    ``total_s`` bounds the time of all sample renders together (a ``*`` template is
+    rendered for 13 milestones, twice each): past it the template is refused as too slow.
+    """
     result = ValidationResult(ok=False)
+    started = time.monotonic()
     cap = MAX_SOURCE_CHARS["sms" if key.channel == "sms" else key.part]
     if len(source) > cap:
         result.problems.append(f"the template is {len(source):,} characters; the limit for this "
@@ -124,6 +133,8 @@ def validate_override(
         result.problems.extend(static_problems(guarded_env(html), source))
     except TemplateSyntaxError as exc:
         result.problems.append(f"line {exc.lineno}: syntax error: {exc.message}")
+    except RecursionError:
+        result.problems.append(NESTED_TOO_DEEPLY)
     if result.problems:
         return result
     try:
@@ -166,6 +177,11 @@ def validate_override(
             break
         if len(result.problems) >= 10:
             result.problems.append("(stopped after 10 problems)")
+            break
+        if total_s is not None and time.monotonic() - started > total_s:
+            result.problems.append(
+                f"rendering the samples took more than {total_s * 1000:.0f} ms in total "
+                f"(stopped at {milestone}): the template is too slow; simplify its loops")
             break
     result.ok = not result.problems
     return result

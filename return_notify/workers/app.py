@@ -14,7 +14,7 @@ from celery.signals import (
     worker_ready,
 )
 
-from return_notify.config.celery import DELIVER_TASK, NO_BROKER, celery_config
+from return_notify.config.celery import DELIVER_TASK, NO_BROKER, celery_config, task_argsrepr
 from return_notify.config.settings import get_settings
 from return_notify.errors import ConfigurationError
 from return_notify.workers import signals
@@ -91,9 +91,30 @@ def enqueue_deliveries(
                                             "producer": producer, "priority": priority}
                     if countdown:
                         opts["countdown"] = countdown
-                    app.send_task(DELIVER_TASK, args=[channel, group[i : i + size]], **opts)
+                    ids = group[i : i + size]
+                    app.send_task(DELIVER_TASK, args=[channel, ids], kwargsrepr="{}",
+                                  argsrepr=task_argsrepr(DELIVER_TASK, [channel, ids]), **opts)
                     sent += 1
     return sent
+
+
+@celeryd_after_setup.connect
+def _refuse_noncompliant(instance: Any = None, **_: Any) -> None:
+    """A worker that consumes the email queue does not start with a real email provider
+    and no RSN_UNSUBSCRIBE_SECRET (``celery -A`` started directly; the CLI says it first)."""
+    try:
+        queues = set(instance.app.amqp.queues.consume_from or {}) if instance is not None else set()
+    except Exception:  # noqa: BLE001 - no queue information: check anyway
+        queues = set()
+    if queues and "email" not in queues:
+        return
+    from return_notify.channels.registry import compliance_problems
+
+    problems = compliance_problems(get_settings())
+    if problems:
+        log.critical("refusing to start: %s", problems[0])
+        # SystemExit: Celery logs and ignores an ordinary exception raised by a signal handler
+        raise SystemExit(f"refusing to start: {problems[0]}")
 
 
 @worker_ready.connect

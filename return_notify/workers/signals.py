@@ -20,6 +20,7 @@ from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
     beat_init,
+    before_task_publish,
     celeryd_init,
     import_modules,
     task_postrun,
@@ -30,6 +31,7 @@ from celery.signals import (
     worker_shutdown,
 )
 
+from return_notify.config.celery import task_argsrepr
 from return_notify.errors import ConfigurationError
 from return_notify.observability import logs, metrics
 from return_notify.storage import db
@@ -117,6 +119,20 @@ def _beat_starts(**_: Any) -> None:
     _starting("beat")
 
 
+def _before_publish(sender: str | None = None, body: Any = None,
+                    headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Ids only in what Flower shows of any message this process publishes, retries
+    included (``config.celery.task_argsrepr``)."""
+    if headers is None or not sender or not str(sender).startswith("return_notify."):
+        return
+    args = body[0] if isinstance(body, tuple | list) and body else headers.get("args")
+    try:
+        headers["argsrepr"] = task_argsrepr(str(sender), args)
+        headers["kwargsrepr"] = "{}"
+    except Exception:  # noqa: BLE001 - never block a publish over its label
+        headers["argsrepr"] = "(arguments hidden)"
+
+
 def _worker_init(**_: Any) -> None:
     metrics.setup_worker_metrics()
 
@@ -151,6 +167,7 @@ def connect() -> None:
                             (after_setup_logger, _root_logger),
                             (after_setup_task_logger, _task_logger),
                             (task_prerun, _task_starts), (task_postrun, _task_ends),
+                            (before_task_publish, _before_publish),
                             (worker_init, _worker_init), (worker_ready, _worker_ready),
                             (worker_process_shutdown, _process_gone),
                             (worker_shutdown, _worker_shutdown)):

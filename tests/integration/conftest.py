@@ -13,6 +13,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.integration import hostile_helpers as hostile
 from tests.integration.api_helpers import (
     DEFAULT_ADMIN_URL,
     DEFAULT_BROKER_URL,
@@ -29,6 +31,7 @@ from tests.integration.api_helpers import (
     TWILIO_TOKEN,
     UNSUBSCRIBE_SECRET,
     ApiEnv,
+    env_override,
     reset_caches,
     set_env,
 )
@@ -136,3 +139,85 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.section("measured")
         for line in lines:
             terminalreporter.write_line(line)
+HostileStack = hostile.HostileStack
+
+
+@pytest.fixture(scope="session")
+def hostile_stack(services: Any, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[HostileStack]:
+    """The hostile-input suite's running stack: ``return-notify api`` (one server process, its
+    memory sampled throughout), a worker on every queue and ``return-notify streams
+    listen``, all real subprocesses, on a database and Redis prefix of their own (the
+    worker must never take another test's messages). Writes the suite's figures
+    (``hostile_helpers.FIGURES``) when the session ends."""
+    tag = uuid.uuid4().hex[:10]
+    url = make_url(services.database_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    admin = create_engine(url.set(database="postgres").render_as_string(hide_password=False),
+                          isolation_level="AUTOCOMMIT")
+    db_name = f"rsn_hostile_{tag}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{db_name}"'))
+    key = ec.generate_private_key(ec.SECP256R1())
+    env = hostile.stack_env(url.set(database=db_name).render_as_string(hide_password=False),
+                            services.broker_url, f"rsn-hostile-{tag}:", _public_key_b64(key))
+    logdir = tmp_path_factory.mktemp("hostile")
+    stack = None
+    try:
+        with env_override(**env):
+            from return_notify.storage.migrate import upgrade
+
+            upgrade()
+        stack = hostile.start_stack(env, logdir, key)
+        yield stack
+    finally:
+        if stack is not None:
+            hostile.stop_stack(stack)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
+        admin.dispose()
+        _flush(services.broker_url, env["RSN_REDIS_KEY_PREFIX"])
+        out = Path(os.environ.get("RSN_HOSTILE_FIGURES") or logdir / "hostile-figures.json")
+        hostile.FIGURES.write(out)
+        print(f"\nhostile-input figures ({out}):\n{out.read_text()}")
+
+
+def _flush(broker_url: str, prefix: str) -> None:
+    import redis
+
+    r = redis.Redis.from_url(broker_url)
+    try:
+        keys = list(r.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            r.delete(*keys)
+    finally:
+        r.close()
+
+
+@pytest.fixture
+def hostile_env(hostile_stack: HostileStack) -> Iterator[HostileStack]:
+    """This process pointed at the hostile stack's database and Redis prefix for one test
+    (helpers such as ``make_tenant`` and ``publish`` then work on the stack's)."""
+    with env_override(**hostile_stack.env):
+        yield hostile_stack
+
+
+@pytest.fixture(scope="session")
+def hostile_keys(hostile_stack: HostileStack) -> hostile.HostileKeys:
+    """A tenant of the hostile stack with a tenant key, owner and viewer keys and an inbox
+    token (customer ``c-1``)."""
+    from return_notify.inbox import mint_inbox_token, tenant_inbox_secret
+    from tests.integration.api_helpers import make_principals, make_tenant
+
+    with env_override(**hostile_stack.env):
+        tid, slug, key = make_tenant()
+        keys, _ = make_principals(tid, slug, ("owner", "viewer"))
+    token = mint_inbox_token(slug, "c-1", 3600, tenant_inbox_secret(hostile.INBOX_MASTER, slug))
+    return hostile.HostileKeys(key, slug, tid, keys["owner"], keys["viewer"], token)
+
+
+@pytest.fixture
+def live_client(hostile_env: HostileStack) -> Iterator[hostile.LiveClient]:
+    """A counting client of the hostile stack's API (this process on its database)."""
+    client = hostile_env.client()
+    yield client
+    client.close()

@@ -23,7 +23,9 @@ IDENTITY = EmailIdentity(
 
 
 def make_settings(**values: Any) -> Settings:
-    """Settings from these values and the environment, never from a ``.env`` file."""
+    """Settings from these values and the environment, never from a ``.env`` file (with an
+    unsubscribe secret unless given: real email providers refuse to send without one)."""
+    values.setdefault("unsubscribe_secret", "unsubscribe-secret-for-provider-tests")
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 

@@ -74,3 +74,13 @@ def test_shipped_schema_file_matches_the_model() -> None:
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) >= {"event_id", "tenant", "return_id", "milestone",
                                        "occurred_at", "customer"}
+
+
+@pytest.mark.parametrize("zone", ["x" * 300, "America", "../etc/passwd", "/etc/localtime",
+                                  "Europe/Berlin\x00", "UTC "])
+def test_a_timezone_that_is_no_zone_name_is_a_field_error_not_a_crash(zone: str) -> None:
+    # ZoneInfo("x" * 300) raised OSError (file name too long): a 500 on POST /v1/events
+    assert fields({**event(), "customer": {"id": "c", "timezone": zone}}) == ["customer.timezone"]
+    from return_notify.core.zones import find_zone
+
+    assert find_zone(zone) is None and find_zone("Europe/Berlin") is not None

@@ -31,7 +31,7 @@ from return_notify.channels.fakes.control import FakeProviderServer
 
 FAKE_API_KEY = "SG.fake-sendgrid-key.local"
 
-_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$", re.ASCII)
 _MAGIC = re.compile(r"\+fail-(\d{3})@")  # in a to address
 RESERVED_HEADERS = frozenset({
     "x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
@@ -60,7 +60,7 @@ def errors_reply(status: int, errors: list[Error], headers: dict[str, str]) -> R
 def _check_email(obj: Any, field: str, errors: list[Error], required_message: str) -> None:
     if not isinstance(obj, dict) or not obj.get("email"):
         errors.append((required_message, field))
-    elif not isinstance(obj["email"], str) or not _EMAIL.match(obj["email"]):
+    elif not isinstance(obj["email"], str) or not _EMAIL.fullmatch(obj["email"]):
         errors.append(("Does not contain a valid address.", f"{field}.email"))
 
 

@@ -37,7 +37,7 @@ FAKE_AUTH_TOKEN = "fake-twilio-auth-token"
 API_VERSION = "2010-04-01"
 
 _MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$", re.ASCII)
 _ALPHA_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
 _SERVICE_SID = re.compile(r"^MG[0-9a-f]{32}$")
 
@@ -144,11 +144,11 @@ class TwilioFakeServer(FakeProviderServer):
             return 21617
         if to in MAGIC_TO:
             return MAGIC_TO[to]
-        if not _E164.match(to):
+        if not _E164.fullmatch(to):
             return 21211
         if sender in MAGIC_FROM:
             return MAGIC_FROM[sender]
-        if sender and not (_E164.match(sender) or _ALPHA_SENDER.match(sender)):
+        if sender and not (_E164.fullmatch(sender) or _ALPHA_SENDER.fullmatch(sender)):
             return 21212
         callback = form.get("StatusCallback", "")
         if callback and not callback.startswith(("http://", "https://")):

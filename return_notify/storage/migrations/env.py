@@ -16,7 +16,7 @@ def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url") or ""
     connectable = config.attributes.get("connection")
     if connectable is None:
-        engine = create_engine(url, poolclass=pool.NullPool)
+        engine = create_engine(url, poolclass=pool.NullPool, hide_parameters=True)
         with engine.connect() as connection:
             context.configure(connection=connection, target_metadata=target_metadata)
             with context.begin_transaction():

@@ -72,6 +72,7 @@ from return_notify.storage.models.suppression import (
     SUPPRESSION_REASONS,
     UNSUBSCRIBE,
     Suppression,
+    VerifiedTestRecipient,
     WebhookEvent,
 )
 from return_notify.storage.models.templates import (
@@ -144,6 +145,7 @@ __all__ = [
     "ThrottleSetting",
     "UNSUBSCRIBE",
     "UnmatchedCarrierEvent",
+    "VerifiedTestRecipient",
     "WAITING",
     "WebhookEvent",
 ]

@@ -72,6 +72,7 @@ class RejectedEvent(Base):
     """An event that broke the contract, kept with the reason for an operator to see."""
 
     __tablename__ = "rejected_events"
+    __table_args__ = (Index("ix_rejected_events_received", "received_at"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())

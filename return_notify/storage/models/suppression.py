@@ -1,4 +1,5 @@
-"""The suppression list and the provider webhook dedupe table (migration ``0002``)."""
+"""The suppression list, the provider webhook dedupe table (migration ``0002``) and the
+verified test recipients (``0012``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import (
     CheckConstraint,
     ForeignKey,
     Index,
+    Integer,
     String,
     UniqueConstraint,
     func,
@@ -68,3 +70,25 @@ class WebhookEvent(Base):
     provider: Mapped[str] = mapped_column(String(16))
     provider_event_id: Mapped[str] = mapped_column(String(128))
     received_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+
+
+class VerifiedTestRecipient(Base):
+    """An address a tenant may send template test messages to, once it proved to own it
+    (a code sent to it, entered back; migration ``0012``). ``verified_at`` NULL: pending."""
+
+    __tablename__ = "test_recipients"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "channel", "address", name="uq_test_recipients_address"),
+        CheckConstraint("channel IN ('email', 'sms')", name="ck_test_recipients_channel"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(254))
+    code_hash: Mapped[str | None] = mapped_column(String(128))
+    code_expires_at: Mapped[datetime | None] = mapped_column(TS)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    verified_at: Mapped[datetime | None] = mapped_column(TS)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from return_notify.access.principals import operator
+from return_notify.policy.verified_recipients import add_verified
 from return_notify.storage.db import session_scope
 from return_notify.templating.scope import TemplateScope
 from return_notify.templating.store import forget_tenant_templates, save_override
@@ -32,6 +33,7 @@ TEMPLATES = {"us": TemplateScope("US"), "eu": TemplateScope("EU"),
 KEY = OverrideKey("sms", "refund_processed", "text", "en")
 KEY_JSON = {"channel": "sms", "milestone": "refund_processed", "part": "text", "locale": "en"}
 EVERYONE = set(TEMPLATES)
+TEST_PHONE = "+14155550123"
 
 
 def source(name: str, n: int = 1) -> str:
@@ -57,6 +59,7 @@ def make_world() -> World:
         for name, scope in TEMPLATES.items():
             version, _ = save_override(s, tid, KEY, source(name), op.actor, scope=scope)
             templates[name] = version.id
+        add_verified(s, tid, "sms", TEST_PHONE, "test")  # test sends go to it only
     forget_tenant_templates()
     return World(tid, slug, tenant_key, keys, pids, templates)
 
@@ -110,7 +113,7 @@ ENDPOINTS: dict[str, tuple[str, str, str, int, Any]] = {
                  lambda n: ({**KEY_JSON, **scope_json(n), "version": 0}, None)),
     "test-send": ("POST", "/v1/admin/templates/test-send", "send", 202,
                   lambda n: ({"channel": "sms", "milestone": "refund_processed",
-                              "to": "+14155550123", **scope_json(n)}, None)),
+                              "to": TEST_PHONE, **scope_json(n)}, None)),
 }
 
 # (principal, template, may read, may write/send): both directions for regions and categories

@@ -51,6 +51,7 @@ def settings_for(fakes: dict[str, Any], **extra: Any) -> Settings:
         twilio_base_url=fakes["twilio"].base_url, public_base_url=PUBLIC,
         smtp_url=fakes["smtp"].url(), provider_timeout_s=3, max_attempts=3,
         backoff_base_s=0.01, backoff_max_s=0.02,
+        unsubscribe_secret="unsubscribe-secret-for-provider-tests",
     )
     values.update(extra)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

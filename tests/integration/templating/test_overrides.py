@@ -318,10 +318,26 @@ def test_admin_api(client: TestClient) -> None:
         "drafts": {"text": "{{ cycler.__init__.__globals__ }}"}})
     assert hostile.status_code == 422 and "not allowed" in hostile.text
 
-    ts = client.post("/v1/admin/templates/test-send", headers=auth, json={
-        "channel": "email", "milestone": "refund_processed", "locale": "fr-FR",
-        "to": "qa@maison.example"})
-    assert ts.status_code == 202 and ts.json()["to"] == "q***@maison.example"
+    # test sends go to verified test recipients only: a code proves the address
+    def send_to(to: str) -> Any:
+        return client.post("/v1/admin/templates/test-send", headers=auth, json={
+            "channel": "email", "milestone": "refund_processed", "locale": "fr-FR", "to": to})
+
+    assert send_to("qa@maison.example").status_code == 409
+    asked = client.post("/v1/admin/test-recipients", headers=auth,
+                        json={"channel": "email", "address": "QA@Maison.example"})
+    assert asked.status_code == 202 and asked.json()["verified"] is False
+    code_mail = q("SELECT body FROM sandbox_messages WHERE recipient = 'qa@maison.example' "
+                  "ORDER BY id DESC LIMIT 1")[0][0]
+    code = code_mail.split()[0]
+    wrong = "000000" if code != "000000" else "111111"
+    assert client.post("/v1/admin/test-recipients/verify", headers=auth, json={
+        "channel": "email", "address": "QA@maison.example", "code": wrong}).status_code == 422
+    ok = client.post("/v1/admin/test-recipients/verify", headers=auth, json={
+        "channel": "email", "address": "QA@maison.example", "code": code})
+    assert ok.status_code == 200 and ok.json()["verified"] is True
+    ts = send_to("QA@maison.example")
+    assert ts.status_code == 202 and ts.json()["to"] == "Q***@maison.example"  # as typed
     row = q("SELECT subject, recipient FROM sandbox_messages WHERE provider_message_id = :p",
             p=ts.json()["provider_message_id"])
     assert row[0][0].startswith("[TEST] ") and row[0][1] == "qa@maison.example"
@@ -332,6 +348,16 @@ def test_admin_api(client: TestClient) -> None:
     _, _, other, _ = api_tenant()
     assert client.get("/v1/admin/templates", headers=other).json() == []
     assert client.get("/v1/admin/branding", headers=other).json()["display_name"] is None
+
+
+def verify(slug: str, channel: str, address: str) -> None:
+    """Make ``address`` a verified test recipient of tenant ``slug`` (as an operator)."""
+    from return_notify.policy.verified_recipients import add_verified
+    from return_notify.storage.db import session_scope
+    from return_notify.storage.tenants import find_tenant_id
+
+    with session_scope() as s:
+        add_verified(s, int(find_tenant_id(s, slug) or 0), channel, address, "test")
 
 
 @pytest.fixture
@@ -369,6 +395,10 @@ def test_cli(cli: typer.Typer, tmp_path: Any) -> None:
                 "--tone", "formal", "--json")
     assert brand["brand_color"] == "#123456" and brand["tone"] == "formal"
     run(cli, "templates", "branding", "--tenant", slug, "--brand-color", "blue", code=2)
+    refused = run(cli, "templates", "test-send", "--tenant", slug, "--milestone",
+                  "refund_processed", "--channel", "sms", "--to", "+14155550123", code=1)
+    assert "not a verified test recipient" in " ".join(refused.output.split())
+    verify(slug, "sms", "+14155550123")
     sent_out = run(cli, "templates", "test-send", "--tenant", slug, "--milestone",
                    "refund_processed", "--channel", "sms", "--locale", "de-AT", "--to",
                    "+14155550123", "--json")
@@ -409,6 +439,7 @@ def test_cli_scope_and_variant(cli: typer.Typer) -> None:
     assert run(cli, "templates", "rollback", *eu, "--version", "1", "--json")[
         "active_version"] == 1
     # and test-send / preview render as a delivery of that scope and variant would
+    verify(slug, "sms", "+14155550123")
     sent_out = run(cli, "templates", "test-send", "--tenant", slug, "--milestone",
                    "refund_processed", "--channel", "sms", "--to", "+14155550123",
                    "--region", "EU-DE", "--variant", "eu_formal", "--json")

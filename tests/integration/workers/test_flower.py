@@ -63,7 +63,8 @@ def test_flower_sees_the_workers_and_counts_succeeded_tasks(svc: Any, stack: Any
     for _ in range(3):
         publish_many([event("label_created", tenant=t) for _ in range(4)])
     # then: /metrics (no credentials) shows the succeeded counts rise per task
-    wait_until(lambda: succeeded(flower, "return_notify.ingest") >= before + 3, timeout_s=30,
+    # (a running ingest task drains the messages waiting behind it: at least one task)
+    wait_until(lambda: succeeded(flower, "return_notify.ingest") >= before + 1, timeout_s=30,
                what="Flower counted the ingest tasks")
     wait_until(lambda: succeeded(flower, "return_notify.deliver") >= 3, timeout_s=30,
                what="Flower counted the deliver tasks")
@@ -75,8 +76,12 @@ def test_flower_sees_the_workers_and_counts_succeeded_tasks(svc: Any, stack: Any
     assert status == 200 and any(name.startswith("flowerw-") for name in json.loads(body))
     status, body = get(url + "/api/tasks?taskname=return_notify.ingest&state=SUCCESS")
     tasks = json.loads(body)
-    assert status == 200 and len(tasks) >= 3
+    assert status == 200 and len(tasks) >= 1
     assert {t["name"] for t in tasks.values()} == {"return_notify.ingest"}
+    # Flower shows event ids, never the events' addresses, numbers or names
+    shown = json.dumps(tasks)
+    assert "events=[" in shown and "ana@example.com" not in shown
+    assert "+14155550123" not in shown and "'Ana'" not in shown
     assert get(url + "/healthcheck", auth=None)[0] == 200
     assert "pw-" not in flower.logfile.read_text()  # the password is never logged
 
@@ -89,6 +94,11 @@ def test_flower_state_survives_a_restart(svc: Any, stack: Any) -> None:
                what="tasks in Flower")
     seen = set(json.loads(get(flower.extra["url"] + "/api/tasks")[1]))
     flower.stop(10)
+    # nor does the state file it keeps on disk
+    from pathlib import Path
+
+    state = b"".join(p.read_bytes() for p in Path(logdir).glob("flower-state.db*"))
+    assert state and b"ana@example.com" not in state and b"+14155550123" not in state
     # when: it starts again on the same state file
     again = start_flower(svc.env(), port=free_port(), basic_auth=CREDENTIALS, logdir=logdir)
     try:

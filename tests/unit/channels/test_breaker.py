@@ -355,6 +355,7 @@ def test_channels_without_a_breaker_are_never_paused() -> None:
 # --------------------------------------------------------------- wiring ------------
 
 def settings(**values: object) -> Settings:
+    values.setdefault("unsubscribe_secret", "unsubscribe-secret")  # real email needs one
     return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
 
 

@@ -21,15 +21,18 @@ from return_notify.cli.common import audit_actor
 from return_notify.cli.main import app
 
 #: ``return-notify --help`` as it read before the CLI became one module per command group,
-#: then ``insights`` (added after)
+#: plus ``rejected``, ``test-recipients`` and ``insights`` (added after)
 TOP_LEVEL = ["worker", "beat", "flower", "emit", "schema", "stats", "demo", "bench", "api",
-             "report", "retention", "db", "deliveries", "dlq", "templates", "tenants", "inbox",
+             "report", "retention", "db", "deliveries", "dlq", "rejected", "templates",
+             "test-recipients", "tenants", "inbox",
              "rules", "principals", "audit", "mappings", "streams", "carriers", "preferences",
              "quiet-hours", "throttle", "customers", "insights"]
 GROUPS = {
     "db": ["upgrade"],
     "deliveries": ["list", "show"],
     "dlq": ["list", "replay"],
+    "rejected": ["list", "show"],
+    "test-recipients": ["add", "list", "remove"],
     "templates": ["preview", "set", "list", "history", "rollback", "test-send", "branding"],
     "tenants": ["create", "list", "revoke-key"],
     "inbox": ["token", "secret"],

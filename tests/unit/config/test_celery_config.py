@@ -145,3 +145,24 @@ def test_a_bad_retention_time_is_refused(at: str) -> None:
 
     with pytest.raises(ValidationError, match="retention_at"):
         Settings(retention_at=at)
+def test_flower_sees_event_ids_never_the_events() -> None:
+    from return_notify.config.celery import DELIVER_TASK, INGEST_TASK, task_argsrepr
+
+    events = [{"event_id": f"ev-{i}", "customer": {"email": "ana@example.com",
+                                                   "phone": "+14155550123", "name": "Ana"}}
+              for i in range(25)]
+    shown = task_argsrepr(INGEST_TASK, [events])
+    assert "ev-0" in shown and "ev-19" in shown and "5 more" in shown and "(25)" in shown
+    assert "ana@example.com" not in shown and "+1415" not in shown and "Ana" not in shown
+    assert task_argsrepr(DELIVER_TASK, ["email", [1, 2, 3]]) == "email, deliveries=[1, 2, 3] (3)"
+
+
+def test_every_publish_of_this_process_carries_ids_only() -> None:
+    # the workers' before_task_publish handler relabels what Celery publishes by itself
+    # (a retry re-sends the full arguments with repr(args) by default)
+    from return_notify.workers.signals import _before_publish
+
+    headers = {"argsrepr": "[[{'customer': {'email': 'ana@example.com'}}]]", "kwargsrepr": "{}"}
+    body = ([[{"event_id": "ev-1", "customer": {"email": "ana@example.com"}}]], {}, {})
+    _before_publish(sender="return_notify.ingest", body=body, headers=headers)
+    assert headers["argsrepr"] == "events=[ev-1] (1)"

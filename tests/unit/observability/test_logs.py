@@ -232,3 +232,41 @@ def test_a_tasks_ids_are_bound_from_prerun_to_postrun(
     assert [(o["delivery_id"], o.get("delivery_ids"), o.get("channel")) for o in out] == [
         (7, None, "sms"), (None, None, None), (None, [8, 9], "sms"), (None, None, None)]
     assert current_context() == {}
+
+
+@pytest.mark.parametrize(("line", "secret"), [
+    ('127.0.0.1:5 - "GET /v1/inbox/stream?token=i1.eyJ0IjoiYWNtZSJ9.c2lnbmF0dXJlMTIz HTTP/1.1" 200',
+     "i1.eyJ0IjoiYWNtZSJ9"),
+    ('127.0.0.1:5 - "POST /v1/carriers/shippo?tenant=acme&token=shippo-secret-42 HTTP/1.1" 202',
+     "shippo-secret-42"),
+    ('127.0.0.1:5 - "GET /v1/unsubscribe/u1.QUJDREVGR0hJSktMTU5PUA HTTP/1.1" 200',
+     "u1.QUJDREVGR0hJSktMTU5PUA"),
+    ("Authorization: Bearer rsnp_0123456789ab_00112233445566778899aabbccddeeff0011",
+     "00112233445566778899"),
+    ("leaked rsn_0123456789ab_00112233445566778899aabbccddeeff00112233 in a message",
+     "rsn_0123456789ab"),
+])
+def test_tokens_and_secrets_are_redacted(line: str, secret: str) -> None:
+    from return_notify.observability.logs import REDACTED, scrub
+
+    clean = scrub(line)
+    assert secret not in clean and REDACTED in clean
+
+
+def test_plain_text_tracebacks_are_scrubbed() -> None:
+    # given a plain-text handler (the default) and an error whose text holds personal data
+    stream = io.StringIO()
+    logger = logging.getLogger("rsn.test.traceback")
+    logger.handlers, logger.propagate = [logging.StreamHandler(stream)], False
+    configure_handlers(logger, json_logs=False)
+    try:
+        raise ValueError("(psycopg2.errors.X) DETAIL: ana@example.com, +14155550123, "
+                         "https://x.example/cb?token=abc123secret")
+    except ValueError:
+        logger.exception("poison event")
+    logger.handlers = []
+    # then the traceback is masked and redacted like the message
+    out = stream.getvalue()
+    assert "Traceback" in out and "a***@example.com" in out
+    assert "ana@example.com" not in out and "+14155550123" not in out
+    assert "abc123secret" not in out

@@ -19,6 +19,8 @@ from return_notify.templating.sandbox import RenderLimits, budget
 from return_notify.templating.validation import OverrideKey, check_key, validate_override
 
 OK = " {{ return_id }} {{ cta_url }}"  # so that only the hostile part can be the problem
+_DOUBLED = ("{% set ns = namespace(s='ab') %}{% for i in range(13) %}{% set ns.s = ns.s ~ ns.s %}"
+            "{% endfor %}")  # 16,384 characters, within every per-value limit
 
 # name: (source, fragment of the message validation must give)
 HOSTILE: dict[str, tuple[str, str]] = {
@@ -83,6 +85,34 @@ HOSTILE: dict[str, tuple[str, str]] = {
                      "{% set ns.n = ns.n * ns.n %}{% endfor %}{{ ns.n }}" + OK, "number too large"),
     "output_flood": ("{% for i in range(10000) %}{{ cta_url }}{{ cta_url }}{% endfor %}" + OK,
                      "output exceeds the limit"),
+    # output built inside blocks is joined at once when the block ends: it is counted as it
+    # is produced (a doubled string looped 4,000 times used to build 32 M characters here)
+    "set_block_flood": (_DOUBLED + "{% set x %}{% for i in range(4000) %}{{ ns.s }}{% endfor %}"
+                        "{% endset %}{{ x|length }}" + OK, "characters in total"),
+    "macro_body_flood": (_DOUBLED + "{% macro m() %}{% for i in range(4000) %}{{ ns.s }}"
+                         "{% endfor %}{% endmacro %}{{ m()|length }}" + OK, "characters in total"),
+    "filter_block_flood": (_DOUBLED + "{% filter length %}{% for i in range(4000) %}{{ ns.s }}"
+                           "{% endfor %}{% endfilter %}" + OK, "characters in total"),
+    "call_block_flood": (_DOUBLED + "{% macro w() %}{{ caller()|length }}{% endmacro %}"
+                         "{% call w() %}{% for i in range(4000) %}{{ ns.s }}{% endfor %}"
+                         "{% endcall %}" + OK, "characters in total"),
+    "template_text_flood": ("{% set x %}{% for i in range(10000) %}" + "y" * 1000 +
+                            "{% endfor %}{% endset %}{{ x|length }}" + OK, "characters in total"),
+    "block_called_flood": (_DOUBLED + "{% set go = namespace(on=false) %}{% block b %}"
+                           "{% if go.on %}{% for i in range(4000) %}{{ ns.s }}{% endfor %}"
+                           "{% endif %}{% endblock %}{% set go.on = true %}"
+                           "{{ self.b()|length }}" + OK, "characters in total"),
+    "wordwrap_wrapstring": (_DOUBLED + "{{ ns.s|wordwrap(1, wrapstring='" + "z" * 1000 +
+                            "')|length }}" + OK, "wrapstring of more than 16"),
+    "wordwrap_width_one": ("{% set ns = namespace(s='a ') %}{% for i in range(15) %}"
+                           "{% set ns.s = ns.s ~ ns.s %}{% endfor %}"
+                           "{{ ns.s|wordwrap(1, wrapstring='zzzzzzzzzzzzzzzz')|length }}" + OK,
+                           "wordwrap would build"),
+    "indent_lines": ("{% set ns = namespace(s='\n') %}{% for i in range(16) %}"
+                     "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|indent(16)|length }}" + OK,
+                     "indent would build"),
+    "nested_parentheses": ("{{ " + "(" * 1900 + "1" + ")" * 1900 + " }}" + OK,
+                           "nested too deeply"),
     "undefined_variable": ("{{ customer.email }}" + OK, "undefined variable"),
     "undefined_global": ("{{ config.SECRET_KEY }}" + OK, "undefined variable"),
     "syntax_error": ("{% if %}" + OK, "syntax error"),

@@ -1,0 +1,30 @@
+"""Links that reach customers: only absolute ``https://`` URLs pass (no ``javascript:``,
+``data:``, ``http:`` or relative links into a retailer's app or an email button)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+__all__ = ["https_url"]
+
+MAX_URL_CHARS = 2048
+
+
+def https_url(value: object) -> str | None:
+    """``value`` stripped if it is an absolute https URL with a host and nothing that could
+    break out of an attribute (spaces, quotes, angle brackets, backslashes, control
+    characters); else None."""
+    if not isinstance(value, str):
+        return None
+    url = value.strip()
+    if not url or len(url) > MAX_URL_CHARS or not url.isascii():
+        return None
+    if any(c in url for c in " \"'<>\\`") or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        return None
+    return url
