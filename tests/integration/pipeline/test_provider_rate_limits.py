@@ -36,7 +36,8 @@ def settings_for(sg: SendGridFakeServer, svc: Any, **extra: Any) -> Settings:
         email_provider="sendgrid", sendgrid_api_key=FAKE_API_KEY, sendgrid_base_url=sg.base_url,
         provider_timeout_s=3, max_attempts=2, backoff_base_s=0.01, backoff_max_s=0.02,
         rate_limited_wait_s=0.01, broker_url=svc.broker_url,
-        redis_key_prefix=svc.redis_key_prefix, breaker_trip_after=0)
+        redis_key_prefix=svc.redis_key_prefix, breaker_trip_after=0,
+        unsubscribe_secret="rate-limit-test-secret")
     values.update(extra)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
