@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from return_notify.config.settings import Settings
@@ -15,6 +16,7 @@ INGEST_TASK = "return_notify.ingest"
 DELIVER_TASK = "return_notify.deliver"
 SWEEP_TASK = "return_notify.sweep"
 NOOP_TASK = "return_notify.noop"
+HISTORY_TASK = "return_notify.history"
 
 EVENTS_QUEUE = "events"
 CHANNEL_QUEUES = ("email", "sms", "inapp")
@@ -93,12 +95,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             INGEST_TASK: {"queue": EVENTS_QUEUE, "routing_key": EVENTS_QUEUE},
             SWEEP_TASK: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
+            HISTORY_TASK: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
         },
         "beat_schedule": {
             "sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_s},
             # the retention purge of rendered content and PII, daily
             "retention": {"task": "return_notify.retention", "schedule": 24 * 3600.0,
                           "options": {"queue": MAINTENANCE_QUEUE}},
+            # monthly partitions ahead, and months past RSN_HISTORY_MONTHS dropped or
+            # archived: daily at a quiet hour (its DDL waits for locks at most seconds)
+            "history": {"task": HISTORY_TASK, "schedule": crontab(minute=17, hour=3),
+                        "options": {"queue": MAINTENANCE_QUEUE}},
         },
         "timezone": "UTC",
         "enable_utc": True,

@@ -186,7 +186,11 @@ def _with_lock_timeout(conn: Connection, stmts: Iterable[str], attempts: int = 5
     """Run ``stmts`` in one transaction that waits at most LOCK_TIMEOUT for each lock;
     retried with a growing pause (a long transaction elsewhere holds a table)."""
     stmts = list(stmts)
+    if not stmts:
+        return
     for attempt in range(1, attempts + 1):
+        if conn.in_transaction():  # the reads before us autobegan one: end it
+            conn.commit()
         try:
             with conn.begin():
                 conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
@@ -229,6 +233,8 @@ def ensure_month(conn: Connection, month: Month) -> list[str]:
 
 def ensure_default(conn: Connection) -> list[str]:
     missing = [t for t in TABLES if not _exists(conn, partition_name(t, DEFAULT))]
+    if not missing:
+        return []
     _with_lock_timeout(conn, [s for t in missing for s in create_partition_sql(t, None, DEFAULT)])
     return [partition_name(t, DEFAULT) for t in missing]
 

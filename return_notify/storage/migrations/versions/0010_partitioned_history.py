@@ -148,15 +148,24 @@ def _month(at: datetime, plus: int = 0) -> tuple[int, int]:
 
 
 def _first_month() -> tuple[int, int]:
-    """The month the conversion started in: recorded on the legacy CHECK so that a
-    second run (after an interrupted one) uses the same bound."""
-    row = op.get_bind().execute(text(
+    """The first month with partitions of its own: the month the conversion started in
+    (recorded on the legacy CHECK, so a second run after an interrupted one uses the same
+    bound), or the month after the newest month-carrying id already stored (a database
+    downgraded after running this revision)."""
+    bind = op.get_bind()
+    row = bind.execute(text(
         "SELECT substring(pg_get_constraintdef(oid) from '([0-9]{12,})') FROM pg_constraint "
         "WHERE conname = 'ck_events_legacy_range'")).first()
     if row and row[0]:
         ym = int(row[0]) // F
         return ym // 100, ym % 100
-    return _month(datetime.now(UTC))
+    first = _month(datetime.now(UTC))
+    for table in TABLES:
+        top = int(bind.execute(text(
+            f"SELECT coalesce(max({KEY[table]}), 0) FROM {table}")).scalar_one()) // F
+        if top:
+            first = max(first, _month(datetime(top // 100, top % 100, 1, tzinfo=UTC), 1))
+    return first
 
 
 def _partition_sql(table: str, suffix: str, bound: str) -> list[str]:
@@ -201,13 +210,18 @@ def _prepare_online(first: int) -> int:
     """Step 2: the long reads, each without a lock that blocks the pipeline; returns the
     highest event id whose key is in ``event_keys``."""
     bind = op.get_bind()
-    lo, top = bind.execute(text("SELECT coalesce(min(id), 1) - 1, coalesce(max(id), 0) "
-                                "FROM events")).one()
-    while lo < top:
+    top = int(bind.execute(text("SELECT coalesce(max(id), 0) FROM events")).scalar_one())
+    lo = -1
+    while lo < top:  # keyset batches: ids may be sparse
+        hi = bind.execute(text(
+            "SELECT max(id) FROM (SELECT id FROM events WHERE id > :a ORDER BY id LIMIT :n) b"),
+            {"a": lo, "n": BATCH}).scalar()
+        if hi is None:
+            break
         bind.execute(text(
             "INSERT INTO event_keys (tenant_id, event_id) SELECT tenant_id, event_id FROM events "
-            "WHERE id > :a AND id <= :b ON CONFLICT DO NOTHING"), {"a": lo, "b": lo + BATCH})
-        lo += BATCH
+            "WHERE id > :a AND id <= :b ON CONFLICT DO NOTHING"), {"a": lo, "b": hi})
+        lo = int(hi)
     for table in TABLES:
         ck = f"ck_{table}_legacy_range"
         if not bind.execute(text("SELECT 1 FROM pg_constraint WHERE conname = :n"),
