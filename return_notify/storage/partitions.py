@@ -215,10 +215,23 @@ def default_rows(conn: Connection, table: str, month: Month) -> int:
         {"lo": month.lo, "hi": month.hi}).scalar_one())
 
 
+def legacy_upper(conn: Connection, table: str = "events") -> int | None:
+    """The exclusive upper id bound of ``table``'s legacy partition (10^10 normally)."""
+    bound = conn.execute(text(
+        "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c WHERE c.oid = "
+        "to_regclass(:n)"), {"n": partition_name(table, LEGACY)}).scalar()
+    m = re.search(r"TO \('?(\d+)'?\)", bound or "")
+    return int(m.group(1)) if m else None
+
+
 def ensure_month(conn: Connection, month: Month) -> list[str]:
     """Create ``month``'s partition of every history table that lacks one (rows of that
     month already in a default partition move into it); returns the partitions created.
-    ``conn`` must not be in a transaction (each month is one short transaction)."""
+    ``conn`` must not be in a transaction (each month is one short transaction). A month
+    still inside the legacy range (a database converted twice) keeps its rows there."""
+    upper = legacy_upper(conn)
+    if upper is not None and month.lo < upper:
+        return []
     missing = [t for t in TABLES if not _exists(conn, partition_name(t, month))]
     if not missing:
         return []

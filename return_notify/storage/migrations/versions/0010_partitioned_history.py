@@ -3,13 +3,13 @@
 
 How an existing installation converts, and for how long it locks what
 ---------------------------------------------------------------------
-Nothing is copied. Each old table becomes the ``*_legacy`` partition (ids below the first
-month's) of a new partitioned table of the same name:
+Nothing is copied. Each old table becomes the ``*_legacy`` partition (the plain sequence
+ids, below 10^10) of a new partitioned table of the same name:
 
 1. *(no lock on the tables)* the id functions, ``event_keys`` and the empty partitioned
    parents (``*_part``) are created;
 2. *(autocommit; the pipeline keeps reading and writing)* ``event_keys`` is filled from
-   ``events`` in batches of 50,000; a ``CHECK (id < first month)`` is added ``NOT VALID``
+   ``events`` in batches of 50,000; a ``CHECK (id < 10^10)`` is added ``NOT VALID``
    (an instant catalog change) and validated, which reads the whole table under SHARE
    UPDATE EXCLUSIVE only; ``CREATE INDEX CONCURRENTLY`` builds the two indexes the new
    shape needs (``delivery_attempts (delivery_id, id)``, ``rejected_events (received_at)``);
@@ -147,25 +147,25 @@ def _month(at: datetime, plus: int = 0) -> tuple[int, int]:
     return n // 12, n % 12 + 1
 
 
-def _first_month() -> tuple[int, int]:
-    """The first month with partitions of its own: the month the conversion started in
-    (recorded on the legacy CHECK, so a second run after an interrupted one uses the same
-    bound), or the month after the newest month-carrying id already stored (a database
-    downgraded after running this revision)."""
+def _legacy_bound() -> int:
+    """The legacy partition's upper bound: 10^10, above every plain sequence value (so
+    any month, past or future, can have a partition of its own), or, for a database
+    downgraded after running this revision, the first month after the month-carrying ids
+    it still holds. Read back from the CHECK of an interrupted earlier run."""
     bind = op.get_bind()
     row = bind.execute(text(
-        "SELECT substring(pg_get_constraintdef(oid) from '([0-9]{12,})') FROM pg_constraint "
+        "SELECT substring(pg_get_constraintdef(oid) from '([0-9]{10,})') FROM pg_constraint "
         "WHERE conname = 'ck_events_legacy_range'")).first()
     if row and row[0]:
-        ym = int(row[0]) // F
-        return ym // 100, ym % 100
-    first = _month(datetime.now(UTC))
+        return int(row[0])
+    bound = F
     for table in TABLES:
         top = int(bind.execute(text(
             f"SELECT coalesce(max({KEY[table]}), 0) FROM {table}")).scalar_one()) // F
         if top:
-            first = max(first, _month(datetime(top // 100, top % 100, 1, tzinfo=UTC), 1))
-    return first
+            y, m = _month(datetime(top // 100, top % 100, 1, tzinfo=UTC), 1)
+            bound = max(bound, (y * 100 + m) * F)
+    return bound
 
 
 def _partition_sql(table: str, suffix: str, bound: str) -> list[str]:
@@ -199,11 +199,10 @@ def upgrade() -> None:
                    f"INCLUDING CONSTRAINTS) PARTITION BY RANGE ({KEY[table]})")
         for sql in _PARENTS[table]:
             op.execute(sql)
-    year, month = _first_month()
-    first = (year * 100 + month) * F
+    first = _legacy_bound()
     with op.get_context().autocommit_block():
         keyed = _prepare_online(first)
-    _switch(first, (year, month), keyed)
+    _switch(first, keyed)
 
 
 def _prepare_online(first: int) -> int:
@@ -238,7 +237,7 @@ def _prepare_online(first: int) -> int:
     return int(top)
 
 
-def _switch(first: int, start: tuple[int, int], keyed: int) -> None:
+def _switch(first: int, keyed: int) -> None:
     """Step 3: one short transaction under ACCESS EXCLUSIVE locks: no scan, no index build."""
     op.execute("SET LOCAL lock_timeout = '10s'")
     op.execute(f"LOCK TABLE {', '.join(TABLES)} IN ACCESS EXCLUSIVE MODE")
@@ -266,9 +265,11 @@ def _switch(first: int, start: tuple[int, int], keyed: int) -> None:
     for table in TABLES:
         for sql in _partition_sql(table, "default", "DEFAULT"):
             op.execute(sql)
-    for plus in range(3):
-        y, m = _month(datetime(start[0], start[1], 1, tzinfo=UTC), plus)
+    for plus in range(3):  # this month and the next two (beat makes the later ones)
+        y, m = _month(datetime.now(UTC), plus)
         ny, nm = _month(datetime(y, m, 1, tzinfo=UTC), 1)
+        if (y * 100 + m) * F < first:
+            continue  # still inside the legacy range (a re-upgraded database)
         bound = f"FOR VALUES FROM ({(y * 100 + m) * F}) TO ({(ny * 100 + nm) * F})"
         for table in TABLES:
             for sql in _partition_sql(table, f"p{y:04d}{m:02d}", bound):
