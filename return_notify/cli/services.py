@@ -238,6 +238,7 @@ def db_maintain(
     require_urls()
     from return_notify.config.settings import get_settings
     from return_notify.pipeline.history import run_maintenance
+    from return_notify.reporting.rollup import rollup
     from return_notify.storage.db import get_engine
 
     s = get_settings()
@@ -245,9 +246,31 @@ def db_maintain(
     if months < 0:
         fail("--history-months must be 0 or more")
     with get_engine().connect() as conn:
+        rollup(conn, hourly_days=s.stats_hourly_days)  # the months that go stay in the KPIs
         out = run_maintenance(conn, months, s.partitions_ahead, s.archive_dir)
     if json_out:
         print_json(out)
         return
     console.print(f"created {len(out['created'])} partitions, dropped {len(out['dropped'])}"
                   + (f" (archived {', '.join(out['archived'])})" if out["archived"] else ""))
+
+
+@db_app.command("rollup")
+def db_rollup(json_out: JsonOpt = False) -> None:
+    """Roll the KPI aggregates up to the current hour now (beat does it every
+    RSN_STATS_ROLLUP_INTERVAL_S). The first run on a large history reads all of it: about
+    a minute per million deliveries."""
+    require_urls()
+    from return_notify.config.settings import get_settings
+    from return_notify.reporting.rollup import rollup
+    from return_notify.storage.db import get_engine
+
+    with get_engine().connect() as conn:
+        out = rollup(conn, hourly_days=get_settings().stats_hourly_days).as_dict()
+    if json_out:
+        print_json(out)
+    elif out["skipped"]:
+        console.print("another rollup is running: nothing done")
+    else:
+        console.print(f"rolled up {out['hours']:,} hours ({out['returns']:,} returns) up to "
+                      f"{out['watermark']} in {out['seconds']:,.1f} s")

@@ -17,6 +17,7 @@ DELIVER_TASK = "return_notify.deliver"
 SWEEP_TASK = "return_notify.sweep"
 NOOP_TASK = "return_notify.noop"
 HISTORY_TASK = "return_notify.history"
+ROLLUP_TASK = "return_notify.stats_rollup"
 
 EVENTS_QUEUE = "events"
 CHANNEL_QUEUES = ("email", "sms", "inapp")
@@ -96,6 +97,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             INGEST_TASK: {"queue": EVENTS_QUEUE, "routing_key": EVENTS_QUEUE},
             SWEEP_TASK: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
             HISTORY_TASK: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
+            ROLLUP_TASK: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
         },
         "beat_schedule": {
             "sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_s},
@@ -106,6 +108,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # archived: daily at a quiet hour (its DDL waits for locks at most seconds)
             "history": {"task": HISTORY_TASK, "schedule": crontab(minute=17, hour=3),
                         "options": {"queue": MAINTENANCE_QUEUE}},
+            # the KPI aggregates (stats, report, GET /v1/stats over long windows)
+            "stats-rollup": {"task": ROLLUP_TASK, "schedule": settings.stats_rollup_interval_s,
+                             "options": {"queue": MAINTENANCE_QUEUE}},
         },
         "timezone": "UTC",
         "enable_utc": True,

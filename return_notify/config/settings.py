@@ -240,6 +240,11 @@ class Settings(BaseSettings):
         description="months of partitions the daily maintenance task keeps created ahead "
         "(rows of a month without a partition land in the default partition)",
     )
+    stats_rollup_interval_s: float = Field(
+        default=60.0, ge=5,
+        description="beat rolls the KPI aggregates up this often (a change to an hour "
+        "already rolled up reaches the long-window KPIs within this time)",
+    )
     stats_hourly_days: int = Field(
         default=35, ge=2, le=3660,
         description="hourly KPI aggregates are kept this many days (daily and monthly ones "

@@ -26,7 +26,7 @@ TOP_LEVEL = ["worker", "beat", "flower", "emit", "schema", "stats", "demo", "ben
              "rules", "principals", "audit", "mappings", "streams", "carriers", "preferences",
              "quiet-hours", "throttle", "customers"]
 GROUPS = {
-    "db": ["upgrade", "partitions", "maintain"],
+    "db": ["upgrade", "partitions", "maintain", "rollup"],
     "deliveries": ["list", "show"],
     "dlq": ["list", "replay"],
     "templates": ["preview", "set", "list", "history", "rollback", "test-send", "branding"],

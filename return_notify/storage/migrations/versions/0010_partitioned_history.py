@@ -33,6 +33,7 @@ Revises: 0009
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from importlib.resources import files
 
 from alembic import op
 from sqlalchemy import text
@@ -187,6 +188,9 @@ def upgrade() -> None:
         return  # converted by an earlier run that failed after step 3
     # 1. functions, the dedupe table, the parents
     op.execute(_FUNCTIONS)
+    # the KPI aggregates and their change marks (kept by reporting/rollup.py)
+    op.execute(files("return_notify.storage.migrations").joinpath("sql/0010_stats.sql")
+               .read_text(encoding="utf-8"))
     op.execute("CREATE TABLE IF NOT EXISTS event_keys (tenant_id integer NOT NULL, "
                "event_id varchar(128) NOT NULL, CONSTRAINT event_keys_pkey "
                "PRIMARY KEY (tenant_id, event_id))")
@@ -265,6 +269,14 @@ def _switch(first: int, keyed: int) -> None:
     for table in TABLES:
         for sql in _partition_sql(table, "default", "DEFAULT"):
             op.execute(sql)
+    for table, fn, events in (("deliveries", "deliveries", ("INSERT", "UPDATE")),
+                              ("events", "events", ("INSERT",)),
+                              ("rejected_events", "rejected", ("INSERT",)),
+                              ("inbox_items", "inbox", ("UPDATE",))):
+        for ev in events:  # statement-level: one small insert per statement, not per row
+            op.execute(f"CREATE TRIGGER stats_mark_{ev.lower()} AFTER {ev} ON {table} "
+                       f"REFERENCING NEW TABLE AS changed FOR EACH STATEMENT "
+                       f"EXECUTE FUNCTION rsn_stats_mark_{fn}()")
     for plus in range(3):  # this month and the next two (beat makes the later ones)
         y, m = _month(datetime.now(UTC), plus)
         ny, nm = _month(datetime(y, m, 1, tzinfo=UTC), 1)
@@ -310,6 +322,15 @@ def downgrade() -> None:
     op.execute("ALTER TABLE delivery_attempts ADD FOREIGN KEY (delivery_id) "
                "REFERENCES deliveries (id) ON DELETE CASCADE")
     op.execute("CREATE INDEX ix_attempts_delivery ON delivery_attempts (delivery_id)")
+    op.execute("DROP TRIGGER IF EXISTS stats_mark_update ON inbox_items")
+    for t in ("stats_state", "stats_dirty", "stats_deliveries", "stats_latency",
+              "stats_event_hours", "stats_sent_hours", "stats_rejected_hours", "stats_returns",
+              "stats_cohorts"):
+        op.execute(f"DROP TABLE IF EXISTS {t}")
+    for fn in ("rsn_stats_mark_deliveries()", "rsn_stats_mark_events()",
+               "rsn_stats_mark_rejected()", "rsn_stats_mark_inbox()",
+               "rsn_latency_bucket(numeric)"):
+        op.execute(f"DROP FUNCTION IF EXISTS {fn}")
     op.execute("DROP TABLE event_keys")
     op.execute("DROP FUNCTION rsn_id_like(bigint, bigint)")
     op.execute("DROP FUNCTION rsn_month_id(bigint, timestamptz)")
