@@ -8,6 +8,7 @@ the month each row was made in, so they land in the monthly partitions (created 
 needed). ``return-notify bench --history N`` calls it; standalone::
 
     python -m return_notify.devtools.history --rows 1000000 [--database-url URL] [--json]
+        [--measure]   # then roll the KPI aggregates up and time the reads (history_reads)
 
 The shape: tenants of different sizes, each with a home region and category; diurnal
 load with a seasonal January peak; ~10 events per return (6 % rejected, 4 % cancelled,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import uuid
@@ -342,23 +344,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--months", type=int, default=13)
     ap.add_argument("--tenants", type=int, default=8)
     ap.add_argument("--json", action="store_true", help="print the counts as JSON")
+    ap.add_argument("--measure", action="store_true",
+                    help="then roll the KPI aggregates up and time the sweeper, stats --json, "
+                         "GET /v1/stats and report (median of 5)")
     args = ap.parse_args(argv)
-    if args.rows < 1 or args.months < 1 or args.tenants < 1:
-        ap.error("--rows, --months and --tenants must be positive")
+    if args.rows < 0 or args.months < 1 or args.tenants < 1:
+        ap.error("--rows must be 0 or more, --months and --tenants positive")
+    if args.database_url:
+        os.environ["RSN_DATABASE_URL"] = args.database_url
 
     def show(done: int, total: int) -> None:
         if not args.json:
             print(f"\r{done:,} / ~{total:,} deliveries", end="", file=sys.stderr, flush=True)
 
     result = generate_history(args.database_url, rows=args.rows, months=args.months,
-                              tenants=args.tenants, progress=show)
+                              tenants=args.tenants, progress=show) if args.rows else HistoryResult()
+    out: dict[str, Any] = {"generated": result.as_dict()}
+    if args.measure:
+        from return_notify.devtools.history_reads import measure_reads
+        from return_notify.reporting.rollup import rollup
+        from return_notify.storage.db import get_engine
+
+        with get_engine().connect() as conn:
+            out["rollup"] = rollup(conn).as_dict()
+        out["reads"] = measure_reads(repeat=5, cli=True)
     if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print(json.dumps(out, indent=2, default=str))
     else:
         print(f"\nadded {result.returns:,} returns, {result.events:,} events, "
               f"{result.deliveries:,} deliveries, {result.attempts:,} attempts, "
               f"{result.rejected_events:,} rejected events in {result.seconds:,.0f} s",
               file=sys.stderr)
+        if args.measure:
+            reads = {k: v for k, v in out["reads"].items() if k.endswith("_s")}
+            print(f"rollup {out['rollup']['seconds']:,.0f} s; reads (s): {reads}", file=sys.stderr)
     return 0
 
 

@@ -32,14 +32,18 @@ def _median_s(fn: Callable[[], Any], repeat: int) -> float:
     return round(statistics.median(times), 4)
 
 
-def _busiest_tenant() -> tuple[int, str] | None:
+def _busiest_tenant() -> tuple[int, str]:
+    """The tenant with the most returns (one is made on an empty database)."""
     from return_notify.storage.db import session_scope
 
     with session_scope() as s:
         row = s.execute(text(
             "SELECT t.id, t.slug FROM tenants t ORDER BY (SELECT count(*) FROM returns r "
             "WHERE r.tenant_id = t.id) DESC, t.id LIMIT 1")).first()
-    return (int(row[0]), str(row[1])) if row else None
+        if row is None:
+            row = s.execute(text("INSERT INTO tenants (slug) VALUES ('history-bench') "
+                                 "RETURNING id, slug")).one()
+    return int(row[0]), str(row[1])
 
 
 def _owner_key(tenant_id: int, slug: str) -> str:
@@ -86,15 +90,14 @@ def measure_reads(repeat: int = 3, cli: bool = False) -> dict[str, Any]:
     out["stats_json_s"] = _median_s(stats_json, repeat)
     out["report_s"] = _median_s(report, repeat)
     tenant = _busiest_tenant()
-    if tenant is not None:
-        key = _owner_key(*tenant)
-        with TestClient(create_app()) as client:
-            def api() -> None:
-                r = client.get("/v1/stats", headers={"Authorization": f"Bearer {key}"})
-                r.raise_for_status()
+    key = _owner_key(*tenant)
+    with TestClient(create_app()) as client:
+        def api() -> None:
+            r = client.get("/v1/stats", headers={"Authorization": f"Bearer {key}"})
+            r.raise_for_status()
 
-            out["api_stats_s"] = _median_s(api, repeat)
-        out["api_tenant"] = tenant[1]
+        out["api_stats_s"] = _median_s(api, repeat)
+    out["api_tenant"] = tenant[1]
     if cli:
         out.update(_cli_times(repeat))
     with get_engine().connect() as conn:

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x52534E53  # "RSNS": one rollup at a time
 CHUNK = timedelta(days=7)
+MARKS_PER_RUN = 168  # changed hours re-rolled per transaction
 ANALYZE_AFTER_HOURS = 72
 _TABLES = ("stats_deliveries", "stats_latency", "stats_event_hours", "stats_sent_hours",
            "stats_rejected_hours", "stats_returns", "stats_cohorts")
@@ -121,15 +122,27 @@ def rollup(conn: Connection, *, hourly_days: int = 35, now: datetime | None = No
         w = watermark(conn) or _oldest_hour(conn) or w_new
         hourly_from = max(hourly_from, kept or _floor(w, "day"))
         conn.commit()
-        while True:
-            end = min(w + CHUNK, w_new) if w < w_new else w_new
+        while budget_s is None or time.monotonic() - t0 < budget_s:
             with conn.begin():
-                _chunk(conn, w, end, hourly_from, result)
-                _set_state(conn, "watermark", end)
-            w = end
-            result.watermark = end.isoformat()
-            if w >= w_new or (budget_s is not None and time.monotonic() - t0 > budget_s):
-                break
+                conn.execute(text("SET LOCAL jit = off"))  # compiling costs more than it saves
+                # first the hours before the watermark whose rows changed, oldest first,
+                # a week of them per transaction; then the next week after the watermark
+                old = [h for (h,) in conn.execute(text(
+                    "SELECT DISTINCT hour FROM stats_dirty WHERE hour < :w ORDER BY hour "
+                    "LIMIT :n"), {"w": w, "n": MARKS_PER_RUN})]
+                if old:
+                    _roll(conn, [], _take_marks(conn, "hour = ANY(:h)", {"h": old}),
+                          hourly_from, result)
+                elif w < w_new:
+                    end = min(w + CHUNK, w_new)
+                    new = [w + i * HOUR for i in range(int((end - w) / HOUR))]
+                    marked = _take_marks(conn, "hour >= :lo AND hour < :hi", {"lo": w, "hi": end})
+                    _roll(conn, new, marked, hourly_from, result)
+                    _set_state(conn, "watermark", end)
+                    w = end
+                else:
+                    break
+        result.watermark = w.isoformat()
         with conn.begin():
             for table in ("stats_deliveries", "stats_latency"):
                 conn.execute(text(f"DELETE FROM {table} WHERE grain = 'h' AND bucket < :at"),
@@ -146,24 +159,29 @@ def rollup(conn: Connection, *, hourly_days: int = 35, now: datetime | None = No
     return result
 
 
-def _chunk(conn: Connection, lo: datetime, hi: datetime, hourly_from: datetime,
-           result: RollupResult) -> None:
-    """Roll the hours [lo, hi) and every marked hour before ``hi``, in one transaction."""
-    conn.execute(text("SET LOCAL jit = off"))  # compiling costs more than these queries take
-    new = [lo + i * HOUR for i in range(int((hi - lo) / HOUR))]
+def _take_marks(conn: Connection, where: str, params: dict[str, Any]
+                ) -> dict[str, set[datetime]]:
+    """Delete the change marks matching ``where`` and return their hours by kind (a mark
+    written by a transaction that commits later is not seen, so it stays)."""
     marked: dict[str, set[datetime]] = {"d": set(), "e": set(), "r": set()}
     for kind, hour in conn.execute(text(
-            "DELETE FROM stats_dirty WHERE hour < :hi RETURNING kind, hour"), {"hi": hi}):
+            f"DELETE FROM stats_dirty WHERE {where} RETURNING kind, hour"), params):
         marked[kind].add(hour)
+    return marked
+
+
+def _roll(conn: Connection, new: list[datetime], marked: dict[str, set[datetime]],
+          hourly_from: datetime, result: RollupResult) -> None:
+    """Roll the ``new`` hours and the ``marked`` ones, in the caller's transaction."""
     hours_d = sorted(set(new) | marked["d"])
     hours_e = sorted(set(new) | marked["e"])
-    result.hours += len(set(hours_d) | set(hours_e))
+    hours_r = sorted(set(new) | marked["r"])
+    result.hours += len(set(hours_d) | set(hours_e) | set(hours_r))
     if hours_d:
         _roll_deliveries(conn, hours_d, hourly_from, result)
     if hours_e:
         _roll_events(conn, hours_e)
         result.returns += _roll_returns(conn, hours_e)
-    hours_r = sorted(set(new) | marked["r"])
     if hours_r:
         conn.execute(text("DELETE FROM stats_rejected_hours WHERE bucket = ANY(:h)"),
                      {"h": hours_r})
