@@ -119,8 +119,10 @@ def _cli_times(repeat: int) -> dict[str, float]:
         report = os.path.join(tmp, "report.html")
 
         def run(args: list[str]) -> Callable[[], None]:
-            return lambda: subprocess.run([*exe, *args], env=env, check=True,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            def command() -> None:
+                subprocess.run([*exe, *args], env=env, check=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+            return command
 
         return {"stats_cli_s": _median_s(run(["stats", "--json"]), repeat),
                 "report_cli_s": _median_s(run(["report", "--out", report]), repeat)}

@@ -183,7 +183,7 @@ def export_month(conn: Connection, label: str, names: list[str], root: Path,
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    files = []
+    files: list[dict[str, Any]] = []
     for table, name in zip(_CHILDREN_FIRST, names, strict=True):
         if conn.execute(text("SELECT to_regclass(:n) IS NULL"), {"n": name}).scalar():
             continue
@@ -204,7 +204,7 @@ def export_month(conn: Connection, label: str, names: list[str], root: Path,
         shutil.rmtree(final)
     os.replace(tmp, final)
     log.info("history: exported %s to %s (%s rows)", label, final,
-             sum(f["rows"] for f in files))
+             sum(int(f["rows"]) for f in files))
     return final
 
 

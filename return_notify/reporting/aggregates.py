@@ -181,11 +181,12 @@ def engagement(rows: list[Any]) -> list[dict[str, Any]]:
     order = {m.value: i for i, m in enumerate(MAIN_LINE)}
     out = []
     for (m, ch), c in sorted(g.items(), key=lambda kv: (order.get(kv[0][0], 99), *kv[0])):
-        item = {"milestone": m, "channel": ch, "sent": c["sent"], "delivered": c["delivered"],
-                "undelivered": c["undelivered"], "bounced": c["bounced"], "read": c["read"]}
-        item["delivered_rate"] = _rate(item["delivered"], c["sent"])
-        item["undelivered_rate"] = _rate(item["undelivered"], c["sent"])
-        item["read_rate"] = _rate(item["read"], c["sent"]) if ch == "inapp" else None
+        item: dict[str, Any] = {"milestone": m, "channel": ch, "sent": c["sent"],
+                                "delivered": c["delivered"], "undelivered": c["undelivered"],
+                                "bounced": c["bounced"], "read": c["read"]}
+        item["delivered_rate"] = _rate(c["delivered"], c["sent"])
+        item["undelivered_rate"] = _rate(c["undelivered"], c["sent"])
+        item["read_rate"] = _rate(c["read"], c["sent"]) if ch == "inapp" else None
         out.append(item)
     return out
 

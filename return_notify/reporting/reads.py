@@ -30,8 +30,8 @@ def plan(session: Session, since: datetime | None, tenant: str | None,
         return None
     if not session.in_transaction():  # one snapshot for every statement that follows
         session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-    state = dict(session.execute(text(
-        "SELECT name, at FROM stats_state WHERE name IN ('watermark', 'hourly_since')")).all())
+    state: dict[str, datetime] = {str(name): at for name, at in session.execute(text(
+        "SELECT name, at FROM stats_state WHERE name IN ('watermark', 'hourly_since')"))}
     watermark = state.get("watermark")
     if watermark is None:
         return None
