@@ -24,6 +24,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # them on themselves; every other test (and the workers it starts) sees them off.
     os.environ.setdefault("RSN_QUIET_HOURS_ENABLED", "false")
     os.environ.setdefault("RSN_THROTTLE_MIN_INTERVALS", "")
+    # The KPI aggregates are rolled up by the tests that mean to (in a database of their
+    # own): beat started by other tests must not roll the shared database up mid-test.
+    os.environ.setdefault("RSN_STATS_ROLLUP_INTERVAL_S", "86400")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from return_notify.api.limits import GuardedRoute
 from return_notify.api.rbac import Principal, require
 from return_notify.core.regions import normalize_category, normalize_region, region_covers
-from return_notify.reporting.kpis import ReturnScope, compute_kpis, parse_since
+from return_notify.reporting.kpis import ReturnScope, parse_since
+from return_notify.reporting.reads import compute_kpis
 from return_notify.storage.db import session_scope
 
 router = APIRouter(prefix="/v1", tags=["stats"], route_class=GuardedRoute)

@@ -1,4 +1,4 @@
-"""The long-running services and their schema: ``worker``, ``beat``, ``flower``, ``api``, ``db upgrade``.
+"""The long-running services and their schema: ``worker``, ``beat``, ``flower``, ``api``, ``db``.
 
 ``worker``, ``beat``, ``flower`` and ``api`` are top-level commands (``main`` lists them);
 ``register(app)`` adds the ``db`` group. Celery, Flower and uvicorn are imported only when
@@ -12,10 +12,19 @@ from typing import Annotated
 
 import typer
 
-from return_notify.cli.common import console, err_console, fail, require_database, require_urls
+from return_notify.cli.common import (
+    JsonOpt,
+    console,
+    err_console,
+    fail,
+    print_json,
+    require_database,
+    require_urls,
+)
 from return_notify.config.celery import ALL_QUEUES
 
-db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema (Alembic migrations) and the monthly history "
+                     "partitions.", no_args_is_help=True)
 
 #: what follows `--` on `worker`, `beat` and `flower`: passed to Celery or Flower unchanged
 CeleryOptions = Annotated[list[str] | None, typer.Argument(
@@ -267,3 +276,77 @@ def db_upgrade(
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
     console.print(f"database at revision [bold]{current}[/]")
+
+
+@db_app.command("partitions")
+def db_partitions(json_out: JsonOpt = False) -> None:
+    """List the monthly partitions of events, deliveries, delivery_attempts and
+    rejected_events (and the legacy and default ones) with rows (PostgreSQL's estimate)
+    and size on disk."""
+    require_urls()
+    from return_notify.storage.db import get_engine
+    from return_notify.storage.partitions import list_partitions
+
+    with get_engine().connect() as conn:
+        found = [p.as_dict() for p in list_partitions(conn)]
+    if json_out:
+        print_json({"partitions": found, "bytes": sum(p["bytes"] for p in found)})
+        return
+    from rich.table import Table
+
+    table = Table("partition", "month", "attached", "rows (est.)", "size", title="Partitions")
+    for p in found:
+        table.add_row(p["partition"], p["month"] or p["kind"], "yes" if p["attached"] else "no",
+                      f"{p['rows_estimate']:,}", f"{p['bytes'] / 2**20:,.1f} MiB")
+    console.print(table)
+    console.print(f"total {sum(p['bytes'] for p in found) / 2**20:,.1f} MiB")
+
+
+@db_app.command("maintain")
+def db_maintain(
+    history_months: Annotated[int | None, typer.Option(
+        help="Override RSN_HISTORY_MONTHS (0: drop nothing).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the daily history maintenance now: create the coming months' partitions, then
+    drop the months older than RSN_HISTORY_MONTHS (exported to RSN_ARCHIVE_DIR first when
+    it is set)."""
+    require_urls()
+    from return_notify.config.settings import get_settings
+    from return_notify.pipeline.history import run_maintenance
+    from return_notify.reporting.rollup import rollup
+    from return_notify.storage.db import get_engine
+
+    s = get_settings()
+    months = s.history_months if history_months is None else history_months
+    if months < 0:
+        fail("--history-months must be 0 or more")
+    with get_engine().connect() as conn:
+        rollup(conn, hourly_days=s.stats_hourly_days)  # the months that go stay in the KPIs
+        out = run_maintenance(conn, months, s.partitions_ahead, s.archive_dir)
+    if json_out:
+        print_json(out)
+        return
+    console.print(f"created {len(out['created'])} partitions, dropped {len(out['dropped'])}"
+                  + (f" (archived {', '.join(out['archived'])})" if out["archived"] else ""))
+
+
+@db_app.command("rollup")
+def db_rollup(json_out: JsonOpt = False) -> None:
+    """Roll the KPI aggregates up to the current hour now (beat does it every
+    RSN_STATS_ROLLUP_INTERVAL_S). The first run on a large history reads all of it: about
+    a minute per million deliveries."""
+    require_urls()
+    from return_notify.config.settings import get_settings
+    from return_notify.reporting.rollup import rollup
+    from return_notify.storage.db import get_engine
+
+    with get_engine().connect() as conn:
+        out = rollup(conn, hourly_days=get_settings().stats_hourly_days).as_dict()
+    if json_out:
+        print_json(out)
+    elif out["skipped"]:
+        console.print("another rollup is running: nothing done")
+    else:
+        console.print(f"rolled up {out['hours']:,} hours ({out['returns']:,} returns) up to "
+                      f"{out['watermark']} in {out['seconds']:,.1f} s")

@@ -28,8 +28,8 @@ def stats(
     --region/--category narrow the KPIs as GET /v1/stats does."""
     require_urls()
     from return_notify.core.regions import normalize_category, normalize_region
-    from return_notify.reporting.kpis import ReturnScope, compute_kpis
-    from return_notify.reporting.throughput import pipeline_stats
+    from return_notify.reporting.kpis import ReturnScope
+    from return_notify.reporting.reads import compute_kpis, pipeline_stats
     from return_notify.storage.db import session_scope
 
     since_at = parse_since(since)
@@ -61,7 +61,8 @@ def report(
     """Write one self-contained HTML report (no network needed to view it): throughput over
     time, latency distribution, success by channel, the return funnel, load, KPI tables."""
     from return_notify.reporting.html import render_report
-    from return_notify.reporting.kpis import PERIODS, compute_kpis
+    from return_notify.reporting.kpis import PERIODS
+    from return_notify.reporting.reads import compute_kpis
     from return_notify.storage.db import session_scope
 
     require_urls()

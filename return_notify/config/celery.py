@@ -21,6 +21,8 @@ DELIVER_TASK = "return_notify.deliver"
 SWEEP_TASK = "return_notify.sweep"
 NOOP_TASK = "return_notify.noop"
 RETENTION_TASK = "return_notify.retention"
+HISTORY_TASK = "return_notify.history"
+ROLLUP_TASK = "return_notify.stats_rollup"
 
 EVENTS_QUEUE = "events"
 CHANNEL_QUEUES = ("email", "sms", "inapp")
@@ -172,15 +174,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             INGEST_TASK: {"queue": EVENTS_QUEUE, "routing_key": EVENTS_QUEUE},
             SWEEP_TASK: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
+            # slow housekeeping shares the retention queue and worker, never the sweeper's
             RETENTION_TASK: {"queue": RETENTION_QUEUE, "routing_key": RETENTION_QUEUE},
+            HISTORY_TASK: {"queue": RETENTION_QUEUE, "routing_key": RETENTION_QUEUE},
+            ROLLUP_TASK: {"queue": RETENTION_QUEUE, "routing_key": RETENTION_QUEUE},
         },
         # The purge runs longer than any pipeline task: its own limits, and acked when it
         # starts (a late ack would let Redis hand a run longer than the visibility timeout to
         # a second worker). A lost run costs nothing: it is idempotent and resumes tomorrow.
-        "task_annotations": {RETENTION_TASK: {
+        # housekeeping runs longer than a pipeline task: its own limits (retention, the
+        # history maintenance and the first rollups of a large history)
+        "task_annotations": {task: {
             "time_limit": settings.retention_time_limit_s,
             "soft_time_limit": settings.retention_time_limit_s - 60,
-            "acks_late": False}},
+            "acks_late": False} for task in (RETENTION_TASK, HISTORY_TASK, ROLLUP_TASK)},
         "beat_schedule": {
             "sweep": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_s},
             # the retention purge of rendered content and PII, daily at a fixed time (UTC):
@@ -188,6 +195,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "retention": {"task": RETENTION_TASK, "schedule": retention_schedule(settings),
                           "options": {"queue": RETENTION_QUEUE, "routing_key": RETENTION_QUEUE,
                                       "expires": 6 * 3600}},
+            # monthly partitions ahead, and months past RSN_HISTORY_MONTHS dropped or
+            # archived: daily at a quiet hour (its DDL waits for locks at most seconds)
+            "history": {"task": HISTORY_TASK, "schedule": crontab(minute=17, hour=3),
+                        "options": {"queue": RETENTION_QUEUE, "routing_key": RETENTION_QUEUE}},
+            # the KPI aggregates (stats, report, GET /v1/stats over long windows)
+            "stats-rollup": {"task": ROLLUP_TASK, "schedule": settings.stats_rollup_interval_s,
+                             "options": {"queue": RETENTION_QUEUE, "routing_key": RETENTION_QUEUE,
+                                         "expires": settings.stats_rollup_interval_s}},
         },
         "timezone": "UTC",
         "enable_utc": True,

@@ -303,6 +303,40 @@ class Settings(BaseSettings):
         "minute less); it resumes where it stopped the next day"
     )
 
+    # --- history: monthly partitions, retention, archive, KPI aggregates -----------------
+    history_months: int = Field(
+        default=0, ge=0, le=1200,
+        description="drop the monthly partitions of events, deliveries, delivery attempts and "
+        "rejected events once a whole month is older than this many months (the current "
+        "month and this many before it are kept); 0: keep every month",
+    )
+    archive_dir: str | None = Field(
+        default=None,
+        description="before a month is dropped, detach it and export it here: one directory "
+        "per month with a gzip CSV per table and manifest.json (see the operating guide); "
+        "unset: drop without export",
+    )
+    partitions_ahead: int = Field(
+        default=3, ge=1, le=24,
+        description="months of partitions the daily maintenance task keeps created ahead "
+        "(rows of a month without a partition land in the default partition)",
+    )
+    stats_rollup_interval_s: float = Field(
+        default=60.0, ge=5,
+        description="beat rolls the KPI aggregates up this often (a change to an hour "
+        "already rolled up reaches the long-window KPIs within this time)",
+    )
+    stats_hourly_days: int = Field(
+        default=35, ge=2, le=3660,
+        description="hourly KPI aggregates are kept this many days (daily and monthly ones "
+        "are kept for good); a `since` older than that is resolved to the day with raw rows",
+    )
+    stats_exact_window_s: float = Field(
+        default=6 * 3600.0, ge=0,
+        description="KPIs of a window shorter than this (`since` within it) are computed "
+        "from the raw rows, exact percentiles included; longer windows read the aggregates",
+    )
+
     # --- HTTP API: tokens, webhooks, unsubscribe ----------------------------------------
     inbox_token_secret: SecretStr | None = Field(
         default=None,

@@ -112,32 +112,48 @@ SELECT * FROM unnest(CAST(:tids AS int[]), CAST(:rids AS text[]), CAST(:cids AS 
 ON CONFLICT ON CONSTRAINT uq_returns_tenant_ref DO UPDATE SET updated_at = now()
 RETURNING id, tenant_id, return_id, milestone, milestone_at
 """)
+# Idempotency across monthly partitions (``storage/partitions.py``): ``event_keys`` holds
+# one row per (tenant, event id) kept, so the check is one primary-key probe per event
+# whatever the number of months, and its insert is the gate: an event is stored only when
+# its key was new (a concurrent batch with the same id waits for ours, then skips it).
 _EXISTING_EVENTS = text("""
-SELECT e.tenant_id, e.event_id FROM events e
-JOIN unnest(CAST(:tids AS int[]), CAST(:eids AS text[])) AS k(tid, eid)
-  ON e.tenant_id = k.tid AND e.event_id = k.eid
+SELECT k.tenant_id, k.event_id FROM event_keys k
+JOIN unnest(CAST(:tids AS int[]), CAST(:eids AS text[])) AS v(tid, eid)
+  ON k.tenant_id = v.tid AND k.event_id = v.eid
 """)
 _INSERT_EVENTS = text("""
+WITH v AS (
+    SELECT * FROM unnest(CAST(:tids AS int[]), CAST(:eids AS text[]), CAST(:rpks AS bigint[]),
+                         CAST(:ms AS text[]), CAST(:ats AS timestamptz[]),
+                         CAST(:disps AS text[]), CAST(:reasons AS text[]),
+                         CAST(:srcs AS text[]), CAST(:payloads AS text[]))
+         AS v(tid, eid, rpk, m, at, disp, reason, src, payload)
+), k AS (
+    INSERT INTO event_keys (tenant_id, event_id)
+    SELECT tid, eid FROM v ORDER BY tid, eid
+    ON CONFLICT DO NOTHING
+    RETURNING tenant_id, event_id
+)
 INSERT INTO events (tenant_id, event_id, return_pk, milestone, occurred_at, disposition,
                     reason, source, payload)
-SELECT tid, eid, rpk, m, at, disp, reason, src, CAST(payload AS jsonb)
-FROM unnest(CAST(:tids AS int[]), CAST(:eids AS text[]), CAST(:rpks AS bigint[]),
-            CAST(:ms AS text[]), CAST(:ats AS timestamptz[]), CAST(:disps AS text[]),
-            CAST(:reasons AS text[]), CAST(:srcs AS text[]), CAST(:payloads AS text[]))
-     AS v(tid, eid, rpk, m, at, disp, reason, src, payload)
-ON CONFLICT ON CONSTRAINT uq_events_tenant_event DO NOTHING
+SELECT v.tid, v.eid, v.rpk, v.m, v.at, v.disp, v.reason, v.src, CAST(v.payload AS jsonb)
+FROM v JOIN k ON k.tenant_id = v.tid AND k.event_id = v.eid
 RETURNING id, tenant_id, event_id
 """)
+# A delivery's id is in its event's month (rsn_id_like), so both live in the same monthly
+# partition; the (event_pk, channel) unique index of that partition is the conflict arbiter.
 _INSERT_DELIVERIES = text("""
-INSERT INTO deliveries (tenant_id, event_pk, return_pk, channel, milestone, urgency,
+INSERT INTO deliveries (id, tenant_id, event_pk, return_pk, channel, milestone, urgency,
                         recipient, locale, state, occurred_at, next_attempt_at, skip_reason,
                         template)
-SELECT * FROM unnest(CAST(:tids AS int[]), CAST(:epks AS bigint[]), CAST(:rpks AS bigint[]),
-                     CAST(:chs AS text[]), CAST(:ms AS text[]), CAST(:urg AS text[]),
-                     CAST(:rcpts AS text[]), CAST(:locales AS text[]), CAST(:states AS text[]),
-                     CAST(:ats AS timestamptz[]), CAST(:nexts AS timestamptz[]),
-                     CAST(:holds AS text[]), CAST(:templates AS text[]))
-ON CONFLICT ON CONSTRAINT uq_deliveries_event_channel DO NOTHING
+SELECT rsn_id_like(nextval('deliveries_id_seq'), u.epk), u.*
+FROM unnest(CAST(:tids AS int[]), CAST(:epks AS bigint[]), CAST(:rpks AS bigint[]),
+            CAST(:chs AS text[]), CAST(:ms AS text[]), CAST(:urg AS text[]),
+            CAST(:rcpts AS text[]), CAST(:locales AS text[]), CAST(:states AS text[]),
+            CAST(:ats AS timestamptz[]), CAST(:nexts AS timestamptz[]),
+            CAST(:holds AS text[]), CAST(:templates AS text[]))
+     AS u(tid, epk, rpk, ch, m, urg, rcpt, locale, state, at, next_at, hold, template)
+ON CONFLICT DO NOTHING
 RETURNING id, channel, urgency, state
 """)
 

@@ -49,15 +49,18 @@ def record_opt_out(session: Session, tenant_id: int, recipient: str, settings: S
         log.info("sms to %s suppressed: provider reports an opt-out (21610)", mask(recipient))
 
 
+# The email delivery goes in its event's month partition (rsn_id_like), like every delivery
+# of that event, so the partition's unique (event_pk, channel) index finds an existing one.
 _FALLBACK = text("""
-INSERT INTO deliveries (tenant_id, event_pk, return_pk, channel, milestone, urgency, recipient,
-                        locale, state, occurred_at, template)
-SELECT d.tenant_id, d.event_pk, d.return_pk, 'email', d.milestone, d.urgency,
+INSERT INTO deliveries (id, tenant_id, event_pk, return_pk, channel, milestone, urgency,
+                        recipient, locale, state, occurred_at, template)
+SELECT rsn_id_like(nextval('deliveries_id_seq'), d.event_pk), d.tenant_id, d.event_pk,
+       d.return_pk, 'email', d.milestone, d.urgency,
        e.payload -> 'customer' ->> 'email', d.locale, 'pending', d.occurred_at, d.template
 FROM deliveries d JOIN events e ON e.id = d.event_pk
 WHERE d.id = ANY(CAST(:ids AS bigint[])) AND d.channel = 'sms'
   AND e.payload -> 'customer' ->> 'email' IS NOT NULL
-ON CONFLICT ON CONSTRAINT uq_deliveries_event_channel DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING id
 """)
 

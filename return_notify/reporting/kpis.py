@@ -248,6 +248,12 @@ def completion(session: Session, since: datetime | None = None, tenant: str | No
                count(*) FILTER (WHERE cancelled) AS cancelled
         FROM reached GROUP BY 1, 2 ORDER BY 1, 2
     """), params).mappings().all()
+    return completion_shape(rows, period)
+
+
+def completion_shape(rows: Any, period: str) -> dict[str, Any]:
+    """Periods, total and funnel from rows of (period, max_rank, n, completed, rejected,
+    cancelled) in (period, max_rank) order (also the aggregates' reader's)."""
     periods: dict[str, dict[str, Any]] = {}
     by_rank: dict[int, int] = {}
     for r in rows:

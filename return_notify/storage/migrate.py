@@ -1,4 +1,4 @@
-"""Run Alembic migrations programmatically (`return-notify db upgrade`)."""
+"""Run Alembic migrations programmatically (`return-notify db upgrade`, `db downgrade`)."""
 
 from __future__ import annotations
 
@@ -22,15 +22,36 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
+def _run(revision: str, *, down: bool = False) -> str:
+    """Migrate under a session-level advisory lock (held across the migrations' own
+    transactions: one per migration, so a migration may commit mid-way and run
+    ``CREATE INDEX CONCURRENTLY`` or a long validation outside any lock on the tables)."""
+    cfg = alembic_config()
+    with get_engine().connect() as conn:
+        # a migration may rewrite a large table: RSN_DB_STATEMENT_TIMEOUT_MS does not apply
+        conn.execute(text("SET statement_timeout = 0"))
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK_KEY})
+        conn.commit()
+        try:
+            cfg.attributes["connection"] = conn
+            if down:
+                command.downgrade(cfg, revision)
+            else:
+                command.upgrade(cfg, revision)
+            row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+            conn.commit()
+        finally:
+            conn.rollback()
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
+            conn.commit()
+    return row[0] if row else ""
+
+
 def upgrade(revision: str = "head") -> str:
     """Upgrade the database to ``revision``; returns the revision now current."""
-    cfg = alembic_config()
-    engine = get_engine()
-    with engine.begin() as conn:
-        # a migration may rewrite a large table: RSN_DB_STATEMENT_TIMEOUT_MS does not apply
-        conn.execute(text("SET LOCAL statement_timeout = 0"))
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-        row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
-    return row[0] if row else ""
+    return _run(revision)
+
+
+def downgrade(revision: str) -> str:
+    """Downgrade the database to ``revision``; returns the revision now current."""
+    return _run(revision, down=True)

@@ -44,6 +44,7 @@ def create_app() -> Celery:
         "return_notify.tasks.deliver",
         "return_notify.tasks.maintenance",
         "return_notify.tasks.retention",
+        "return_notify.tasks.history",
     )
     return app
 

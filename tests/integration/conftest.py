@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests.conftest import Services
 from tests.integration import hostile_helpers as hostile
 from tests.integration.api_helpers import (
     DEFAULT_ADMIN_URL,
@@ -100,6 +101,40 @@ def api_env() -> Iterator[ApiEnv]:
         for k, v in saved.items():
             set_env(k, v)
         reset_caches()
+
+
+@pytest.fixture
+def empty_db(svc: Services) -> Iterator[str]:
+    """A fresh, empty database on the session's PostgreSQL, set as RSN_DATABASE_URL for the
+    test (migrations, months of history dropped: never the session database's rows);
+    dropped afterwards and the session database restored."""
+    url = make_url(svc.database_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    name = f"rsn_scratch_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url.set(database="postgres").render_as_string(hide_password=False),
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    saved = os.environ.get("RSN_DATABASE_URL")
+    set_env("RSN_DATABASE_URL", url.set(database=name).render_as_string(hide_password=False))
+    reset_caches()
+    try:
+        yield name
+    finally:
+        reset_caches()
+        set_env("RSN_DATABASE_URL", saved)
+        reset_caches()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def scratch_db(empty_db: str) -> str:
+    """``empty_db``, migrated to the newest revision."""
+    from return_notify.storage.migrate import upgrade
+
+    upgrade()
+    return empty_db
 
 
 @pytest.fixture

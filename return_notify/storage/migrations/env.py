@@ -18,12 +18,16 @@ def run_migrations_online() -> None:
     if connectable is None:
         engine = create_engine(url, poolclass=pool.NullPool, hide_parameters=True)
         with engine.connect() as connection:
-            context.configure(connection=connection, target_metadata=target_metadata)
+            context.configure(connection=connection, target_metadata=target_metadata,
+                              transaction_per_migration=True)
             with context.begin_transaction():
                 context.run_migrations()
         engine.dispose()
     else:
-        context.configure(connection=connectable, target_metadata=target_metadata)
+        # one transaction per migration (the caller holds a session-level lock, not a
+        # transaction), so a migration can leave its transaction for an autocommit block
+        context.configure(connection=connectable, target_metadata=target_metadata,
+                          transaction_per_migration=True)
         with context.begin_transaction():
             context.run_migrations()
 

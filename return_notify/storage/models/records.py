@@ -1,5 +1,10 @@
 """The system of record: tenants, returns, events (and rejected ones), deliveries, attempts,
-and the sandbox provider's messages (migration ``0001``)."""
+and the sandbox provider's messages (migration ``0001``).
+
+``events``, ``deliveries``, ``delivery_attempts`` and ``rejected_events`` are partitioned by
+month (migration ``0010``, ``storage/partitions.py``): their ids carry the month, the
+foreign keys between them and the unique ``(event_pk, channel)`` are per partition, and
+``event_keys`` keeps ``(tenant, event_id)`` unique across months."""
 
 from __future__ import annotations
 
@@ -48,12 +53,20 @@ class Return(Base):
     created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
 
+class EventKey(Base):
+    """One row per (tenant, event id) of the events kept: the idempotency check."""
+
+    __tablename__ = "event_keys"
+
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
-        UniqueConstraint("tenant_id", "event_id", name="uq_events_tenant_event"),
         Index("ix_events_return", "return_pk"),
         Index("ix_events_received", "received_at"),
+        {"postgresql_partition_by": "RANGE (id)"},
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -72,7 +85,10 @@ class RejectedEvent(Base):
     """An event that broke the contract, kept with the reason for an operator to see."""
 
     __tablename__ = "rejected_events"
-    __table_args__ = (Index("ix_rejected_events_received", "received_at"),)
+    __table_args__ = (
+        Index("ix_rejected_events_received", "received_at"),
+        {"postgresql_partition_by": "RANGE (id)"},
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
@@ -86,16 +102,17 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("event_pk", "channel", name="uq_deliveries_event_channel"),
         Index("ix_deliveries_state_due", "state", "next_attempt_at"),
         Index("ix_deliveries_return", "return_pk"),
         Index("ix_deliveries_created", "created_at"),
         Index("ix_deliveries_provider_msg", "provider", "provider_message_id"),
+        {"postgresql_partition_by": "RANGE (id)"},
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
-    event_pk: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    # to events.id in each partition (the same month's): storage/partitions.py
+    event_pk: Mapped[int] = mapped_column(BigInteger)
     return_pk: Mapped[int] = mapped_column(ForeignKey("returns.id"))
     channel: Mapped[str] = mapped_column(String(16))
     milestone: Mapped[str] = mapped_column(String(32))
@@ -126,10 +143,12 @@ class DeliveryAttempt(Base):
     """One try at the provider: the outcome, the error class and code, how long it took."""
 
     __tablename__ = "delivery_attempts"
-    __table_args__ = (Index("ix_attempts_delivery", "delivery_id"),)
+    __table_args__ = ({"postgresql_partition_by": "RANGE (delivery_id)"},)
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    # the primary key is (delivery_id, id): an attempt lives in its delivery's partition
+    # (foreign key to deliveries.id, ON DELETE CASCADE, in each partition)
+    delivery_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     attempt_no: Mapped[int] = mapped_column(SmallInteger)
     started_at: Mapped[datetime] = mapped_column(TS)
     duration_ms: Mapped[float] = mapped_column()

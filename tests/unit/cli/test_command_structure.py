@@ -28,7 +28,7 @@ TOP_LEVEL = ["worker", "beat", "flower", "emit", "schema", "stats", "demo", "ben
              "rules", "principals", "audit", "mappings", "streams", "carriers", "preferences",
              "quiet-hours", "throttle", "customers", "insights"]
 GROUPS = {
-    "db": ["upgrade"],
+    "db": ["upgrade", "partitions", "maintain", "rollup"],
     "deliveries": ["list", "show"],
     "dlq": ["list", "replay"],
     "rejected": ["list", "show"],

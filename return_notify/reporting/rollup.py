@@ -1,0 +1,298 @@
+"""Keep the KPI aggregates up to date: beat runs ``rollup`` every
+``RSN_STATS_ROLLUP_INTERVAL_S``, outside the ingest and deliver paths.
+
+The **watermark** is the hour up to which everything is rolled up. Each run rolls the hours
+from the watermark to the current hour (the first run, every hour since the oldest row, a
+week per transaction) and re-rolls the older hours whose rows changed since: a statement
+trigger on ``deliveries``, ``events``, ``rejected_events`` and ``inbox_items`` marks the
+hours it touched in ``stats_dirty`` (one small insert per statement, whatever its row
+count), so a webhook's "delivered" for last week's e-mail reaches the aggregates on the
+next run. A mark is taken (deleted) in the transaction that re-rolls its hour; a mark
+written by a transaction that commits later stays for the next run.
+
+Grains: ``stats_deliveries`` and ``stats_latency`` have hour rows (kept
+``RSN_STATS_HOURLY_DAYS``), day rows (from the hour rows, or from the raw rows for a day
+older than that) and month rows (from the day rows), both kept for good; the current
+day's and month's rows cover up to the watermark. Events, sends by hour and rejected
+events are kept per hour only (a few rows per hour). Return summaries are merged, never
+recomputed from every event, so a return keeps its cohort and funnel numbers after the
+partitions holding its first events are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from return_notify.reporting import facts
+
+log = logging.getLogger(__name__)
+
+_LOCK_KEY = 0x52534E53  # "RSNS": one rollup at a time
+CHUNK = timedelta(days=7)
+MARKS_PER_RUN = 168  # changed hours re-rolled per transaction
+ANALYZE_AFTER_HOURS = 72
+_TABLES = ("stats_deliveries", "stats_latency", "stats_event_hours", "stats_sent_hours",
+           "stats_rejected_hours", "stats_returns", "stats_cohorts")
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+
+_D_COLS = ", ".join(facts.DELIVERY_COLUMNS[1:])
+_L_COLS = ", ".join(facts.LATENCY_COLUMNS[1:])
+#: per aggregate table with grains: its key columns, measure columns and how they add up
+_GRAINED = {
+    "stats_deliveries": (("tenant_id", "channel", "provider", "region", "milestone", "state"),
+                         ("n", "n_sent", "n_delivered", "n_bounced", "n_read", "min_sent_at",
+                          "max_sent_at"),
+                         ("sum", "sum", "sum", "sum", "sum", "min", "max")),
+    "stats_latency": (("tenant_id", "channel", "kind", "lo_ms", "hi_ms"), ("n", "sum_s"),
+                      ("sum", "sum")),
+}
+#: one UTC day or month after the timestamptz expression (DST-proof whatever the session)
+_NEXT = {"day": "({at} + interval '24 hours')",
+         "month": "(({at} AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC'"}
+
+
+@dataclass
+class RollupResult:
+    hours: int = 0
+    days: int = 0
+    months: int = 0
+    returns: int = 0
+    watermark: str | None = None
+    seconds: float = 0.0
+    skipped: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _state(conn: Connection, name: str) -> datetime | None:
+    return conn.execute(text("SELECT at FROM stats_state WHERE name = :n"), {"n": name}).scalar()
+
+
+def _set_state(conn: Connection, name: str, at: datetime) -> None:
+    conn.execute(text("INSERT INTO stats_state (name, at) VALUES (:n, :at) "
+                      "ON CONFLICT (name) DO UPDATE SET at = EXCLUDED.at"), {"n": name, "at": at})
+
+
+def watermark(conn: Connection) -> datetime | None:
+    """Every hour before it is rolled up (None: never rolled up)."""
+    return _state(conn, "watermark")
+
+
+def _floor(at: datetime, unit: str) -> datetime:
+    at = at.astimezone(UTC)
+    if unit == "month":
+        return datetime(at.year, at.month, 1, tzinfo=UTC)
+    if unit == "day":
+        return datetime(at.year, at.month, at.day, tzinfo=UTC)
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _oldest_hour(conn: Connection) -> datetime | None:
+    found = [t for t in conn.execute(text(
+        "SELECT (SELECT min(created_at) FROM deliveries), (SELECT min(received_at) FROM events), "
+        "(SELECT min(received_at) FROM rejected_events)")).one() if t is not None]
+    return _floor(min(found), "hour") if found else None
+
+
+def rollup(conn: Connection, *, hourly_days: int = 35, now: datetime | None = None,
+           budget_s: float | None = None) -> RollupResult:
+    """Roll up to the current hour; ``conn`` must not be in a transaction. With
+    ``budget_s``, stop after the chunk that used it up (the next run goes on)."""
+    t0 = time.monotonic()
+    result = RollupResult()
+    if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _LOCK_KEY}).scalar():
+        conn.commit()
+        return RollupResult(skipped=True)
+    conn.commit()
+    try:
+        now = now or conn.execute(text("SELECT now()")).scalar_one()
+        conn.commit()
+        w_new = _floor(now, "hour")
+        # hour rows exist for every hour since hourly_from (never earlier than the day
+        # they started to be kept: a larger RSN_STATS_HOURLY_DAYS takes effect as time goes)
+        kept = _state(conn, "hourly_since")
+        hourly_from = _floor(w_new - timedelta(days=hourly_days), "day")
+        w = watermark(conn) or _oldest_hour(conn) or w_new
+        hourly_from = max(hourly_from, kept or _floor(w, "day"))
+        conn.commit()
+        while budget_s is None or time.monotonic() - t0 < budget_s:
+            with conn.begin():
+                conn.execute(text("SET LOCAL jit = off"))  # compiling costs more than it saves
+                # first the hours before the watermark whose rows changed, oldest first,
+                # a week of them per transaction; then the next week after the watermark
+                old = [h for (h,) in conn.execute(text(
+                    "SELECT DISTINCT hour FROM stats_dirty WHERE hour < :w ORDER BY hour "
+                    "LIMIT :n"), {"w": w, "n": MARKS_PER_RUN})]
+                if old:
+                    _roll(conn, [], _take_marks(conn, "hour = ANY(:h)", {"h": old}),
+                          hourly_from, result)
+                elif w < w_new:
+                    end = min(w + CHUNK, w_new)
+                    new = [w + i * HOUR for i in range(int((end - w) / HOUR))]
+                    marked = _take_marks(conn, "hour >= :lo AND hour < :hi", {"lo": w, "hi": end})
+                    _roll(conn, new, marked, hourly_from, result)
+                    _set_state(conn, "watermark", end)
+                    w = end
+                else:
+                    break
+        result.watermark = w.isoformat()
+        with conn.begin():
+            for table in ("stats_deliveries", "stats_latency"):
+                conn.execute(text(f"DELETE FROM {table} WHERE grain = 'h' AND bucket < :at"),
+                             {"at": hourly_from})
+            _set_state(conn, "hourly_since", hourly_from)
+        if result.hours > ANALYZE_AFTER_HOURS:  # a backfill: give the planner row counts now
+            for table in _TABLES:
+                conn.execute(text(f"ANALYZE {table}"))
+            conn.commit()
+    finally:
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
+        conn.commit()
+    result.seconds = round(time.monotonic() - t0, 3)
+    return result
+
+
+def _take_marks(conn: Connection, where: str, params: dict[str, Any]
+                ) -> dict[str, set[datetime]]:
+    """Delete the change marks matching ``where`` and return their hours by kind (a mark
+    written by a transaction that commits later is not seen, so it stays)."""
+    marked: dict[str, set[datetime]] = {"d": set(), "e": set(), "r": set()}
+    for kind, hour in conn.execute(text(
+            f"DELETE FROM stats_dirty WHERE {where} RETURNING kind, hour"), params):
+        marked[kind].add(hour)
+    return marked
+
+
+def _roll(conn: Connection, new: list[datetime], marked: dict[str, set[datetime]],
+          hourly_from: datetime, result: RollupResult) -> None:
+    """Roll the ``new`` hours and the ``marked`` ones, in the caller's transaction."""
+    hours_d = sorted(set(new) | marked["d"])
+    hours_e = sorted(set(new) | marked["e"])
+    hours_r = sorted(set(new) | marked["r"])
+    result.hours += len(set(hours_d) | set(hours_e) | set(hours_r))
+    if hours_d:
+        _roll_deliveries(conn, hours_d, hourly_from, result)
+    if hours_e:
+        _roll_events(conn, hours_e)
+        result.returns += _roll_returns(conn, hours_e)
+    if hours_r:
+        conn.execute(text("DELETE FROM stats_rejected_hours WHERE bucket = ANY(:h)"),
+                     {"h": hours_r})
+        where, params = _in_ranges("x.received_at", hours_r, HOUR)
+        conn.execute(text("INSERT INTO stats_rejected_hours (bucket, tenant, n) "
+                          + facts.rejected_facts("rejected_events x", where)), params)
+
+
+def _runs(starts: list[datetime], width: timedelta) -> list[tuple[datetime, datetime]]:
+    """Buckets of ``width`` from ``starts``, merged into contiguous [lo, hi) ranges."""
+    out: list[tuple[datetime, datetime]] = []
+    for s in sorted(set(starts)):
+        if out and out[-1][1] == s:
+            out[-1] = (out[-1][0], s + width)
+        else:
+            out.append((s, s + width))
+    return out
+
+
+def _in_ranges(col: str, starts: list[datetime], width: timedelta
+               ) -> tuple[str, dict[str, datetime]]:
+    """A condition ``col`` in the buckets (OR of ranges: index range scans in each
+    partition) and its parameters."""
+    parts, params = [], {}
+    for i, (lo, hi) in enumerate(_runs(starts, width)):
+        parts.append(f"({col} >= :lo{i} AND {col} < :hi{i})")
+        params[f"lo{i}"], params[f"hi{i}"] = lo, hi
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def _roll_deliveries(conn: Connection, hours: list[datetime], hourly_from: datetime,
+                     result: RollupResult) -> None:
+    recent = [h for h in hours if h >= hourly_from]
+    old_days = sorted({_floor(h, "day") for h in hours if h < hourly_from})
+    for grain, buckets, width, trunc in (("h", recent, HOUR, "hour"), ("d", old_days, DAY, "day")):
+        if not buckets:  # hour rows; and for a day whose hour rows are gone, its day rows
+            continue
+        for table in ("stats_deliveries", "stats_latency"):
+            conn.execute(text(f"DELETE FROM {table} WHERE grain = '{grain}' "
+                              "AND bucket = ANY(:b)"), {"b": buckets})
+        where, params = _in_ranges("d.created_at", buckets, width)
+        bucket = f"date_trunc('{trunc}', d.created_at, 'UTC')"
+        conn.execute(text(f"INSERT INTO stats_deliveries (grain, bucket, {_D_COLS}) SELECT "
+                          f"'{grain}', f.* FROM ({facts.delivery_facts('deliveries d', where, bucket)}) f"),
+                     params)
+        conn.execute(text(f"INSERT INTO stats_latency (grain, bucket, {_L_COLS}) SELECT "
+                          f"'{grain}', f.* FROM ({facts.latency_facts('deliveries d', where, bucket)}) f"),
+                     params)
+    _regrain(conn, "d", "h", "day", sorted({_floor(h, "day") for h in recent}))
+    all_days = {_floor(h, "day") for h in hours}
+    months = sorted({_floor(d, "month") for d in all_days})
+    _regrain(conn, "m", "d", "month", months)
+    result.days += len(all_days)
+    result.months += len(months)
+    conn.execute(text("DELETE FROM stats_sent_hours WHERE bucket = ANY(:b)"), {"b": hours})
+    where, params = _in_ranges("d.created_at", hours, HOUR)
+    conn.execute(text("INSERT INTO stats_sent_hours (bucket, sent_hour, tenant_id, n) "
+                      + facts.sent_facts("deliveries d", where, facts.hour_of("d.created_at"))),
+                 params)
+
+
+def _regrain(conn: Connection, grain: str, finer: str, unit: str, buckets: list[datetime]
+             ) -> None:
+    """Rows of ``grain`` for ``buckets`` as the sums of their ``finer`` rows."""
+    if not buckets:
+        return
+    for table, (key, measures, how) in _GRAINED.items():
+        keys = ", ".join(f"s.{k}" for k in key)
+        sums = ", ".join(f"{fn}(s.{m})" for m, fn in zip(measures, how, strict=True))
+        conn.execute(text(f"DELETE FROM {table} WHERE grain = '{grain}' AND bucket = ANY(:b)"),
+                     {"b": buckets})
+        conn.execute(text(
+            f"INSERT INTO {table} (grain, bucket, {', '.join(key)}, {', '.join(measures)}) "
+            f"SELECT '{grain}', u.at, {keys}, {sums} "
+            f"FROM unnest(CAST(:b AS timestamptz[])) AS u(at) JOIN {table} s "
+            f"ON s.grain = '{finer}' AND s.bucket >= u.at AND s.bucket < "
+            f"{_NEXT[unit].format(at='u.at')} GROUP BY u.at, {keys}"), {"b": buckets})
+
+
+def _roll_events(conn: Connection, hours: list[datetime]) -> None:
+    cols = ", ".join(facts.EVENT_HOUR_COLUMNS)
+    conn.execute(text("DELETE FROM stats_event_hours WHERE bucket = ANY(:b)"), {"b": hours})
+    where, params = _in_ranges("e.received_at", hours, HOUR)
+    conn.execute(text(f"INSERT INTO stats_event_hours ({cols}) "
+                      + facts.event_hour_facts("events e", where)), params)
+
+
+def _roll_returns(conn: Connection, hours: list[datetime]) -> int:
+    """Merge what the events received in ``hours`` show into their returns' summaries, then
+    recount the cohort days those returns were (and now are) in."""
+    conn.execute(text("CREATE TEMP TABLE IF NOT EXISTS rsn_touched (LIKE stats_returns) "
+                      "ON COMMIT DELETE ROWS"))
+    where, params = _in_ranges("e.received_at", hours, HOUR)
+    conn.execute(text("INSERT INTO rsn_touched " + facts.return_facts("events e", where)),
+                 {**params, **facts.RANK_PARAMS})
+    days = {d for (d,) in conn.execute(text(
+        "SELECT DISTINCT date_trunc('day', s.initiated_at, 'UTC') FROM stats_returns s "
+        "JOIN rsn_touched t USING (return_pk) WHERE s.initiated_at IS NOT NULL"))}
+    n = conn.execute(text(
+        f"INSERT INTO stats_returns SELECT {facts.merge_returns('s', 't')} FROM rsn_touched t "
+        "LEFT JOIN stats_returns s USING (return_pk) ON CONFLICT (return_pk) DO UPDATE SET "
+        + ", ".join(f"{c} = EXCLUDED.{c}" for c in facts.RETURN_COLUMNS[1:])
+        + " RETURNING date_trunc('day', initiated_at, 'UTC')")).all()
+    days |= {d for (d,) in n if d is not None}
+    if days:
+        b = sorted(days)
+        conn.execute(text("DELETE FROM stats_cohorts WHERE day = ANY(:b)"), {"b": b})
+        conn.execute(text(
+            "INSERT INTO stats_cohorts (day, tenant_id, max_rank, completed, rejected, cancelled, "
+            "n) SELECT u.at, s.tenant_id, s.max_rank, s.completed, s.rejected, s.cancelled, "
+            "count(*) FROM unnest(CAST(:b AS timestamptz[])) AS u(at) JOIN stats_returns s "
+            "ON s.initiated_at >= u.at AND s.initiated_at < u.at + interval '24 hours' "
+            "GROUP BY 1, 2, 3, 4, 5, 6"), {"b": b})
+    return len(n)

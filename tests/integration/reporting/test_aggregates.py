@@ -1,0 +1,183 @@
+"""The KPIs from the aggregates equal those of the raw queries on the same rows: every
+count, rate, average, histogram bucket, peak and cohort; percentiles within their
+histogram's 5 %. Through ``GET /v1/stats``, ``stats --json`` and ``report`` too.
+
+A year of generated history (``devtools.history``, ending 2025-06-01) in a scratch
+database, with in-app reads, repeat and stale events, a return initiated twice and
+rejected events added, rolled up; then live rows after the watermark.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from return_notify.reporting import kpis, reads, throughput
+from return_notify.reporting.rollup import rollup
+from return_notify.storage.db import get_engine, session_scope
+from tests.helpers import event
+
+pytestmark = pytest.mark.integration
+
+END = datetime(2025, 6, 1, 10, 30, tzinfo=UTC)
+_PERCENTILE = re.compile(r"(^|_)p\d\d$")
+
+
+def close(raw: Any, rolled: Any, path: str = "") -> list[str]:
+    """Where ``rolled`` differs from ``raw``: exactly, or beyond 5 % for a percentile."""
+    if isinstance(raw, dict) and isinstance(rolled, dict):
+        if raw.keys() != rolled.keys():
+            return [f"{path}: keys {sorted(raw)} != {sorted(rolled)}"]
+        return [d for k in raw for d in close(raw[k], rolled[k], f"{path}.{k}")]
+    if isinstance(raw, list) and isinstance(rolled, list):
+        if len(raw) != len(rolled):
+            return [f"{path}: {len(raw)} items != {len(rolled)}"]
+        return [d for i, (a, b) in enumerate(zip(raw, rolled, strict=True))
+                for d in close(a, b, f"{path}[{i}]")]
+    if _PERCENTILE.search(path.rsplit(".", 1)[-1]) and raw is not None and rolled is not None:
+        ok = abs(raw - rolled) <= max(0.05 * abs(raw), 0.002)
+        return [] if ok else [f"{path}: {raw} vs {rolled}"]
+    return [] if raw == rolled else [f"{path}: {raw!r} != {rolled!r}"]
+
+
+def jsonish(data: Any) -> Any:
+    return json.loads(json.dumps(data, default=str))
+
+
+def both(**kw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(raw, from the aggregates) of ``stats --json``'s data for the same window."""
+    with session_scope() as s:
+        raw = {**throughput.pipeline_stats(s, since=kw.get("since"), tenant=kw.get("tenant")),
+               "kpis": kpis.compute_kpis(s, **kw)}
+    with session_scope() as s:
+        assert reads.plan(s, kw.get("since"), kw.get("tenant")) is not None, "not aggregated"
+        rolled = {**reads.pipeline_stats(s, since=kw.get("since"), tenant=kw.get("tenant")),
+                  "kpis": reads.compute_kpis(s, **kw)}
+    return jsonish(raw), jsonish(rolled)
+
+
+def sql(statement: str, **params: Any) -> None:
+    with session_scope() as s:
+        s.execute(text(statement), params)
+
+
+def roll(now: datetime | None = None) -> dict[str, Any]:
+    with get_engine().connect() as conn:
+        return rollup(conn, now=now).as_dict()
+
+
+@pytest.fixture
+def history(scratch_db: str) -> str:
+    from return_notify.devtools.history import generate_history
+
+    generate_history(get_engine(), rows=4000, end=END, tenants=3, seed=0.3)
+    # what the generator does not make: in-app items (some read), events recorded as
+    # repeat/stale/no_channel, a return initiated again, rejected events of no tenant
+    sql("INSERT INTO inbox_items (tenant_id, customer_id, delivery_id, body, read_at) "
+        "SELECT tenant_id, 'c', id, 'hi', CASE WHEN id % 2 = 0 THEN sent_at END "
+        "FROM deliveries WHERE channel = 'inapp' AND id % 3 = 0")
+    sql("UPDATE events SET disposition = (ARRAY['repeat', 'stale', 'no_channel'])[1 + id % 3] "
+        "WHERE id % 17 = 0")
+    sql("INSERT INTO events (id, tenant_id, event_id, return_pk, milestone, occurred_at, "
+        "received_at, disposition, payload) SELECT rsn_month_id(nextval('events_id_seq'), "
+        "TIMESTAMPTZ '2025-03-20 08:00+00'), tenant_id, 'again-' || id, return_pk, "
+        "'return_initiated', TIMESTAMPTZ '2025-03-20 07:59+00', TIMESTAMPTZ '2025-03-20 08:00+00', "
+        "'repeat', '{}' FROM events WHERE milestone = 'return_initiated' "
+        "AND occurred_at < '2025-03-01' ORDER BY id LIMIT 3")
+    sql("INSERT INTO rejected_events (id, received_at, tenant, errors, payload) SELECT "
+        "rsn_month_id(nextval('rejected_events_id_seq'), at), at, NULL, '[]', '{}' FROM "
+        "generate_series(TIMESTAMPTZ '2024-06-03 10:00+00', '2025-05-30', '9 days') at")
+    result = roll()
+    assert result["hours"] > 24 * 365 and result["watermark"]
+    return scratch_db
+
+
+WINDOWS = [
+    {},
+    {"since": datetime(2025, 3, 17, 13, 47, 12, tzinfo=UTC)},  # mid-month, mid-day, mid-hour
+    {"since": datetime(2025, 3, 1, tzinfo=UTC), "period": "day"},  # a whole month
+    {"since": datetime(2025, 5, 31, 22, 10, tzinfo=UTC), "period": "month"},  # the last hours
+    {"since": datetime(2024, 1, 1, tzinfo=UTC)},  # before everything
+]
+
+
+def test_the_aggregates_give_the_raw_numbers(history: str) -> None:
+    with session_scope() as s:
+        tenants = [t for (t,) in s.execute(text("SELECT slug FROM tenants ORDER BY id"))]
+    for window in WINDOWS:
+        for tenant in (None, tenants[1]):
+            raw, rolled = both(tenant=tenant, **window)
+            assert raw["deliveries"]["total"] or window.get("since") == WINDOWS[3]["since"]
+            assert close(raw, rolled) == [], (window, tenant)
+
+
+def test_a_change_to_an_hour_already_rolled_up_counts_after_the_next_rollup(
+        history: str) -> None:
+    # given: a bounce reported today for last year's e-mails, and new events right now
+    sql("UPDATE deliveries SET state = 'failed', last_error = 'bounced: gone' "
+        "WHERE channel = 'email' AND state = 'delivered' AND id % 5 = 0")
+    from return_notify.pipeline.ingest import ingest_batch
+
+    with session_scope() as s:
+        ingest_batch(s, [event("return_initiated", tenant="acme-outfitters",
+                               at=datetime.now(UTC) - timedelta(hours=1))])
+    raw, rolled = both()
+    assert raw["kpis"]["success"] != rolled["kpis"]["success"]  # not rolled up yet
+    assert raw["events"] == rolled["events"]  # after the watermark: read live
+    # when
+    roll()
+    # then
+    raw, rolled = both()
+    assert close(raw, rolled) == []
+
+
+def test_hour_rows_answer_a_window_of_the_last_days(history: str) -> None:
+    from return_notify.pipeline.ingest import ingest_batch
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    with session_scope() as s:
+        ingest_batch(s, [event(m, tenant="nordhaus", return_id="R-recent", at=now - timedelta(hours=h))
+                         for h, m in ((30, "return_initiated"), (20, "return_approved"),
+                                      (2, "label_created"))])
+    roll(now=now + timedelta(hours=2))  # these hours rolled into hour rows
+    since = now - timedelta(days=2, minutes=13)
+    with session_scope() as s:
+        # a window ending now and longer than the exact one reads the hour rows
+        win = reads.plan(s, since, None)
+        assert win is not None and win[0].hourly_since is not None
+    raw, rolled = both(since=since, period="day")
+    assert close(raw, rolled) == []
+
+
+def test_the_api_the_cli_and_the_report_show_what_they_showed_before(
+        history: str, tmp_path: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from return_notify.access.principals import create_principal, operator
+    from return_notify.api.app import create_app
+    from return_notify.reporting.html import render_report
+    from tests.integration.cli_helpers import run_cli
+
+    with session_scope() as s:
+        tid, slug = s.execute(text("SELECT id, slug FROM tenants ORDER BY id LIMIT 1")).one()
+        _, key = create_principal(s, operator(tid, slug, "test"), "owner-1", "owner")
+        before = jsonish(kpis.compute_kpis(s, tenant=slug))
+        before_all = jsonish({**throughput.pipeline_stats(s), "kpis": kpis.compute_kpis(s)})
+    env = {"RSN_DATABASE_URL": get_engine().url.render_as_string(hide_password=False)}
+    with TestClient(create_app()) as client:
+        api = client.get("/v1/stats", headers={"Authorization": f"Bearer {key}"})
+    assert api.status_code == 200
+    assert close(before, api.json()) == []
+    assert close(before_all, json.loads(run_cli("stats", "--json", env=env))) == []
+    out = tmp_path / "report.html"
+    run_cli("report", "--out", str(out), env=env)
+    embedded = re.search(r'id="rsn-report-data">(.*?)</script>', out.read_text(), re.S)
+    assert embedded is not None
+    report = json.loads(embedded.group(1).replace("<\\/", "</"))
+    assert close(before_all["kpis"], report) == []
+    assert "<svg" in render_report(before_all["kpis"])
