@@ -36,11 +36,16 @@ WITH c AS (
     FROM deliveries d
     WHERE d.id = ANY(CAST(:ids AS bigint[]))
       AND d.channel = :channel
-      AND (d.state = 'pending'
-           OR (d.state IN ('retrying', 'scheduled')
-               AND (d.next_attempt_at IS NULL
-                    OR d.next_attempt_at <= now() + interval '500 milliseconds'))
-           OR (d.state = 'sending' AND d.lease_until < now()))
+      -- one CASE, not an OR of states: the planner then finds the rows by primary key
+      -- (one partition each) whatever its statistics say about states
+      AND CASE d.state
+            WHEN 'pending' THEN true
+            WHEN 'retrying' THEN d.next_attempt_at IS NULL
+                                 OR d.next_attempt_at <= now() + interval '500 milliseconds'
+            WHEN 'scheduled' THEN d.next_attempt_at IS NULL
+                                  OR d.next_attempt_at <= now() + interval '500 milliseconds'
+            WHEN 'sending' THEN d.lease_until < now()
+            ELSE false END
     ORDER BY d.id
     FOR UPDATE OF d SKIP LOCKED
 )
@@ -48,7 +53,8 @@ UPDATE deliveries d
 SET state = 'sending', claim_token = :token, attempts = d.attempts + 1,
     lease_until = now() + make_interval(secs => :lease), updated_at = now()
 FROM c, events e, returns r, tenants t
-WHERE d.id = c.id AND e.id = d.event_pk AND r.id = d.return_pk AND t.id = d.tenant_id
+WHERE d.id = c.id AND d.id = ANY(CAST(:ids AS bigint[]))
+  AND e.id = d.event_pk AND r.id = d.return_pk AND t.id = d.tenant_id
 RETURNING d.id, c.prev_state, d.milestone, d.recipient, d.locale, d.attempts, d.replays,
           d.occurred_at, d.tenant_id, e.payload, r.milestone AS current_milestone, t.slug,
           t.name, r.region, r.milestone_at AS current_at, d.template, d.urgency, d.created_at
@@ -70,7 +76,7 @@ FROM unnest(CAST(:ids AS bigint[]), CAST(:states AS text[]), CAST(:next_ats AS t
             CAST(:bodies AS text[]), CAST(:errs AS text[]), CAST(:skips AS text[]),
             CAST(:throttled AS boolean[]), CAST(:sent_ats AS timestamptz[]))
      AS v(id, state, next_at, provider, pmid, subject, body, err, skip, throttled, sent_at)
-WHERE d.id = v.id AND d.claim_token = :token
+WHERE d.id = v.id AND d.id = ANY(CAST(:ids AS bigint[])) AND d.claim_token = :token
 """)
 
 

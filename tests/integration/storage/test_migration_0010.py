@@ -89,7 +89,7 @@ def test_0010_converts_a_filled_database_and_back_without_losing_a_row(empty_db:
     assert before["deliveries"][0] == 80 and before["delivery_attempts"][0] == 160
 
     # when: upgraded
-    assert upgrade() == "0010"
+    assert upgrade("0010") == "0010"
 
     # then: every row is there, unchanged, in the legacy partitions
     assert fingerprint() == before
@@ -122,6 +122,6 @@ def test_0010_converts_a_filled_database_and_back_without_losing_a_row(empty_db:
                   "'uq_events_tenant_event'") == 1
 
     # and: upgrading once more puts the month-carrying ids below the first new month
-    assert upgrade() == "0010"
+    assert upgrade("0010") == "0010"
     assert fingerprint(ids_below=10**10) == before
     assert scalar("SELECT count(*) FROM deliveries WHERE id = :d", d=did) == 1
