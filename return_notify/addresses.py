@@ -41,6 +41,10 @@ class AddressError(ValueError):
 def _clean(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise AddressError(f"{what} must be a string")
+    if value.isascii():  # the common case: NFKC leaves ASCII as it is
+        text = value.strip(" \t")
+        if text and text.isprintable():  # no control character (line breaks, tabs, NUL)
+            return text
     text = unicodedata.normalize("NFKC", value).strip(" \t")
     if not text:
         raise AddressError(f"{what} is empty")
@@ -61,6 +65,17 @@ def normalize_email(value: object) -> str:
         raise AddressError(f"the email address is longer than {MAX_EMAIL_CHARS} characters")
     if " " in text:
         raise AddressError("the email address contains a space")
+    local, at, domain = text.partition("@")
+    if (at and len(local) <= 64 and _LOCAL.fullmatch(local) and _DOMAIN.fullmatch(domain)
+            and not domain.rsplit(".", 1)[1].isdigit()):
+        # a dot-atom and host names: what the RFC 5322 parser below accepts unchanged, so
+        # the common address skips it (the parser is for everything else, and its errors)
+        return f"{local}@{domain.lower()}"
+    return _parsed_email(text)
+
+
+def _parsed_email(text: str) -> str:
+    """``normalize_email`` by the RFC 5322 parser (every address the fast path does not take)."""
     try:
         parsed = Address(addr_spec=text)
     except (ValueError, IndexError, HeaderParseError, MessageDefect) as exc:

@@ -19,6 +19,7 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -211,6 +212,7 @@ class InvalidTokenError(ValueError):
     """The token was not issued by us, was altered, or is malformed."""
 
 
+@lru_cache(maxsize=8)
 def _unsubscribe_key(secret: str) -> bytes:
     return hmac.new(secret.encode(), b"return-notify/unsubscribe/v1", hashlib.sha256).digest()
 

@@ -186,22 +186,32 @@ def _decode(list_key: str, raw: str) -> Drained:
 
 def announce(task: Any, drained: list[Drained], runtime_s: float) -> None:
     """With task events on, tell monitors (Flower) that each drained message was received
-    and succeeded, under its own task id, as if it had run as a task of its own."""
+    and succeeded, under its own task id, as if it had run as a task of its own. All of a
+    batch's events go out as **one** message (Celery's grouped ``task.multi`` events, which
+    monitors unpack), not two publishes per drained message."""
     if not drained or not task.app.conf.worker_send_task_events:
         return
     hostname = getattr(task.request, "hostname", None)
     share = runtime_s / (len(drained) + 1)
     now = time.time()
     try:
-        with task.app.events.default_dispatcher(hostname=hostname) as dispatcher:
-            for m in drained:
-                if not m.task_id:
-                    continue
-                dispatcher.send("task-received", uuid=m.task_id, name=task.name,
-                                args=m.argsrepr, kwargs="{}", retries=0, eta=None,
-                                root_id=m.task_id, parent_id=None, timestamp=now)
-                dispatcher.send("task-succeeded", uuid=m.task_id, result="drained",
-                                runtime=share, timestamp=now)
+        with task.app.amqp.producer_pool.acquire(block=True) as producer:
+            dispatcher = task.app.events.Dispatcher(
+                producer.connection, hostname, True, producer.channel,
+                buffer_while_offline=False, buffer_group=("task",),
+                buffer_limit=2 * len(drained) + 2)
+            try:
+                for m in drained:
+                    if not m.task_id:
+                        continue
+                    dispatcher.send("task-received", uuid=m.task_id, name=task.name,
+                                    args=m.argsrepr, kwargs="{}", retries=0, eta=None,
+                                    root_id=m.task_id, parent_id=None, timestamp=now)
+                    dispatcher.send("task-succeeded", uuid=m.task_id, result="drained",
+                                    runtime=share, timestamp=now)
+                dispatcher.flush()
+            finally:
+                dispatcher.close()
     except Exception:  # noqa: BLE001 - monitoring never fails a batch
         log.warning("could not announce %d drained messages to monitors", len(drained),
                     exc_info=True)

@@ -38,7 +38,7 @@ from return_notify.storage import db
 
 _connected = False
 #: a pool process gives freed memory back to the system at most this often (seconds)
-TRIM_EVERY_S = 10.0
+TRIM_EVERY_S = 30.0
 _last_trim = 0.0
 _libc: Any = None
 

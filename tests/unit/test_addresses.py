@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from return_notify.addresses import AddressError, address_key, normalize_email, normalize_phone
 from return_notify.errors import EventValidationError
@@ -92,3 +94,25 @@ def test_branding_and_principal_names_are_one_line() -> None:
     with pytest.raises(ValueError, match="email"):
         BrandingUpdate(support_email="help@acme.example\nBcc: x@evil.example")
     assert BrandingUpdate(support_email="Help@ACME.example").support_email == "Help@acme.example"
+
+
+_ATEXT = "abcxyzABCXYZ0189!#$%&'*+/=?^_`{|}~-"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text(alphabet=_ATEXT, min_size=1, max_size=8), min_size=1, max_size=3),
+       st.lists(st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9-]{0,6}[A-Za-z0-9])?", fullmatch=True),
+                min_size=2, max_size=4))
+def test_the_fast_path_agrees_with_the_rfc_5322_parser(atoms: list[str], labels: list[str]) -> None:
+    from return_notify.addresses import _parsed_email
+
+    address = ".".join(atoms) + "@" + ".".join(labels)
+    try:
+        expected: str | None = _parsed_email(address)
+    except AddressError:
+        expected = None
+    try:
+        got: str | None = normalize_email(address)
+    except AddressError:
+        got = None
+    assert got == expected, address
