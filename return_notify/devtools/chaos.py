@@ -299,10 +299,14 @@ def _database(servers: EmbeddedServers, name: str) -> str:
     with engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = base.set(database=name).render_as_string(hide_password=False)
-    with create_engine(url, poolclass=NullPool).begin() as conn:
+    # a plain connection, not a transaction: migrations run one transaction each and may
+    # step out of it for CREATE INDEX CONCURRENTLY
+    migrate_engine = create_engine(url, poolclass=NullPool)
+    with migrate_engine.connect() as conn:
         cfg = alembic_config(url)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+    migrate_engine.dispose()
     engine.dispose()
     return url
 
