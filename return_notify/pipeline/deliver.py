@@ -29,7 +29,7 @@ from return_notify.pipeline.deliver_outcomes import (
     throttle,
     wait_for_provider,
 )
-from return_notify.pipeline.deliver_record import Recorder, Row, claim
+from return_notify.pipeline.deliver_record import Recorder, Row, apply_parked_outcomes, claim
 from return_notify.pipeline.ratelimit import RateLimiter
 from return_notify.policy.planner import quiet_hours_holds
 from return_notify.policy.throttle import QUIET_HOURS, is_stale
@@ -54,6 +54,8 @@ def deliver_batch(
 ) -> DeliverOutcome:
     """Claim (one transaction), send (no transaction open), record (small transactions)."""
     outcome = DeliverOutcome()
+    # outcomes parked in Redis while the database was away go in before any claim
+    apply_parked_outcomes(session_factory, settings)
     claimed_at = time.monotonic()  # the lease runs from (just after) here
     with session_factory() as session:
         token, claimed = claim(session, channel_name, sorted(set(ids)), settings.lease_s)

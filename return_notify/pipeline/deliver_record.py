@@ -23,12 +23,13 @@ from sqlalchemy.orm import Session
 
 from return_notify.config.settings import Settings
 from return_notify.pipeline import presend
+from return_notify.pipeline.outcome_journal import Parked, apply_parked, park
 from return_notify.storage.models import DeliveryAttempt
 
 _ATTEMPTS: Table = DeliveryAttempt.__table__  # type: ignore[assignment]
 log = logging.getLogger(__name__)
 
-__all__ = ["Recorder", "Row", "claim"]
+__all__ = ["Recorder", "Row", "apply_parked_outcomes", "claim", "write_outcomes"]
 
 _CLAIM = text("""
 WITH c AS (
@@ -152,26 +153,48 @@ class Recorder:
             "skips": [r.skip for r in rows], "throttled": [r.throttled for r in rows],
             "sent_ats": [r.sent_at for r in rows],
         }
+        entry = Parked(params, attempts, opted_out, fallback)
         delay_s = 0.2
         while True:
             try:
                 with self.session_factory() as session:
-                    if attempts:
-                        # Core executemany: the ORM's bulk path costs more CPU than the rows
-                        session.execute(insert(_ATTEMPTS), attempts)
-                    session.execute(_WRITE_BACK, params)
-                    for tid, rcpt in opted_out:
-                        presend.record_opt_out(session, tid, rcpt, self.settings)
-                    created = presend.fall_back_to_email(session, fallback, self.settings)
+                    created = write_outcomes(session, entry, self.settings)
                 break
             except OperationalError:
                 if time.monotonic() + delay_s >= self.deadline:
+                    # the lease is ending: keep the outcomes where the next claim or
+                    # sweep writes them first, then give the batch up (its unsent rows
+                    # are claimed again once the lease ends)
+                    if park(self.settings, entry):
+                        self._clear()
                     raise
                 log.warning("recording %d delivery outcomes failed (database unreachable); "
                             "retrying in %.1fs", len(rows), delay_s)
                 time.sleep(delay_s)
                 delay_s = min(2.0, delay_s * 2)
         self.fallback_email += created
+        self._clear()
+        self.flushes += 1
+
+    def _clear(self) -> None:
         self.rows, self.attempts, self.opted_out, self.fallback = [], [], [], []
         self.unrecorded_calls = 0
-        self.flushes += 1
+
+
+def write_outcomes(session: Session, entry: Parked, settings: Settings) -> list[int]:
+    """One write-back in ``session``: attempt rows, the fenced state update, opt-outs and
+    SMS-to-email fallbacks; the ids of the email deliveries the fallbacks created."""
+    if entry.attempts:
+        # Core executemany: the ORM's bulk path costs more CPU than the rows
+        session.execute(insert(_ATTEMPTS), entry.attempts)
+    session.execute(_WRITE_BACK, entry.params)
+    for tid, rcpt in entry.opted_out:
+        presend.record_opt_out(session, tid, rcpt, settings)
+    return list(presend.fall_back_to_email(session, entry.fallback, settings))
+
+
+def apply_parked_outcomes(session_factory: Callable[[], Any], settings: Settings) -> int:
+    """Write the outcomes parked in Redis during a database outage (``outcome_journal``)
+    before anything is claimed again; how many rows."""
+    return apply_parked(session_factory, settings,
+                        lambda session, entry: write_outcomes(session, entry, settings))

@@ -7,6 +7,7 @@ from typing import Any
 
 from return_notify.config.celery import NOOP_TASK, SWEEP_TASK
 from return_notify.config.settings import get_settings
+from return_notify.pipeline.deliver_record import apply_parked_outcomes
 from return_notify.pipeline.maintenance import due_deliveries
 from return_notify.storage.db import session_scope
 from return_notify.workers.app import app, enqueue_deliveries
@@ -17,12 +18,16 @@ log = logging.getLogger(__name__)
 @app.task(name=SWEEP_TASK, acks_late=True, expires=60)
 def sweep() -> dict[str, int]:
     restored = restore_unacked()
+    settings = get_settings()
+    # outcomes parked during a database outage first: their rows are sent, not due
+    parked = apply_parked_outcomes(session_scope, settings)
     with session_scope() as session:
-        due = due_deliveries(session, get_settings().lease_s)
+        due = due_deliveries(session, settings.lease_s)
     if due:
         enqueue_deliveries(due)
         log.info("sweep re-enqueued %s", {k: len(v) for k, v in due.items()})
-    return {**{k: len(v) for k, v in due.items()}, **({"restored": restored} if restored else {})}
+    return {**{k: len(v) for k, v in due.items()}, **({"restored": restored} if restored else {}),
+            **({"parked_outcomes": parked} if parked else {})}
 
 
 def restore_unacked() -> int:
