@@ -52,6 +52,13 @@ class _PeakRSS:
         return self.peak
 
 
+def _plain(v: Any) -> Any:
+    """JSON for what SQL aggregates return (``Decimal``) and anything else printable."""
+    from decimal import Decimal
+
+    return float(v) if isinstance(v, Decimal) else str(v)
+
+
 def _tree_rss(pid: int) -> int:
     try:
         root = psutil.Process(pid)
@@ -246,7 +253,7 @@ def _wait_pipeline(session_scope: Any, since: datetime, tag: str, n: int, t0: fl
 
 def _report(r: dict[str, Any], json_out: bool, console: Console) -> None:
     if json_out:
-        sys.stdout.write(json.dumps(r, indent=2) + "\n")
+        sys.stdout.write(json.dumps(r, indent=2, default=_plain) + "\n")
         return
     t = Table("measure", "value", title="return-notify bench")
     lat = r["latency_s"]
@@ -285,7 +292,7 @@ def run_paced_bench(rates: list[float], duration_s: float = 30.0, workers: int =
     console = Console(stderr=True)
     result = run_paced(rates, duration_s=duration_s, workers=workers, console=console)
     if json_out:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        sys.stdout.write(json.dumps(result, indent=2, default=_plain) + "\n")
         return 0 if all(r["all_sent"] for r in result["rates"]) else 1
     t = Table("events/s", "sent/s while publishing", "backlog at stop", "p50", "p95", "p99",
               "worker CPU / notification", "machine busy", title=(

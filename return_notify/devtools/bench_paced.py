@@ -108,16 +108,28 @@ def _sent_count(session_scope: Any, tag: str, since: datetime) -> tuple[int, int
 
 
 def _latencies(session_scope: Any, tag: str, since: datetime) -> dict[str, float | None]:
+    """occurred_at → sent percentiles, and the two hops: occurred_at → ingested (the
+    event's ``received_at``, the ingest transaction's start) and ingested → sent."""
     with session_scope() as s:
         row = s.execute(text(
             "SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY x), max(x), "
-            "count(*) FROM (SELECT extract(epoch FROM d.sent_at - d.occurred_at) AS x "
+            "percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY i), "
+            "percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY y) "
+            "FROM (SELECT extract(epoch FROM d.sent_at - d.occurred_at) AS x, "
+            "extract(epoch FROM e.received_at - d.occurred_at) AS i, "
+            "extract(epoch FROM d.sent_at - e.received_at) AS y "
             "FROM deliveries d JOIN events e ON e.id = d.event_pk "
             "WHERE d.created_at >= :s AND e.received_at >= :s AND e.event_id LIKE :p "
             "AND d.sent_at IS NOT NULL) q"), {"p": tag + "-%", "s": since}).one()
-    pct = row[0] or [None, None, None]
-    ms = [round(v * 1000, 1) if v is not None else None for v in (*pct, row[1])]
-    return {"p50_ms": ms[0], "p95_ms": ms[1], "p99_ms": ms[2], "max_ms": ms[3]}
+
+    def ms(v: Any) -> float | None:
+        return round(float(v) * 1000, 1) if v is not None else None
+
+    pct, ing, dlv = (row[0] or [None] * 3), (row[2] or [None] * 2), (row[3] or [None] * 2)
+    return {"p50_ms": ms(pct[0]), "p95_ms": ms(pct[1]), "p99_ms": ms(pct[2]),
+            "max_ms": ms(row[1]), "to_ingested_p50_ms": ms(ing[0]),
+            "to_ingested_p99_ms": ms(ing[1]), "ingested_to_sent_p50_ms": ms(dlv[0]),
+            "ingested_to_sent_p99_ms": ms(dlv[1])}
 
 
 def paced_rate(rate: float, duration_s: float, meter: ProcessTreeMeter, session_scope: Any,

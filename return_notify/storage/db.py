@@ -65,6 +65,19 @@ def database_url() -> str:
     return url
 
 
+#: ping each connection as it is checked out of the pool (a round trip per session); the
+#: worker's pool processes turn it off (``skip_pre_ping``): every task there retries a lost
+#: connection, and SQLAlchemy replaces the pool's other connections on the first failure
+_pre_ping = True
+
+
+def skip_pre_ping() -> None:
+    """This process's sessions skip the checkout ping (worker pool processes)."""
+    global _pre_ping
+    _pre_ping = False
+    dispose_engine()
+
+
 def get_engine() -> Engine:
     """The process's engine; a forked child (prefork pool) gets its own, never the parent's."""
     global _engine, _engine_pid, _factory
@@ -77,7 +90,7 @@ def get_engine() -> Engine:
                 database_url(),
                 pool_size=settings.db_pool_size,
                 max_overflow=settings.db_max_overflow,
-                pool_pre_ping=True,
+                pool_pre_ping=_pre_ping,
                 connect_args=connect_args(),
                 pool_recycle=1800,
                 future=True,

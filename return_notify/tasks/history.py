@@ -13,12 +13,13 @@ from return_notify.config.settings import get_settings
 from return_notify.pipeline.history import run_maintenance
 from return_notify.reporting.rollup import rollup
 from return_notify.storage.db import get_engine
-from return_notify.workers.app import app
+from return_notify.workers.app import RETRY_LOST_DATABASE, app
 
 log = logging.getLogger(__name__)
 
 
-@app.task(name=HISTORY_TASK, acks_late=True, queue=RETENTION_QUEUE, expires=6 * 3600)
+@app.task(name=HISTORY_TASK, acks_late=True, queue=RETENTION_QUEUE, expires=6 * 3600,
+          **RETRY_LOST_DATABASE)
 def history() -> dict[str, Any]:
     """Create the coming months' partitions, then drop (or archive and drop) the months
     older than ``RSN_HISTORY_MONTHS``. Idempotent: a rerun finds nothing left to do, and
@@ -34,7 +35,7 @@ def history() -> dict[str, Any]:
 
 
 @app.task(name=ROLLUP_TASK, acks_late=True, queue=RETENTION_QUEUE,
-          expires=max(30.0, get_settings().stats_rollup_interval_s))
+          expires=max(30.0, get_settings().stats_rollup_interval_s), **RETRY_LOST_DATABASE)
 def stats_rollup() -> dict[str, Any]:
     """Roll the KPI aggregates up to the current hour (a first run on a large history
     works through it in steps of a few minutes, run after run)."""
