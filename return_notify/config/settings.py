@@ -255,7 +255,7 @@ class Settings(BaseSettings):
         "worker_max_memory_per_child); 0: the warm worker's own size plus "
         "RSN_POOL_MEMORY_GROWTH_PCT, measured at start")
     pool_memory_growth_pct: int = Field(
-        default=25, ge=5, le=1000,
+        default=10, ge=5, le=1000,
         description="with RSN_MAX_MEMORY_PER_CHILD_MIB=0: how far a pool process may grow "
         "beyond the warm worker's size before it is replaced (after a backlog, memory "
         "comes back instead of staying at the peak)")
