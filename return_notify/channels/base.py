@@ -152,9 +152,9 @@ class Channel(ABC):
                 t0 = time.perf_counter()
                 results = self.send_many(chunk)
                 ms = (time.perf_counter() - t0) * 1000.0 / len(chunk)
-                done = datetime.now(UTC)
+                done_at = datetime.now(UTC)
                 for message, result in zip(chunk, results, strict=True):
-                    yield Sent(message, result, ms, done)
+                    yield Sent(message, result, ms, done_at)
             return
         in_flight: dict[Future[tuple[SendResult | DeliveryError, float]], OutboundMessage] = {}
         serial = self.max_parallel <= 1

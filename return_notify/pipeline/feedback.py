@@ -249,7 +249,9 @@ def apply_sendgrid_events(session: Session, events: Sequence[Any]) -> FeedbackRe
                 signals.append(Signal(row.tenant_id, row.return_pk, row.milestone, "email", kind,
                                       _at(e), SENDGRID, row.id))
             continue
-        tenant_id = row.tenant_id if row is not None else tenant_ids.get(e.get("tenant"))
+        tenant_key = e.get("tenant")
+        tenant_id = (row.tenant_id if row is not None
+                     else tenant_ids.get(tenant_key) if isinstance(tenant_key, str) else None)
         if row is None and tenant_id is None:
             result.unmatched += 1
             continue
