@@ -9,6 +9,8 @@ with the return's slowest time to status update. A second run adds only where no
 (a signal is unique per notification and kind, a rating per return)::
 
     python -m return_notify.devtools.history_signals [--database-url URL] [--rated 0.15]
+        [--measure]   # then time insights_summary (what stats and GET /v1/stats add)
+        [--no-add]    # only measure
 """
 
 from __future__ import annotations
@@ -95,19 +97,69 @@ def add_signals(database_url: str, rated: float = 0.15) -> dict[str, Any]:
     return out
 
 
+def measure(repeat: int = 3) -> dict[str, Any]:
+    """Median seconds of ``insights_summary`` (each part, and all three) for all tenants, the
+    busiest tenant, the busiest scoped to its commonest region, and the smallest tenant
+    (``small_tenant``: the one with fewest deliveries, a tenant with none if there is one);
+    then the same parts without the caps (what ``return-notify insights …`` reads)."""
+    import statistics
+
+    from return_notify.reporting.insight_summary import PARTS, insights_summary
+    from return_notify.reporting.kpis import ReturnScope
+    from return_notify.storage.db import session_scope
+
+    with session_scope() as s:
+        tenant, region = s.execute(text(
+            "SELECT t.slug, r.region FROM deliveries d JOIN tenants t ON t.id = d.tenant_id "
+            "JOIN returns r ON r.id = d.return_pk GROUP BY 1, 2 ORDER BY count(*) DESC "
+            "LIMIT 1")).one()
+        small = s.execute(text(
+            "SELECT t.slug FROM tenants t LEFT JOIN deliveries d ON d.tenant_id = t.id "
+            "GROUP BY t.slug ORDER BY count(d.id), t.slug LIMIT 1")).scalar_one()
+    cases: dict[str, dict[str, Any]] = {
+        "all_tenants": {}, "busy_tenant": {"tenant": tenant},
+        "busy_tenant_region": {"tenant": tenant, "scope": ReturnScope((region.upper(),), ())},
+        "small_tenant": {"tenant": small}}
+
+    def timed(kw: dict[str, Any]) -> float:
+        times = []
+        for _ in range(repeat):
+            with session_scope() as s:
+                t0 = time.perf_counter()
+                insights_summary(s, **kw)
+                times.append(time.perf_counter() - t0)
+        return round(statistics.median(times), 3)
+
+    out: dict[str, Any] = {"busy": tenant, "region": region, "small": small}
+    for name, kw in cases.items():
+        out[name] = {part: timed({**kw, "parts": (part,)}) for part in PARTS}
+        out[name]["all_s"] = timed(kw)
+    out["uncapped_all_tenants"] = {part: timed({"parts": (part,), "notifications": 0,
+                                                "ratings": 0}) for part in PARTS}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m return_notify.devtools.history_signals",
                                  description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--database-url", help="default: RSN_DATABASE_URL")
     ap.add_argument("--rated", type=float, default=0.15,
                     help="share of completed returns that get a rating (0-1)")
+    ap.add_argument("--measure", action="store_true",
+                    help="then time insights_summary: capped (as stats and GET /v1/stats) "
+                         "and uncapped, median of 3")
+    ap.add_argument("--no-add", action="store_true", help="add nothing (only --measure)")
     args = ap.parse_args(argv)
     url = args.database_url or os.environ.get("RSN_DATABASE_URL")
     if not url:
         ap.error("--database-url or RSN_DATABASE_URL is needed")
     if not 0 <= args.rated <= 1:
         ap.error("--rated must lie between 0 and 1")
-    print(json.dumps(add_signals(url, args.rated)))
+    out: dict[str, Any] = {} if args.no_add else {"added": add_signals(url, args.rated)}
+    if args.measure:
+        os.environ["RSN_DATABASE_URL"] = url
+        out["insights_summary_s"] = measure()
+    print(json.dumps(out, indent=2))
     return 0
 
 
