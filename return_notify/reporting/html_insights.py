@@ -30,7 +30,8 @@ def _ci(m: dict[str, Any] | None, pct: bool = False) -> str:
     f = (lambda v: f"{v * 100:.0f} %") if pct else (lambda v: f"{v:.2f}")
     if m["low"] is None:
         return f(m["value"])
-    return f"{f(m['value'])} ({f(m['low'])}–{f(m['high'])})"
+    sep = " to " if m["low"] < 0 else "–"  # a dash between negative numbers reads as minus
+    return f"{f(m['value'])} ({f(m['low'])}{sep}{f(m['high'])})"
 
 
 def _table(table_id: str, caption: str, head: Sequence[str],
