@@ -420,7 +420,7 @@ class Settings(BaseSettings):
         "read on any history); 0: all of them, exact but as slow as the window is long",
     )
     stats_insight_ratings: int = Field(
-        default=5_000, ge=0,
+        default=2_000, ge=0,
         description="`stats` and GET /v1/stats compute effectiveness over at most this many "
         "of the window's satisfaction ratings, the latest; 0: all of them",
     )

@@ -20,6 +20,9 @@ from return_notify.reporting.html_base import W, _figure, _pct, _secs
 CSS = """
 section.insight{margin:26px 0 0}section.insight h2{font-size:18px;margin:0 0 4px}
 section.insight p{color:#4b5563;margin:0 0 10px}.whisker{stroke:#111827;stroke-width:1.5}
+section.insight td{white-space:nowrap}#table-recommendations td{text-align:left}
+#table-recommendations td:last-child{white-space:normal}#table-channels td:nth-child(2),
+#table-time-split td:nth-child(2){text-align:left}
 """
 SATISFACTION = "#ea580c"
 
@@ -138,9 +141,9 @@ def _channels(pref: dict[str, Any] | None) -> str:
             for r in pref["channels"]]
     recs = []
     for r in pref["recommendations"]:
-        evidence = [f"{e['channel']}: {e['clicked']:,} of {e['tracked']:,} clicked "
+        evidence = [f"{e['channel']} {e['clicked']:,}/{e['tracked']:,} clicked "
                     f"({_ci(e['click_rate'], True)})" for e in r["evidence"]]
-        evidence += [f"{x['channel']}: only {x['tracked']:,} tracked" for x in r["insufficient"]]
+        evidence += [f"{x['channel']} only {x['tracked']:,} tracked" for x in r["insufficient"]]
         clear = {True: "yes", False: "no", None: "–"}[r["clear_winner"]]
         recs.append((r["milestone"], [r["milestone"], " > ".join(r["order"]) or "–", clear,
                                       "; ".join(evidence)]))

@@ -87,7 +87,7 @@ def insights_summary(session: Session, *, since: datetime | None = None,
     wanted = set(parts)
     # the sorts and lookups of these reads are small: no JIT compile, sorts in memory
     session.execute(text("SET LOCAL jit = off"))
-    session.execute(text("SET LOCAL work_mem = '32MB'"))
+    session.execute(text("SET LOCAL work_mem = '16MB'"))
     out: dict[str, Any] = {
         "parts": [p for p in PARTS if p in wanted],
         "filters": {"since": since.isoformat() if since else None, "tenant": tenant,

@@ -17,7 +17,8 @@ privacy proxies, SMS has no open) — conservatively, by the lower end of its Wi
 interval, and only with at least ``min_sample`` tracked notifications.
 
 Filters (:class:`InsightFilter`): tenant slugs, a time window (ratings by ``rated_at``,
-notifications by ``sent_at``), regions (each covering its sub-regions) and categories.
+notifications by ``created_at``, as the KPIs count deliveries), regions (each covering its
+sub-regions) and categories.
 """
 
 from __future__ import annotations
@@ -96,17 +97,28 @@ class InsightFilter:
 def sent_notifications(flt: InsightFilter, latest: int | None = None
                        ) -> tuple[str, dict[str, Any]]:
     """A FROM item ``d``: the deliveries sent that ``flt`` lets through (its window on
-    ``sent_at``); with ``latest``, only that many, the last created: a bounded read along
+    ``created_at``, as the KPIs'); with ``latest``, only that many, the last created: a
+    bounded read (of the window only) along
     ``ix_deliveries_tenant_created`` for one tenant (``ix_deliveries_created`` otherwise),
-    whatever the history's size."""
+    whatever the history's size. A region/category scope is then checked row by row on the
+    return (a primary-key lookup), so that the read stays in index order and stops at
+    ``latest``: it reads as far back as the scope's share of the rows makes it."""
     one = flt.tenants[0] if len(flt.tenants) == 1 else None
-    rest = replace(flt, tenants=()) if one is not None else flt
-    where, params = rest.where("d.sent_at")
+    scoped = bool(flt.regions or flt.categories) and latest is not None
+    keep = replace(flt, tenants=() if one is not None else flt.tenants,
+                   regions=() if scoped else flt.regions,
+                   categories=() if scoped else flt.categories)
+    where, params = keep.where("d.created_at")
     if one is not None:  # an equality on tenant_id: the index gives its rows newest first
         where += " AND d.tenant_id = (SELECT id FROM tenants WHERE slug = :f_tenant)"
         params["f_tenant"] = one
+    if scoped:  # a scalar subquery: never turned into a join that would read the scope first
+        cond, more = InsightFilter(regions=flt.regions, categories=flt.categories).where("")
+        where += (f" AND coalesce((SELECT {cond} FROM returns r WHERE r.id = d.return_pk), "
+                  "false)")
+        params.update(more)
     sql = ("SELECT d.id, d.tenant_id, d.return_pk, d.event_pk, d.milestone, d.channel, "
-           "d.occurred_at, d.sent_at FROM deliveries d" + rest.joins().format(a="d")
+           "d.occurred_at, d.sent_at FROM deliveries d" + keep.joins().format(a="d")
            + f" WHERE d.sent_at IS NOT NULL AND {where}")
     if latest is not None:
         sql += " ORDER BY d.created_at DESC LIMIT :f_latest"
@@ -117,12 +129,12 @@ def sent_notifications(flt: InsightFilter, latest: int | None = None
 # ------------------------------------------------------------------ effectiveness -------
 
 _RATED = """
-WITH rated AS MATERIALIZED (
-    SELECT sr.return_pk, sr.score, t.slug AS tenant, r.region, r.product_category AS category
-    FROM satisfaction_ratings sr
-    JOIN returns r ON r.id = sr.return_pk
-    JOIN tenants t ON t.id = sr.tenant_id
+WITH picked AS MATERIALIZED (  -- the ratings first (and the latest of them), then their returns
+    SELECT sr.return_pk, sr.score, sr.tenant_id FROM satisfaction_ratings sr{joins}
     WHERE {where}{latest}
+), rated AS MATERIALIZED (
+    SELECT p.return_pk, p.score, t.slug AS tenant, r.region, r.product_category AS category
+    FROM picked p JOIN returns r ON r.id = p.return_pk JOIN tenants t ON t.id = p.tenant_id
 ), updates AS (
     -- a delivery carries its event's occurred_at: no need to read the events
     SELECT d.return_pk,
@@ -205,7 +217,8 @@ def effectiveness(session: Session, flt: InsightFilter | None = None, *,
     if latest is not None:
         cap = " ORDER BY sr.rated_at DESC, sr.id DESC LIMIT :f_latest"
         params["f_latest"] = latest
-    rows = session.execute(text(_RATED.format(where=where, latest=cap)), params).all()
+    sql = _RATED.format(joins=flt.joins().format(a="sr"), where=where, latest=cap)
+    rows = session.execute(text(sql), params).all()
     groups: dict[str | None, list[Any]] = defaultdict(list)
     for row in rows:
         groups[getattr(row, by) if by else None].append(row)

@@ -72,7 +72,7 @@ def direct(flt: InsightFilter) -> dict[str, Any]:
     """What reporting/insights.py and timing.py compute for ``flt`` (at the default caps)."""
     with session_scope() as s:
         return json.loads(json.dumps({
-            "effectiveness": effectiveness(s, flt, latest=5000),
+            "effectiveness": effectiveness(s, flt, latest=2000),
             "channels": channel_preference(s, flt, latest=20000),
             "time_split": time_split(s, flt, latest=20000)}, default=str))
 
@@ -88,7 +88,7 @@ def test_the_insights_show_the_seeded_effect_as_insights_py_computes_it(
     assert {"success", "latency_s", "completion", "funnel", "engagement", "load"} <= set(body)
     ins = body["insights"]
     assert ins["parts"] == ["effectiveness", "channels", "timing"]
-    assert ins["limits"] == {"ratings": 5000, "notifications": 20000}
+    assert ins["limits"] == {"ratings": 2000, "notifications": 20000}
     assert ins["capped"] == {"effectiveness": False, "channels": False, "timing": False}
     mine = direct(InsightFilter(tenants=(seeded.slug,)))
     assert ins["effectiveness"] == mine["effectiveness"]
