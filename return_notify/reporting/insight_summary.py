@@ -15,9 +15,10 @@ scope) and computes, in the caller's session:
 the last two over the window's latest ``RSN_STATS_INSIGHT_NOTIFICATIONS`` notifications sent
 (by ``created_at``, along its index): every part reads a bounded set whatever the history's
 size. ``limits`` says which caps applied (None: the whole window) and ``capped`` whether a
-cap cut the window (``null`` for a part not computed). The objects are exactly what
-``return-notify insights effectiveness|channels|timing --json`` print for the same filter
-and cap. ``parts`` selects what to compute (:func:`parse_parts`).
+cap cut the window (``null`` for a part not computed). The objects have the shape of
+``return-notify insights effectiveness|channels|timing --json`` (which read the whole
+window: the same numbers when no cap cut it). ``parts`` selects what to compute
+(:func:`parse_parts`).
 """
 
 from __future__ import annotations
