@@ -5,7 +5,9 @@ tenant: authenticated with a principal key (``rsnp_…``), action ``stats:read``
 role holds. A principal limited to regions or categories sees only returns in its scope
 (a region covers its sub-regions); ``?region=`` / ``?category=`` narrow further and must
 lie within that scope (403 otherwise). Query: ``since`` (``15m``, ``24h``, ``7d`` or an
-ISO time, like the CLI's ``--since``), ``period`` (``day|week|month``, completion cohorts).
+ISO time, like the CLI's ``--since``), ``period`` (``day|week|month``, completion cohorts),
+``insights`` (``all``, ``none`` or a comma-separated subset of ``effectiveness,channels,
+timing``: the ``insights`` object, in the same scope; ``insight_summary``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from return_notify.api.limits import GuardedRoute
 from return_notify.api.rbac import Principal, require
 from return_notify.core.regions import normalize_category, normalize_region, region_covers
+from return_notify.reporting.insight_summary import insights_summary, parse_parts
 from return_notify.reporting.kpis import ReturnScope, parse_since
 from return_notify.reporting.reads import compute_kpis
 from return_notify.storage.db import session_scope
@@ -69,15 +72,30 @@ def get_stats(
     = None,
     period: Annotated[Literal["day", "week", "month"], Query(
         description="Cohort period of the completion rate")] = "week",
+    insights: Annotated[str, Query(max_length=64, description=(
+        "Insights to add as `insights`: all, none, or any of effectiveness, channels, timing "
+        "(comma-separated); each reads a bounded set (the window's latest ratings / "
+        "notifications, RSN_STATS_INSIGHT_*)"))] = "all",
 ) -> dict[str, Any]:
     """Delivery success by channel/provider/region, occurred_at → sent/delivered latency,
     return completion rate and funnel, engagement, load pattern and throughput: the
-    ``kpis`` object of ``return-notify stats --json --tenant <yours>``."""
+    ``kpis`` object of ``return-notify stats --json --tenant <yours>``; plus ``insights``:
+    satisfaction by time to status update and by number of updates, channel preference
+    with the recommended order, and source lag vs pipeline (its ``insights`` object)."""
     try:
         since_at = parse_since(since)
     except ValueError as exc:
         raise _invalid("since", str(exc)) from None
+    try:
+        parts = parse_parts(insights)
+    except ValueError as exc:
+        raise _invalid("insights", str(exc)) from None
     scope = effective_scope(principal, region, category)
     with session_scope() as session:
-        return compute_kpis(session, since=since_at, tenant=principal.tenant, period=period,
-                            scope=scope)
+        out = compute_kpis(session, since=since_at, tenant=principal.tenant, period=period,
+                           scope=scope)
+        if parts:
+            out["insights"] = insights_summary(session, since=since_at,
+                                               tenant=principal.tenant, scope=scope,
+                                               parts=parts)
+        return out

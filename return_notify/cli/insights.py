@@ -222,11 +222,14 @@ def timing(
     for col in ("source", "channel", "n", "source lag p50", "p95", "pipeline p50", "p95",
                 "upstream share"):
         table.add_column(col, justify="left" if col in ("source", "channel") else "right")
+    def num(v: float | None, digits: int) -> str:
+        return "-" if v is None else f"{v:.{digits}f}"  # None: nothing sent in the window
+
     for r in rows:
         table.add_row("all" if r["source"] is None else (r["source"] or "(none)"),
-                      r["channel"] or "all", str(r["n"]), f"{r['source_lag_s']['p50']:.1f}",
-                      f"{r['source_lag_s']['p95']:.1f}", f"{r['pipeline_s']['p50']:.2f}",
-                      f"{r['pipeline_s']['p95']:.2f}",
+                      r["channel"] or "all", str(r["n"]), num(r["source_lag_s"]["p50"], 1),
+                      num(r["source_lag_s"]["p95"], 1), num(r["pipeline_s"]["p50"], 2),
+                      num(r["pipeline_s"]["p95"], 2),
                       "-" if r["upstream_share"] is None else f"{r['upstream_share'] * 100:.1f}%")
     console.print(table)
 

@@ -413,6 +413,17 @@ class Settings(BaseSettings):
         description="hours after a customer's first rating during which a rating link may "
         "change the score (the same score again is always a no-op)",
     )
+    stats_insight_notifications: int = Field(
+        default=20_000, ge=0,
+        description="`stats` and GET /v1/stats compute channel preference and the time split "
+        "over at most this many of the window's notifications sent, the latest (a bounded "
+        "read on any history); 0: all of them, exact but as slow as the window is long",
+    )
+    stats_insight_ratings: int = Field(
+        default=2_000, ge=0,
+        description="`stats` and GET /v1/stats compute effectiveness over at most this many "
+        "of the window's satisfaction ratings, the latest; 0: all of them",
+    )
 
     # --- ways in: carrier webhooks, feed mappings, the Redis Stream listener -------------
     source_mapping_dirs: str = Field(

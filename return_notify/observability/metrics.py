@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 #: occurred_at → sent: from sub-second to a day (events may be published late)
 LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
                      7200, 21600, 86400)
+#: occurred_at → stored at ingest (the source's lag): a live portal's seconds to a nightly
+#: export's day and a slow carrier feed's week
+SOURCE_LAG_BUCKETS_S = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400,
+                        3 * 86400, 7 * 86400)
+#: the ``source`` label's values: the event's ``source`` reduced to its kind (bounded)
+SOURCE_KINDS = ("wms", "erp", "carrier", "portal", "other", "none")
 PROVIDER_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 #: kombu's Redis transport keeps priority levels in separate lists: queue, queue\x06\x163, ...
 PRIORITY_STEPS = (0, 3, 6, 9)
@@ -76,6 +82,11 @@ class _WorkerMetrics:
         self.rate_limit_wait_seconds = Counter(
             "rsn_rate_limit_wait_seconds", "Summed wait imposed by the global rate limiter",
             ["limit", "provider"], registry=None)
+        self.source_lag = Histogram(
+            "rsn_source_lag_seconds", "Time from an event's occurred_at (the status change in "
+            "the source system) to ingest storing it: the upstream's share of the time to "
+            "status update, by source kind (wms, erp, carrier, portal, other, none)",
+            ["source"], buckets=SOURCE_LAG_BUCKETS_S, registry=None)
         self.events = Counter(
             "rsn_events", "Events ingested, by disposition (notified, stale, repeat, "
             "no_channel, duplicate, rejected)", ["disposition"], registry=None)
@@ -164,6 +175,19 @@ def observe_deliver(channel: str, outcome: Any) -> None:
         observe_rate_limit_wait(provider, seconds, limit)
 
 
+def source_kind(source: str | None) -> str:
+    """An event's ``source`` as one of :data:`SOURCE_KINDS` (``carrier:ups`` → ``carrier``,
+    ``returns-portal`` → ``portal``, ``acme-wms-eu`` → ``wms``): a bounded label whatever
+    producers write there."""
+    if not source or not source.strip():
+        return "none"
+    s = source.strip().lower()
+    for kind in ("carrier", "portal", "wms", "erp"):
+        if kind in s:
+            return kind
+    return "other"
+
+
 def observe_ingest(result: Any) -> None:
     """Called by the ingest task after each batch with its ``IngestResult``."""
     m = _worker_metrics()
@@ -182,6 +206,8 @@ def observe_ingest(result: Any) -> None:
                 m.planned.labels(ch).inc(len(ids))
         if getattr(result, "superseded", 0):
             m.superseded.inc(result.superseded)
+        for source, seconds in getattr(result, "source_lags", []) or []:
+            m.source_lag.labels(source_kind(source)).observe(max(0.0, float(seconds)))
     except Exception:  # noqa: BLE001 - metrics never fail a task
         log.warning("ingest metrics dropped", exc_info=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, text, update
@@ -50,6 +51,8 @@ class IngestResult:
     preference_skipped: int = 0
     #: delivery ids of transactional milestones: they jump the queue in a backlog
     urgent: set[int] = field(default_factory=set)
+    #: (source, seconds from occurred_at to stored) of each event stored: the source's lag
+    source_lags: list[tuple[str | None, float]] = field(default_factory=list)
 
     def absorb(self, other: IngestResult) -> None:
         """Add ``other``'s counts and deliveries (a batch ingested in parts)."""
@@ -65,6 +68,7 @@ class IngestResult:
         for ch, ids in other.deliveries.items():
             self.deliveries[ch].extend(ids)
         self.urgent |= other.urgent
+        self.source_lags.extend(other.source_lags)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -268,6 +272,9 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
     event_pk = {(tid, eid): pk for pk, tid, eid in inserted}
     result.duplicates += len(event_rows) - len(inserted)
     result.accepted = len(inserted)
+    stored_at = datetime.now(UTC)
+    result.source_lags = [(ev.source, (stored_at - ev.occurred_at).total_seconds())
+                          for ev, tid, *_ in decisions if (tid, ev.event_id) in event_pk]
     # the tracking numbers of labels, so carrier webhooks find their return
     trackings = [(tid, rpk, *found) for ev, tid, rpk, *_ in decisions
                  if (tid, ev.event_id) in event_pk and (found := tracking_of(ev)) is not None]

@@ -1,10 +1,13 @@
 """`return-notify report`: one self-contained HTML file (inline SVG charts, no network).
 
 Charts: throughput over time, latency distribution, success by channel, the return funnel,
-load by hour of day; then the KPI tables. Every chart mark carries ``data-label`` and
+load by hour of day; then the KPI tables; then, given the ``insights`` object, the insight
+sections (``html_insights``: satisfaction by timeliness, channel preference, where the
+time goes). Every chart mark carries ``data-label`` and
 ``data-value``, and the whole KPI dict is embedded as JSON (``#rsn-report-data``) so the
 numbers can be checked or re-used. A few lines of inline script record, once the page is
-laid out, how many marks each chart drew (``body[data-rendered]``), for headless checks.
+laid out, how many marks each chart drew (``body[data-rendered]``) and how many rows each
+insight table laid out (``body[data-rendered-tables]``), for headless checks.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-W, H = 720, 260
+from return_notify.reporting.html_base import H, W, _figure, _pct, _secs
+from return_notify.reporting.html_insights import CSS as INSIGHT_CSS
+from return_notify.reporting.html_insights import insight_sections
+
 PAD_L, PAD_R, PAD_T, PAD_B = 56, 16, 16, 44
 COLORS = {"events": "#6b7280", "sent": "#2563eb", "ok": "#16a34a", "bad": "#dc2626",
           "bar": "#2563eb", "funnel": "#7c3aed", "load": "#0891b2"}
@@ -42,7 +48,11 @@ addEventListener('load',function(){var r={};document.querySelectorAll('figure.ch
 function(f){var n=0;f.querySelectorAll('[data-value]').forEach(function(m){var b=m.getBBox?
 m.getBBox():m.getBoundingClientRect();if(b.width>0||b.height>0)n++;});var s=f.querySelector('svg')
 .getBoundingClientRect();r[f.dataset.chart]={marks:n,width:Math.round(s.width),
-height:Math.round(s.height)};});document.body.setAttribute('data-rendered',JSON.stringify(r));});
+height:Math.round(s.height)};});document.body.setAttribute('data-rendered',JSON.stringify(r));
+var t={};document.querySelectorAll('section.insight table').forEach(function(x){var n=0;
+x.querySelectorAll('tr[data-key]').forEach(function(w){if(w.getBoundingClientRect().height>0)n++;});
+var b=x.getBoundingClientRect();t[x.id]={rows:n,width:Math.round(b.width),height:Math.round(b.height)};});
+document.body.setAttribute('data-rendered-tables',JSON.stringify(t));});
 """
 
 
@@ -52,35 +62,12 @@ def _num(v: float) -> str:
     return f"{v:.1f}".rstrip("0").rstrip(".") if v % 1 else f"{int(v)}"
 
 
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{v * 100:.1f} %"
-
-
-def _secs(v: float | None) -> str:
-    if v is None:
-        return "–"
-    return f"{v * 1000:,.0f} ms" if v < 10 else f"{v:,.1f} s" if v < 600 else f"{v / 60:,.1f} min"
-
-
 def _nice(v: float) -> float:
     """The smallest 1, 2, 2.5 or 5 × 10^k at or above ``v`` (a round axis maximum)."""
     if v <= 0:
         return 1.0
     exp = 10 ** math.floor(math.log10(v))
     return next(m * exp for m in (1, 2, 2.5, 5, 10) if m * exp >= v)
-
-
-def _figure(chart: str, title: str, body: str, legend: dict[str, str] | None = None,
-            height: float = H) -> str:
-    leg = ""
-    if legend:
-        leg = '<div class="legend">' + "".join(
-            f'<span><i style="background:{c}"></i>{escape(n)}</span>' for n, c in legend.items()
-        ) + "</div>"
-    return (f'<figure class="chart" id="chart-{chart}" data-chart="{chart}">'
-            f"<figcaption>{escape(title)}</figcaption>{leg}"
-            f'<svg viewBox="0 0 {W} {height:.0f}" role="img" aria-label="{escape(title)}">{body}'
-            "</svg></figure>")
 
 
 def _empty() -> str:
@@ -251,8 +238,9 @@ def tables(k: dict[str, Any]) -> list[str]:
 
 
 def render_report(k: dict[str, Any], title: str = "return-notify report",
-                  generated_at: datetime | None = None) -> str:
-    """The whole HTML document."""
+                  generated_at: datetime | None = None,
+                  insights: dict[str, Any] | None = None) -> str:
+    """The whole HTML document (with the insight sections when ``insights`` is given)."""
     when = (generated_at or datetime.now(UTC)).isoformat(timespec="seconds")
     f = k["filters"]
     scope = ", ".join(x for x in (f"since {f['since']}" if f["since"] else "all time",
@@ -266,13 +254,15 @@ def render_report(k: dict[str, Any], title: str = "return-notify report",
              ("return completion", _pct(k["completion"]["total"]["rate"]))]
     tile_html = "".join(f'<div class="tile"><b>{escape(v)}</b><span>{escape(n)}</span></div>'
                         for n, v in tiles)
-    data = json.dumps(k, default=str).replace("</", "<\\/")
+    data = json.dumps({**k, "insights": insights} if insights is not None else k,
+                      default=str).replace("</", "<\\/")
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width\"><title>{escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><main><h1>{escape(title)}</h1>"
+        f"<style>{_CSS}{INSIGHT_CSS}</style></head><body><main><h1>{escape(title)}</h1>"
         f'<p class="sub">Generated {escape(when)} · {escape(scope)}</p>'
-        f'<div class="tiles">{tile_html}</div>{"".join(charts(k))}{"".join(tables(k))}</main>'
+        f'<div class="tiles">{tile_html}</div>{"".join(charts(k))}{"".join(tables(k))}'
+        f"{insight_sections(insights)}</main>"
         f'<script type="application/json" id="rsn-report-data">{data}</script>'
         f"<script>{_JS}</script></body></html>\n"
     )

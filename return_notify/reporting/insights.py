@@ -17,7 +17,8 @@ privacy proxies, SMS has no open) — conservatively, by the lower end of its Wi
 interval, and only with at least ``min_sample`` tracked notifications.
 
 Filters (:class:`InsightFilter`): tenant slugs, a time window (ratings by ``rated_at``,
-notifications by ``sent_at``), regions (each covering its sub-regions) and categories.
+notifications by ``created_at``, as the KPIs count deliveries), regions (each covering its
+sub-regions) and categories.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -37,7 +38,7 @@ from return_notify.reporting.intervals import Interval, mean_interval, spearman,
 
 __all__ = ["MIN_SAMPLE", "TIME_BANDS", "InsightFilter", "band_of", "channel_preference",
            "channels_to_apply", "effectiveness", "rank_channels", "recommend",
-           "summarise_scores"]
+           "sent_notifications", "summarise_scores"]
 
 #: (label, upper bound in seconds): a return falls in the first band whose bound exceeds it
 TIME_BANDS: tuple[tuple[str, float], ...] = (
@@ -82,22 +83,65 @@ class InsightFilter:
             params["f_categories"] = [x.lower() for x in self.categories]
         return " AND ".join(clauses), params
 
+    def joins(self) -> str:
+        """The joins :meth:`where` needs on rows with ``tenant_id`` and ``return_pk`` aliased
+        ``alias`` (none when nothing filters by tenant, region or category)."""
+        out = ""
+        if self.tenants:
+            out += " JOIN tenants t ON t.id = {a}.tenant_id"
+        if self.regions or self.categories:
+            out += " JOIN returns r ON r.id = {a}.return_pk"
+        return out
+
+
+def sent_notifications(flt: InsightFilter, latest: int | None = None
+                       ) -> tuple[str, dict[str, Any]]:
+    """A FROM item ``d``: the deliveries sent that ``flt`` lets through (its window on
+    ``created_at``, as the KPIs'); with ``latest``, only that many, the last created: a
+    bounded read (of the window only) along
+    ``ix_deliveries_tenant_created`` for one tenant (``ix_deliveries_created`` otherwise),
+    whatever the history's size. A region/category scope is then checked row by row on the
+    return (a primary-key lookup), so that the read stays in index order and stops at
+    ``latest``: it reads as far back as the scope's share of the rows makes it."""
+    one = flt.tenants[0] if len(flt.tenants) == 1 else None
+    scoped = bool(flt.regions or flt.categories) and latest is not None
+    keep = replace(flt, tenants=() if one is not None else flt.tenants,
+                   regions=() if scoped else flt.regions,
+                   categories=() if scoped else flt.categories)
+    where, params = keep.where("d.created_at")
+    if one is not None:  # an equality on tenant_id: the index gives its rows newest first
+        where += " AND d.tenant_id = (SELECT id FROM tenants WHERE slug = :f_tenant)"
+        params["f_tenant"] = one
+    if scoped:  # a scalar subquery: never turned into a join that would read the scope first
+        cond, more = InsightFilter(regions=flt.regions, categories=flt.categories).where("")
+        where += (f" AND coalesce((SELECT {cond} FROM returns r WHERE r.id = d.return_pk), "
+                  "false)")
+        params.update(more)
+    sql = ("SELECT d.id, d.tenant_id, d.return_pk, d.event_pk, d.milestone, d.channel, "
+           "d.occurred_at, d.sent_at FROM deliveries d" + keep.joins().format(a="d")
+           + f" WHERE d.sent_at IS NOT NULL AND {where}")
+    if latest is not None:
+        sql += " ORDER BY d.created_at DESC LIMIT :f_latest"
+        params["f_latest"] = latest
+    return f"({sql}) d", params
+
 
 # ------------------------------------------------------------------ effectiveness -------
 
 _RATED = """
-WITH rated AS (
-    SELECT sr.return_pk, sr.score, t.slug AS tenant, r.region, r.product_category AS category
-    FROM satisfaction_ratings sr
-    JOIN returns r ON r.id = sr.return_pk
-    JOIN tenants t ON t.id = sr.tenant_id
-    WHERE {where}
+WITH picked AS MATERIALIZED (  -- the ratings first (and the latest of them), then their returns
+    SELECT sr.return_pk, sr.score, sr.tenant_id FROM satisfaction_ratings sr{joins}
+    WHERE {where}{latest}
+), rated AS MATERIALIZED (
+    SELECT p.return_pk, p.score, t.slug AS tenant, r.region, r.product_category AS category
+    FROM picked p JOIN returns r ON r.id = p.return_pk JOIN tenants t ON t.id = p.tenant_id
 ), updates AS (
-    SELECT e.return_pk,
-           greatest(0.0, extract(epoch FROM min(d.sent_at) - e.occurred_at)) AS s
-    FROM events e JOIN deliveries d ON d.event_pk = e.id
-    WHERE e.return_pk IN (SELECT return_pk FROM rated) AND d.sent_at IS NOT NULL
-    GROUP BY e.return_pk, e.id, e.occurred_at
+    -- a delivery carries its event's occurred_at: no need to read the events
+    SELECT d.return_pk,
+           greatest(0.0, extract(epoch FROM min(d.sent_at) - min(d.occurred_at))) AS s
+    FROM deliveries d
+    WHERE d.return_pk IN (SELECT return_pk FROM rated) AND d.sent_at IS NOT NULL
+    GROUP BY d.return_pk, d.event_pk
 ), per AS (
     SELECT return_pk, percentile_cont(0.5) WITHIN GROUP (ORDER BY s) AS typical_s,
            max(s) AS worst_s, count(*) AS updates
@@ -161,13 +205,20 @@ def _group(rows: Sequence[Any], measure: Measure) -> dict[str, Any]:
 
 
 def effectiveness(session: Session, flt: InsightFilter | None = None, *,
-                  by: Dimension | None = None, measure: Measure = "median") -> dict[str, Any]:
+                  by: Dimension | None = None, measure: Measure = "median",
+                  latest: int | None = None) -> dict[str, Any]:
     """Satisfaction by time to status update and by number of updates (module docstring);
     ``by`` splits it per tenant, region or category; ``measure`` ``worst`` bands a return
-    by its slowest update instead of its median one."""
+    by its slowest update instead of its median one; ``latest``: only that many ratings,
+    the last rated."""
     flt = flt or InsightFilter()
     where, params = flt.where("sr.rated_at")
-    rows = session.execute(text(_RATED.format(where=where)), params).all()
+    cap = ""
+    if latest is not None:
+        cap = " ORDER BY sr.rated_at DESC, sr.id DESC LIMIT :f_latest"
+        params["f_latest"] = latest
+    sql = _RATED.format(joins=flt.joins().format(a="sr"), where=where, latest=cap)
+    rows = session.execute(text(sql), params).all()
     groups: dict[str | None, list[Any]] = defaultdict(list)
     for row in rows:
         groups[getattr(row, by) if by else None].append(row)
@@ -186,22 +237,12 @@ WITH units AS (
     SELECT d.return_pk, d.milestone, d.channel, min(d.sent_at) AS sent_at,
            coalesce(min(d.sent_at) >= ti.tracking_since, false) AS tracked,
            coalesce(bool_or(ii.read_at IS NOT NULL), false) AS read
-    FROM deliveries d
-    JOIN tenants t ON t.id = d.tenant_id
-    JOIN returns r ON r.id = d.return_pk
+    FROM {sent}
     LEFT JOIN tenant_insights ti ON ti.tenant_id = d.tenant_id
-    LEFT JOIN inbox_items ii ON ii.delivery_id = d.id
-    WHERE d.sent_at IS NOT NULL AND {where}
+    {read}
     GROUP BY d.return_pk, d.milestone, d.channel, ti.tracking_since
 ), signals AS (
-    SELECT u.milestone, u.channel, u.tracked, u.read,
-           EXISTS (SELECT 1 FROM engagement_signals s WHERE s.return_pk = u.return_pk
-                   AND s.milestone = u.milestone AND s.channel = u.channel
-                   AND s.kind = 'open') AS opened,
-           EXISTS (SELECT 1 FROM engagement_signals s WHERE s.return_pk = u.return_pk
-                   AND s.milestone = u.milestone AND s.channel = u.channel
-                   AND s.kind = 'click') AS clicked
-    FROM units u
+    SELECT u.milestone, u.channel, u.tracked, u.read, {signals}
 )
 SELECT milestone, channel, count(*) AS sent, count(*) FILTER (WHERE tracked) AS tracked,
        count(*) FILTER (WHERE tracked AND opened) AS opened,
@@ -209,15 +250,42 @@ SELECT milestone, channel, count(*) AS sent, count(*) FILTER (WHERE tracked) AS 
        count(*) FILTER (WHERE read) AS read
 FROM signals GROUP BY milestone, channel
 """
+#: the read state and the signals of every sent notification: hash joins
+_WHOLE = {
+    "read": "LEFT JOIN inbox_items ii ON ii.delivery_id = d.id",
+    "signals": """
+           EXISTS (SELECT 1 FROM engagement_signals s WHERE s.return_pk = u.return_pk
+                   AND s.milestone = u.milestone AND s.channel = u.channel
+                   AND s.kind = 'open') AS opened,
+           EXISTS (SELECT 1 FROM engagement_signals s WHERE s.return_pk = u.return_pk
+                   AND s.milestone = u.milestone AND s.channel = u.channel
+                   AND s.kind = 'click') AS clicked
+    FROM units u""",
+}
+#: of a bounded set: one index lookup each (inbox_items.delivery_id, uq_engagement_signals_once)
+#: rather than a hash of every inbox item and signal (the aggregate and LIMIT keep the
+#: planner from flattening the lateral subqueries into plain joins)
+_LOOKUP = {
+    "read": "LEFT JOIN LATERAL (SELECT ii.read_at FROM inbox_items ii "
+            "WHERE ii.delivery_id = d.id LIMIT 1) ii ON true",
+    "signals": """
+           coalesce(s.opened, false) AS opened, coalesce(s.clicked, false) AS clicked
+    FROM units u CROSS JOIN LATERAL (
+        SELECT bool_or(s.kind = 'open') AS opened, bool_or(s.kind = 'click') AS clicked
+        FROM engagement_signals s WHERE s.return_pk = u.return_pk
+        AND s.milestone = u.milestone AND s.channel = u.channel) s""",
+}
 
 
-def channel_preference(session: Session, flt: InsightFilter | None = None) -> list[dict[str, Any]]:
+def channel_preference(session: Session, flt: InsightFilter | None = None,
+                       latest: int | None = None) -> list[dict[str, Any]]:
     """Per milestone (lifecycle order) and channel: notifications sent and tracked, and the
-    open (email), click and read (in-app) counts and rates with Wilson intervals."""
-    flt = flt or InsightFilter()
-    where, params = flt.where("d.sent_at")
+    open (email), click and read (in-app) counts and rates with Wilson intervals;
+    ``latest``: of only that many deliveries sent, the last created."""
+    sent, params = sent_notifications(flt or InsightFilter(), latest)
     out = []
-    for row in session.execute(text(_UNITS.format(where=where)), params).all():
+    sql = _UNITS.format(sent=sent, **(_WHOLE if latest is None else _LOOKUP))
+    for row in session.execute(text(sql), params).all():
         tracked = int(row.tracked)
         out.append({
             "milestone": row.milestone, "channel": row.channel, "sent": int(row.sent),
@@ -256,11 +324,13 @@ def rank_channels(rows: Iterable[dict[str, Any]], min_sample: int = MIN_SAMPLE
 
 
 def recommend(session: Session, flt: InsightFilter | None = None,
-              min_sample: int = MIN_SAMPLE) -> list[dict[str, Any]]:
+              min_sample: int = MIN_SAMPLE, latest: int | None = None,
+              rows: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The recommended channel order of every milestone with sent notifications, with its
-    evidence (see :func:`rank_channels`)."""
+    evidence (see :func:`rank_channels`); from ``rows`` of :func:`channel_preference` when
+    given (no query)."""
     per: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in channel_preference(session, flt):
+    for row in rows if rows is not None else channel_preference(session, flt, latest):
         per[row["milestone"]].append(row)
     return [{"milestone": m, "min_sample": min_sample, **rank_channels(rows, min_sample)}
             for m, rows in per.items()]

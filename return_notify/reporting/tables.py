@@ -100,3 +100,67 @@ def kpi_tables(k: dict[str, Any]) -> list[Table]:
         lt.add_row(key.replace("_", " "), f"{p['events']:,} events at {p['at'][:16]}" if p else "-")
     tables.append(lt)
     return tables
+
+
+def _ci(m: dict[str, Any], pct: bool = False) -> str:
+    """An interval as ``value (low-high)``: a mean, or a share in % (``pct``)."""
+    if m is None or m["value"] is None:
+        return "-"
+    f = (lambda v: f"{v * 100:.0f}%") if pct else (lambda v: f"{v:.2f}")
+    return f(m["value"]) if m["low"] is None else f"{f(m['value'])} ({f(m['low'])}-{f(m['high'])})"
+
+
+def _dur(v: float | None) -> str:
+    """A duration in its own unit, short (the time split's columns)."""
+    if v is None:
+        return "-"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min"), (1, "s")):
+        if v >= size:
+            return f"{v / size:.1f} {unit}"
+    return f"{v * 1000:.0f} ms"
+
+
+def insight_tables(ins: dict[str, Any] | None) -> list[Table]:
+    """The insights (``insight_summary.insights_summary``) as compact rich tables."""
+    if not ins:
+        return []
+    tables: list[Table] = []
+    eff = ins.get("effectiveness")
+    if eff is not None:
+        group = eff["groups"][0] if eff["groups"] else None
+        for key, label, title in (("by_time_to_update", "band", "time to status update"),
+                                  ("by_updates", "updates", "number of updates")):
+            t = Table(label, "rated", "mean score (95% CI)", "satisfied 4-5 (95% CI)",
+                      title=f"Satisfaction by {title} ({eff['rated_returns']:,} rated)")
+            for b in group[key] if group else []:
+                t.add_row(str(b[label]), f"{b['n']:,}", _ci(b["mean_score"]),
+                          _ci(b["satisfied_share"], pct=True))
+            tables.append(t)
+    pref = ins.get("channel_preference")
+    if pref is not None:
+        t = Table("milestone", "channel", "sent", "tracked", "opened", "clicked", "read",
+                  title="Channel preference (rates, 95% CI)")
+        for r in pref["channels"]:
+            t.add_row(r["milestone"], r["channel"], f"{r['sent']:,}", f"{r['tracked']:,}",
+                      _ci(r["open_rate"], True), _ci(r["click_rate"], True),
+                      _ci(r["read_rate"], True))
+        tables.append(t)
+        rec = Table("milestone", "recommended order", "evidence (clicked / tracked)",
+                    title="Recommended channel order (by click rate)")
+        for r in pref["recommendations"]:
+            few = ", ".join(f"{x['channel']} {x['tracked']}" for x in r["insufficient"])
+            evidence = [f"{e['channel']} {e['clicked']:,}/{e['tracked']:,}"
+                        for e in r["evidence"]] + ([f"too few: {few}"] if few else [])
+            rec.add_row(r["milestone"], " > ".join(r["order"]) or "-", ", ".join(evidence))
+        tables.append(rec)
+    split = ins.get("time_split")
+    if split is not None:
+        t = Table("source", "channel", "n", "lag p50", "p95", "ours p50", "p95", "upstream",
+                  title="Where the time goes: source lag vs pipeline (ours)")
+        for r in split:
+            t.add_row("all" if r["source"] is None else (r["source"] or "(none)"),
+                      r["channel"] or "all", f"{r['n']:,}", _dur(r["source_lag_s"]["p50"]),
+                      _dur(r["source_lag_s"]["p95"]), _dur(r["pipeline_s"]["p50"]),
+                      _dur(r["pipeline_s"]["p95"]), _pct(r["upstream_share"]))
+        tables.append(t)
+    return tables

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from return_notify.reporting.insights import InsightFilter
+from return_notify.reporting.insights import InsightFilter, sent_notifications
 
 __all__ = ["time_split"]
 
@@ -31,22 +31,16 @@ WITH x AS (
            greatest(0.0, extract(epoch FROM e.received_at - e.occurred_at)) AS lag_s,
            greatest(0.0, extract(epoch FROM d.sent_at - e.received_at)) AS own_s,
            greatest(0.0, extract(epoch FROM d.sent_at - e.occurred_at)) AS total_s
-    FROM deliveries d
-    JOIN events e ON e.id = d.event_pk
-    JOIN tenants t ON t.id = d.tenant_id
-    JOIN returns r ON r.id = d.return_pk
-    WHERE d.sent_at IS NOT NULL AND {where}
+    FROM {sent}
+    {events}
 )
 SELECT CASE WHEN grouping(source) = 0 THEN source END AS source,
        CASE WHEN grouping(channel) = 0 THEN channel END AS channel,
        grouping(source) AS all_sources, grouping(channel) AS all_channels, count(*) AS n,
-       avg(lag_s) AS lag_avg, percentile_cont(0.5) WITHIN GROUP (ORDER BY lag_s) AS lag_p50,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY lag_s) AS lag_p95,
-       avg(own_s) AS own_avg, percentile_cont(0.5) WITHIN GROUP (ORDER BY own_s) AS own_p50,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY own_s) AS own_p95,
-       avg(total_s) AS total_avg,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY total_s) AS total_p50,
-       percentile_cont(0.95) WITHIN GROUP (ORDER BY total_s) AS total_p95,
+       avg(lag_s) AS lag_avg, avg(own_s) AS own_avg, avg(total_s) AS total_avg,
+       percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY lag_s) AS lag_q,
+       percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY own_s) AS own_q,
+       percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY total_s) AS total_q,
        sum(lag_s) AS lag_sum, sum(total_s) AS total_sum
 FROM x
 GROUP BY GROUPING SETS ((source, channel), (source), (channel), ())
@@ -54,27 +48,38 @@ ORDER BY grouping(source) DESC, grouping(channel) DESC, source, channel
 """
 
 
+#: every sent notification's event: a hash join; a bounded set's: one lookup each by primary
+#: key (LIMIT keeps the planner from flattening it into a join that reads every event)
+_WHOLE = "JOIN events e ON e.id = d.event_pk"
+_LOOKUP = ("CROSS JOIN LATERAL (SELECT e.source, e.received_at, e.occurred_at FROM events e "
+           "WHERE e.id = d.event_pk LIMIT 1) e")
+
+
 def _r(v: Any) -> float | None:
     return None if v is None else round(float(v), 3)
 
 
-def time_split(session: Session, flt: InsightFilter | None = None) -> list[dict[str, Any]]:
+def _stats(avg: Any, q: list[float] | None) -> dict[str, float | None]:
+    p50, p95 = q or (None, None)  # no rows: the overall row has no percentiles
+    return {"avg": _r(avg), "p50": _r(p50), "p95": _r(p95)}
+
+
+def time_split(session: Session, flt: InsightFilter | None = None,
+               latest: int | None = None) -> list[dict[str, Any]]:
     """The split (module docstring) of every notification sent, by source and channel:
     the overall row first (``source`` and ``channel`` None), then per channel, per source,
-    and per source and channel. ``source`` ``""`` stands for events without one."""
-    flt = flt or InsightFilter()
-    where, params = flt.where("d.sent_at")
+    and per source and channel. ``source`` ``""`` stands for events without one.
+    ``latest``: of only that many deliveries sent, the last created."""
+    sent, params = sent_notifications(flt or InsightFilter(), latest)
     out = []
-    for row in session.execute(text(_SPLIT.format(where=where)), params).all():
+    sql = _SPLIT.format(sent=sent, events=_WHOLE if latest is None else _LOOKUP)
+    for row in session.execute(text(sql), params).all():
         out.append({
             "source": None if row.all_sources else row.source,
             "channel": None if row.all_channels else row.channel, "n": int(row.n),
-            "source_lag_s": {"avg": _r(row.lag_avg), "p50": _r(row.lag_p50),
-                             "p95": _r(row.lag_p95)},
-            "pipeline_s": {"avg": _r(row.own_avg), "p50": _r(row.own_p50),
-                           "p95": _r(row.own_p95)},
-            "total_s": {"avg": _r(row.total_avg), "p50": _r(row.total_p50),
-                        "p95": _r(row.total_p95)},
+            "source_lag_s": _stats(row.lag_avg, row.lag_q),
+            "pipeline_s": _stats(row.own_avg, row.own_q),
+            "total_s": _stats(row.total_avg, row.total_q),
             "upstream_share": round(float(row.lag_sum) / float(row.total_sum), 4)
             if row.total_sum else None,
         })

@@ -105,6 +105,8 @@ class Delivery(Base):
         Index("ix_deliveries_state_due", "state", "next_attempt_at"),
         Index("ix_deliveries_return", "return_pk"),
         Index("ix_deliveries_created", "created_at"),
+        # a tenant's latest notifications: the insights of stats and GET /v1/stats (0014)
+        Index("ix_deliveries_tenant_created", "tenant_id", "created_at"),
         Index("ix_deliveries_provider_msg", "provider", "provider_message_id"),
         {"postgresql_partition_by": "RANGE (id)"},
     )

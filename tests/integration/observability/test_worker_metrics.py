@@ -89,6 +89,8 @@ def test_worker_metrics_count_every_pool_process_exactly(svc: Any, metrics_worke
     assert value(samples, "rsn_events_total", disposition="notified") >= 8
     assert value(samples, "rsn_events_total", disposition="duplicate") >= 1
     assert value(samples, "rsn_deliveries_planned_total", channel="sms") >= 6
+    # the source lag of every event stored (tests/helpers' events come from "test")
+    assert value(samples, "rsn_source_lag_seconds_count", source="other") >= 8
     sent = value(samples, "rsn_delivery_states_total", state="sent")
     assert value(samples, "rsn_notification_latency_seconds_count") == sent
     assert value(samples, "rsn_provider_call_seconds_count") >= 22  # sandbox + inbox

@@ -1,5 +1,5 @@
-"""`return-notify report`: a self-contained HTML file whose charts show the KPIs' numbers,
-rendered by a real headless browser."""
+"""`return-notify report`: a self-contained HTML file whose charts show the KPIs' numbers and
+whose insight sections show the insights', rendered by a real headless browser."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import zlib
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -18,44 +17,11 @@ from return_notify.reporting.kpis import compute_kpis
 from return_notify.storage.db import session_scope
 from tests.helpers import event, uid
 from tests.integration.cli_helpers import run_ops
+from tests.integration.reporting.report_html import INSIGHT_TABLES, Charts, Tables
 
 pytestmark = pytest.mark.integration
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-class Charts(HTMLParser):
-    """Collects each chart's marks (data-label, data-value, data-series) and the JSON data."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.charts: dict[str, list[dict[str, str]]] = {}
-        self.current: str | None = None
-        self.data = ""
-        self._in_data = False
-        self.external: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "figure" and "data-chart" in a:
-            self.current = a["data-chart"]
-            self.charts[self.current] = []
-        elif "data-value" in a and self.current:
-            self.charts[self.current].append(a)
-        if tag == "script" and a.get("id") == "rsn-report-data":
-            self._in_data = True
-        if a.get("src") or (tag == "link" and a.get("href")):
-            self.external.append(a.get("src") or a.get("href", ""))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "figure":
-            self.current = None
-        if tag == "script":
-            self._in_data = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_data:
-            self.data += data
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +32,8 @@ def report_file(services: Any, tmp_path_factory: Any) -> tuple[Path, str, dict[s
     from return_notify.pipeline.ingest import ingest_batch
 
     t = uid("t-")
-    base = datetime.now(UTC) - timedelta(minutes=10)
+    now = datetime.now(UTC)
+    base = now - timedelta(minutes=10)
     evs = []
     for r in range(6):
         rid = f"RMA-{t}-{r}"
@@ -75,6 +42,11 @@ def report_file(services: Any, tmp_path_factory: Any) -> tuple[Path, str, dict[s
         evs += [event(m, tenant=t, return_id=rid, at=base + timedelta(seconds=i))
                 for i, m in enumerate(steps)]
     evs.append(event("label_created", tenant=t, email="fail-permanent@example.com", at=base))
+    # rated returns (outside the funnel's cohort: no return_initiated): fast ones scored
+    # high, a slow one low, from the retailer's survey on the completion event
+    for lag_s, score in ((5, 5), (20, 4), (40, 5), (2 * 86400, 2)):
+        evs.append(event("return_completed", tenant=t, at=now - timedelta(seconds=lag_s),
+                         data={"satisfaction": score}))
     with session_scope() as s:
         ids = dict(ingest_batch(s, evs).deliveries)
     for ch, dids in ids.items():
@@ -100,7 +72,8 @@ def test_report_is_self_contained_and_its_charts_carry_the_kpis(
     # then: no external resources (it must open offline)
     assert parsed.external == [] and "http://" not in html.split("<script")[0].replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
-    assert set(parsed.charts) == {"throughput", "latency", "success", "funnel", "load"}
+    assert set(parsed.charts) == {"throughput", "latency", "success", "funnel", "load",
+                                  "satisfaction"}
     data = json.loads(parsed.data)
     assert data["filters"]["tenant"] == tenant and data["success"] == k["success"]
     # success by channel: one bar per channel, value = success rate in %
@@ -121,6 +94,46 @@ def test_report_is_self_contained_and_its_charts_carry_the_kpis(
             if m.get("data-series") == "notifications sent/s"]
     assert round(sum(sent)) == sum(p["sent"] for p in k["throughput"]["points"])
     assert "Acme returns" in html
+
+
+def test_report_shows_the_insights_of_its_tenant(
+    svc: Any, report_file: tuple[Path, str, dict[str, Any]],
+) -> None:
+    # given
+    from return_notify.reporting.insight_summary import insights_summary
+
+    path, tenant, _ = report_file
+    html = path.read_text()
+    with session_scope() as s:
+        ins = json.loads(json.dumps(insights_summary(s, tenant=tenant), default=str))
+    # when
+    charts, tables = Charts(), Tables()
+    charts.feed(html)
+    tables.feed(html)
+    # then: the three insight sections, with the numbers of insights_summary (embedded too)
+    assert tables.sections == ["insight-effectiveness", "insight-channels", "insight-timing"]
+    assert json.loads(charts.data)["insights"] == ins
+    eff = ins["effectiveness"]["groups"][0]
+    bars = {m["data-label"]: m for m in charts.charts["satisfaction"]}
+    assert list(bars) == ["< 1 min", ">= 1 day"]
+    for b in eff["by_time_to_update"]:
+        mark = bars[b["band"]]
+        assert float(mark["data-value"]) == b["mean_score"]["value"]
+        assert mark["data-n"] == str(b["n"])
+    assert float(bars["< 1 min"]["data-value"]) > float(bars[">= 1 day"]["data-value"])
+    band_rows = tables.tables["table-satisfaction-band"]
+    assert [(r[0], r[1]) for r in band_rows] == [("< 1 min", "3"), (">= 1 day", "1")]
+    assert band_rows[0][2].startswith("4.67 (")  # mean and its interval
+    assert [r[0] for r in tables.tables["table-satisfaction-updates"]] == ["1"]
+    channels = {(r[0], r[1]): r[2] for r in tables.tables["table-channels"]}
+    assert channels == {(c["milestone"], c["channel"]): f"{c['sent']:,}"
+                        for c in ins["channel_preference"]["channels"]}
+    assert ("return_completed", "email") in channels
+    assert [r[0] for r in tables.tables["table-recommendations"]] == [
+        r["milestone"] for r in ins["channel_preference"]["recommendations"]]
+    split = tables.tables["table-time-split"]
+    assert split[0][:3] == ["all", "all", f"{ins['time_split'][0]['n']:,}"]
+    assert len(split) == len(ins["time_split"])
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"
@@ -152,9 +165,21 @@ def test_report_renders_in_headless_chromium(
     assert marker in dom.stdout, dom.stderr[-2000:]
     raw = dom.stdout.split(marker, 1)[1].split('"', 1)[0].replace("&quot;", '"')
     rendered = json.loads(raw)
-    assert set(rendered) == {"throughput", "latency", "success", "funnel", "load"}
+    assert set(rendered) == {"throughput", "latency", "success", "funnel", "load",
+                             "satisfaction"}
     for chart, r in rendered.items():
         assert r["marks"] > 0 and r["width"] > 300 and r["height"] > 40, (chart, r)
+    assert rendered["satisfaction"]["marks"] == len(source.charts["satisfaction"]) == 2
+    # the insight tables: every row laid out at a real size
+    marker = 'data-rendered-tables="'
+    raw = dom.stdout.split(marker, 1)[1].split('"', 1)[0].replace("&quot;", '"')
+    laid_out = json.loads(raw)
+    parsed_tables = Tables()
+    parsed_tables.feed(path.read_text())
+    assert set(laid_out) == set(INSIGHT_TABLES)
+    for table_id, r in laid_out.items():
+        assert r["rows"] == len(parsed_tables.tables[table_id]) > 0, (table_id, r)
+        assert r["width"] > 300 and r["height"] > 20 * r["rows"], (table_id, r)
     # bars with a value have an area: each is drawn (zero-width ones may be skipped)
     for chart in ("success", "funnel"):
         drawn = sum(1 for m in source.charts[chart] if float(m["data-value"]) > 0)

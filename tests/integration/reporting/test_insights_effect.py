@@ -119,3 +119,39 @@ def test_where_the_time_goes_is_upstream(demo_data: dict[str, Any], svc: Any) ->
     assert sum(per_channel.values()) == overall["n"]
     sources = {r["source"] for r in rows if r["source"] is not None}
     assert {"wms", "erp", "returns-portal"} <= sources
+
+
+def test_the_report_on_the_demo_data_fills_every_insight_table(
+    demo_data: dict[str, Any], svc: Any,
+) -> None:
+    # given
+    from return_notify.reporting.html import render_report
+    from return_notify.reporting.insight_summary import insights_summary
+    from return_notify.reporting.kpis import compute_kpis
+    from tests.integration.reporting.report_html import INSIGHT_TABLES, Charts, Tables
+
+    tenant = demo_data["tenants"][0]
+    # when
+    with session_scope() as s:
+        ins = insights_summary(s, tenant=tenant)
+        html = render_report(compute_kpis(s, tenant=tenant), insights=ins)
+    charts, tables = Charts(), Tables()
+    charts.feed(html)
+    tables.feed(html)
+    # then: the four time bands drawn, slower ones less satisfied
+    bars = [(m["data-label"], float(m["data-value"])) for m in charts.charts["satisfaction"]]
+    assert [b for b, _ in bars] == ["< 1 min", "< 1 h", "< 1 day", ">= 1 day"]
+    assert [v for _, v in bars] == sorted((v for _, v in bars), reverse=True)
+    # every insight table has rows, and no row is without its numbers
+    assert tables.sections == ["insight-effectiveness", "insight-channels", "insight-timing"]
+    for table_id in INSIGHT_TABLES:
+        rows = tables.tables[table_id]
+        assert rows, table_id
+        assert all(r and all(c.strip() for c in r) for r in rows), (table_id, rows)
+    # each band's rated and mean, each channel's click rate and each split's lag are there
+    assert all(r[2] != "–" for r in tables.tables["table-satisfaction-band"])
+    assert all(r[5] != "–" for r in tables.tables["table-channels"] if r[3] != "0")
+    assert all(r[3] != "–" for r in tables.tables["table-time-split"])
+    # the recommendation of label_created puts SMS first, as the stream prefers it
+    recs = {r[0]: r[1] for r in tables.tables["table-recommendations"]}
+    assert recs["label_created"].startswith("sms > ")

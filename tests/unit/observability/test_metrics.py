@@ -215,3 +215,35 @@ def test_counters_of_a_killed_process_stay(tmp_path: Any) -> None:
     registry.register(LiveProcessCollector(str(tmp_path)))  # type: ignore[arg-type]
     body = generate_latest(registry).decode()
     assert _value(body, 'rsn_provider_breaker_trips_total{provider="twilio"} ') == 1.0
+
+
+def test_the_source_lag_is_observed_per_source_kind_with_bounded_labels(tmp_path: object) -> None:
+    # given: an ingest result as a pool process sees it (sources as producers write them)
+    code = """
+import os
+from types import SimpleNamespace
+from return_notify.observability.metrics import observe_ingest
+observe_ingest(SimpleNamespace(source_lags=[
+    ("wms", 30.0), ("acme-WMS-eu", 90000.0), ("carrier:ups", 7200.0), (None, 2.0),
+    ("returns-portal", -1.0), ("x" * 64, 3.0), ("erp", 400000.0)]))
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+r = CollectorRegistry()
+MultiProcessCollector(r, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+print(generate_latest(r).decode())
+"""
+    env = {**os.environ, "RSN_METRICS_PORT": "9999", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    # when
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    # then: one series per kind, whatever the producer wrote; a clock ahead counts as 0
+    assert _value(out, 'rsn_source_lag_seconds_count{source="wms"} ') == 2
+    assert _value(out, 'rsn_source_lag_seconds_sum{source="wms"} ') == 90030.0
+    assert _value(out, 'rsn_source_lag_seconds_bucket{le="60.0",source="wms"} ') == 1
+    assert _value(out, 'rsn_source_lag_seconds_bucket{le="259200.0",source="erp"} ') == 0
+    assert _value(out, 'rsn_source_lag_seconds_bucket{le="+Inf",source="erp"} ') == 1
+    for kind in ("carrier", "none", "portal", "other"):
+        assert _value(out, f'rsn_source_lag_seconds_count{{source="{kind}"}} ') == 1, kind
+    assert _value(out, 'rsn_source_lag_seconds_sum{source="portal"} ') == 0.0
+    labels = set(re.findall(r'rsn_source_lag_seconds_count\{source="([^"]+)"\}', out))
+    assert labels == {"wms", "erp", "carrier", "portal", "other", "none"}
