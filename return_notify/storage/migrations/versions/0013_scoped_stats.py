@@ -2,8 +2,13 @@
 regional or category manager's KPIs (``GET /v1/stats?region=EU``, ``stats --category``, a
 principal limited to regions or categories) read aggregates instead of the raw rows.
 
-Only new, empty tables and an SQL function: no lock on an existing table, no index on a
-large one. ``reporting/rollup.py`` fills them: from the oldest raw row up to the rollup's
+Also the indexes the daily deletion of old bookkeeping rows needs
+(``pipeline/housekeeping.py``, ``pipeline/retention.py``): ``inbox_items (created_at)`` and
+``sandbox_messages (received_at)``, built ``CONCURRENTLY`` (outside a transaction: the
+pipeline keeps writing meanwhile; a run interrupted there is simply started again).
+
+Otherwise new, empty tables and an SQL function: no lock on an existing table.
+``reporting/rollup.py`` fills them: from the oldest raw row up to the rollup's
 watermark on its next runs (``scope_watermark`` in ``stats_state``), then with every hour
 it rolls up; until they have caught up, scoped KPIs are counted from the raw rows as before.
 
@@ -21,7 +26,7 @@ depends_on = None
 
 _UP = """
 -- deliveries as stats_deliveries, also by the return's product category
-CREATE TABLE stats_scope_deliveries (
+CREATE TABLE IF NOT EXISTS stats_scope_deliveries (
     grain char(1) NOT NULL,
     bucket timestamptz NOT NULL,
     tenant_id integer NOT NULL,
@@ -39,11 +44,11 @@ CREATE TABLE stats_scope_deliveries (
     min_sent_at timestamptz,
     max_sent_at timestamptz
 );
-CREATE INDEX ix_stats_scope_deliveries_bucket ON stats_scope_deliveries (grain, bucket);
-CREATE INDEX ix_stats_scope_deliveries_tenant ON stats_scope_deliveries (tenant_id, grain, bucket);
+CREATE INDEX IF NOT EXISTS ix_stats_scope_deliveries_bucket ON stats_scope_deliveries (grain, bucket);
+CREATE INDEX IF NOT EXISTS ix_stats_scope_deliveries_tenant ON stats_scope_deliveries (tenant_id, grain, bucket);
 
 -- latency histograms as stats_latency, also by the return's region and product category
-CREATE TABLE stats_scope_latency (
+CREATE TABLE IF NOT EXISTS stats_scope_latency (
     grain char(1) NOT NULL,
     bucket timestamptz NOT NULL,
     tenant_id integer NOT NULL,
@@ -56,15 +61,15 @@ CREATE TABLE stats_scope_latency (
     n bigint NOT NULL,
     sum_s numeric NOT NULL
 );
-CREATE INDEX ix_stats_scope_latency_bucket ON stats_scope_latency (grain, bucket);
-CREATE INDEX ix_stats_scope_latency_tenant ON stats_scope_latency (tenant_id, grain, bucket);
+CREATE INDEX IF NOT EXISTS ix_stats_scope_latency_bucket ON stats_scope_latency (grain, bucket);
+CREATE INDEX IF NOT EXISTS ix_stats_scope_latency_tenant ON stats_scope_latency (tenant_id, grain, bucket);
 
 -- events received per hour per scope key: every region a scope may name that covers the
 -- return's (EU-DE: EU-DE and EU) or '*', and its category or '*' (never both '*': that is
 -- stats_event_hours); tenant_id 0: all tenants. The busiest minute of a key is exact; a
 -- scope of several keys adds their hours up and finds its busiest minute from the raw
 -- events of the few hours that could hold it (reporting/scoped.py).
-CREATE TABLE stats_scope_event_hours (
+CREATE TABLE IF NOT EXISTS stats_scope_event_hours (
     tenant_id integer NOT NULL,
     region_key varchar(32) NOT NULL,
     category_key varchar(64) NOT NULL,
@@ -80,10 +85,10 @@ CREATE TABLE stats_scope_event_hours (
     max_at timestamptz NOT NULL,
     PRIMARY KEY (tenant_id, region_key, category_key, bucket)
 );
-CREATE INDEX ix_stats_scope_event_hours_bucket ON stats_scope_event_hours (bucket);
+CREATE INDEX IF NOT EXISTS ix_stats_scope_event_hours_bucket ON stats_scope_event_hours (bucket);
 
 -- notifications sent, by hour created and hour sent, per tenant, region and category
-CREATE TABLE stats_scope_sent_hours (
+CREATE TABLE IF NOT EXISTS stats_scope_sent_hours (
     bucket timestamptz NOT NULL,
     sent_hour timestamptz NOT NULL,
     tenant_id integer NOT NULL,
@@ -91,11 +96,11 @@ CREATE TABLE stats_scope_sent_hours (
     category varchar(64),
     n bigint NOT NULL
 );
-CREATE INDEX ix_stats_scope_sent_hours_tenant ON stats_scope_sent_hours (tenant_id, bucket);
-CREATE INDEX ix_stats_scope_sent_hours_bucket ON stats_scope_sent_hours (bucket);
+CREATE INDEX IF NOT EXISTS ix_stats_scope_sent_hours_tenant ON stats_scope_sent_hours (tenant_id, bucket);
+CREATE INDEX IF NOT EXISTS ix_stats_scope_sent_hours_bucket ON stats_scope_sent_hours (bucket);
 
 -- completion cohorts as stats_cohorts, also by the return's region and product category
-CREATE TABLE stats_scope_cohorts (
+CREATE TABLE IF NOT EXISTS stats_scope_cohorts (
     day timestamptz NOT NULL,
     tenant_id integer NOT NULL,
     region varchar(32),
@@ -106,8 +111,8 @@ CREATE TABLE stats_scope_cohorts (
     cancelled boolean NOT NULL,
     n bigint NOT NULL
 );
-CREATE INDEX ix_stats_scope_cohorts_tenant ON stats_scope_cohorts (tenant_id, day);
-CREATE INDEX ix_stats_scope_cohorts_day ON stats_scope_cohorts (day);
+CREATE INDEX IF NOT EXISTS ix_stats_scope_cohorts_tenant ON stats_scope_cohorts (tenant_id, day);
+CREATE INDEX IF NOT EXISTS ix_stats_scope_cohorts_day ON stats_scope_cohorts (day);
 
 -- the scope keys of a return: (each '-'-prefix of upper(region), or '*') x
 -- (lower(category), or '*'), without ('*', '*'); a region EU covers EU-DE, not EUR
@@ -127,9 +132,16 @@ $$;
 
 def upgrade() -> None:
     op.execute(_UP)
+    with op.get_context().autocommit_block():
+        op.execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_inbox_items_created "
+                   "ON inbox_items (created_at)")
+        op.execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_sandbox_messages_received "
+                   "ON sandbox_messages (received_at)")
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS ix_inbox_items_created")
+    op.execute("DROP INDEX IF EXISTS ix_sandbox_messages_received")
     for table in ("stats_scope_deliveries", "stats_scope_latency", "stats_scope_event_hours",
                   "stats_scope_sent_hours", "stats_scope_cohorts"):
         op.execute(f"DROP TABLE IF EXISTS {table}")
