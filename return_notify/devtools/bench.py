@@ -83,18 +83,6 @@ def _drained(redis_url: str, prefix: str, queue: str, timeout_s: float) -> float
     raise TimeoutError(f"{queue} not drained in {timeout_s}s")
 
 
-def fill_history(rows: int, console: Console) -> dict[str, Any]:
-    """``--history``: about ``rows`` deliveries of history in the run's (scratch) database,
-    the aggregates rolled up, the reads timed (``history_reads.fill_history``)."""
-    from return_notify.devtools.history_reads import fill_history as fill
-
-    console.print(f"generating ~{rows:,} deliveries of history, rolling up, timing reads …")
-    out = fill(rows, repeat=3)
-    console.print("history reads (s): " + ", ".join(
-        f"{k[:-2]} {v}" for k, v in out["reads"].items() if k.endswith("_s")))
-    return out
-
-
 def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
               json_out: bool = False, timeout_s: float = 600.0, history: int = 0) -> int:
     from return_notify.config.settings import get_settings, reset_settings
@@ -118,6 +106,8 @@ def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
         dispose_engine()
         upgrade()
         if history:
+            from return_notify.devtools.history_bench import fill_history
+
             result["history"] = fill_history(history, console)
         env = ep.env(RSN_REDIS_KEY_PREFIX=prefix, RSN_SANDBOX_TRANSIENT_FAILURE_RATE="0",
                      RSN_QUIET_HOURS_ENABLED="false", RSN_THROTTLE_MIN_INTERVALS="",

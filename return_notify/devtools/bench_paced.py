@@ -183,7 +183,7 @@ def run_paced(rates: list[float], duration_s: float = 30.0, workers: int = 2,
               history: int = 0) -> dict[str, Any]:
     """The paced benchmark on fresh services (embedded unless configured); returns the
     figures (``rates``: one entry per rate, in the order given). ``history``: first add
-    about that many deliveries of history (``bench.fill_history``)."""
+    about that many deliveries of history (``history_bench``)."""
     from return_notify.config.settings import reset_settings
     from return_notify.devtools.endpoints import scratch_database, servers
     from return_notify.devtools.processes import start_worker
@@ -201,7 +201,7 @@ def run_paced(rates: list[float], duration_s: float = 30.0, workers: int = 2,
         dispose_engine()
         upgrade()
         if history:
-            from return_notify.devtools.bench import fill_history
+            from return_notify.devtools.history_bench import fill_history
 
             result["history"] = fill_history(history, console)
         env = ep.env(RSN_REDIS_KEY_PREFIX=prefix, RSN_SANDBOX_TRANSIENT_FAILURE_RATE="0",

@@ -361,10 +361,13 @@ def main(argv: list[str] | None = None) -> int:
                               tenants=args.tenants, progress=show) if args.rows else HistoryResult()
     out: dict[str, Any] = {"generated": result.as_dict()}
     if args.measure:
-        from return_notify.devtools.history_reads import fill_history
+        from return_notify.devtools.history_reads import measure_reads
+        from return_notify.reporting.rollup import rollup
+        from return_notify.storage.db import get_engine
 
-        out.update({k: v for k, v in fill_history(0, repeat=5, cli=True).items()
-                    if k != "generated"})
+        with get_engine().connect() as conn:
+            out["rollup"] = rollup(conn).as_dict()
+        out["reads"] = measure_reads(repeat=5, cli=True)
     if args.json:
         print(json.dumps(out, indent=2, default=str))
     else:

@@ -1,7 +1,7 @@
 """Response times of the reads that grow with history: the sweeper's scan, ``stats --json``,
 ``GET /v1/stats`` (also scoped: a region, a category, a manager of two regions) and
-``report``, and the size of each monthly partition; ``fill_history`` generates the history
-first (``bench --history N``).
+``report``, and the size of each monthly partition (``history_bench`` generates the
+history first for ``bench --history N``).
 
 ``measure_reads()`` times each read ``repeat`` times after one warm-up run and reports the
 median, in-process (the query and rendering work of the command) and, with ``cli=True``,
@@ -86,23 +86,6 @@ def _manager_key(tenant_id: int, slug: str, regions: list[str]) -> str:
                                   f"bench-rm-{uuid.uuid4().hex[:8]}", "regional_manager",
                                   regions=regions)
     return key
-
-
-def fill_history(rows: int, repeat: int = 3, cli: bool = False,
-                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Add about ``rows`` deliveries of history to ``RSN_DATABASE_URL``
-    (``history.generate_history``), roll the KPI aggregates up and time the reads."""
-    from return_notify.devtools.history import HistoryResult, generate_history
-    from return_notify.reporting.rollup import rollup
-    from return_notify.storage.db import get_engine
-
-    made = (generate_history(get_engine(), rows=rows, progress=progress) if rows > 0
-            else HistoryResult())
-    out: dict[str, Any] = {"generated": made.as_dict()}
-    with get_engine().connect() as conn:
-        out["rollup"] = rollup(conn).as_dict()
-    out["reads"] = measure_reads(repeat=repeat, cli=cli)
-    return out
 
 
 def measure_reads(repeat: int = 3, cli: bool = False) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def test_history_is_realistic_and_lands_in_its_months(scratch_db: str) -> None:
 
 
 def test_bench_history_fills_rolls_up_and_times_the_reads(scratch_db: str) -> None:
-    from return_notify.devtools.history_reads import fill_history
+    from return_notify.devtools.history_bench import fill_history
     from return_notify.reporting import reads
     from return_notify.reporting.kpis import ReturnScope
 
