@@ -17,6 +17,10 @@ day's and month's rows cover up to the watermark. Events, sends by hour and reje
 events are kept per hour only (a few rows per hour). Return summaries are merged, never
 recomputed from every event, so a return keeps its cohort and funnel numbers after the
 partitions holding its first events are dropped.
+
+Each table again by the return's region and product category (``rollup_scoped.py``, for
+scoped KPIs): the delivery, latency and send rows are rolled up scoped first and the plain
+rows summed from them, so the raw deliveries are read once.
 """
 
 from __future__ import annotations
@@ -42,8 +46,6 @@ _TABLES = ("stats_deliveries", "stats_latency", "stats_event_hours", "stats_sent
            "stats_rejected_hours", "stats_returns", "stats_cohorts", *scoped.TABLES)
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
-_D_COLS = ", ".join(facts.DELIVERY_COLUMNS[1:])
-_L_COLS = ", ".join(facts.LATENCY_COLUMNS[1:])
 #: per aggregate table with grains: its key columns, measure columns and how they add up
 _GRAINED = {
     "stats_deliveries": (("tenant_id", "channel", "provider", "region", "milestone", "state"),
@@ -249,15 +251,17 @@ def _roll_deliveries(conn: Connection, hours: list[datetime], hourly_from: datet
         scoped.roll_deliveries(conn, grain, buckets, where, params, bucket)
         if not plain:
             continue
-        for table in ("stats_deliveries", "stats_latency"):
+        # the same raw rows, read once: the scoped rows summed over region and category
+        for table, (key, measures, how) in _GRAINED.items():
+            cols = ", ".join(key)
+            sums = ", ".join(f"{fn}({m})" for m, fn in zip(measures, how, strict=True))
             conn.execute(text(f"DELETE FROM {table} WHERE grain = '{grain}' "
                               "AND bucket = ANY(:b)"), {"b": buckets})
-        conn.execute(text(f"INSERT INTO stats_deliveries (grain, bucket, {_D_COLS}) SELECT "
-                          f"'{grain}', f.* FROM ({facts.delivery_facts('deliveries d', where, bucket)}) f"),
-                     params)
-        conn.execute(text(f"INSERT INTO stats_latency (grain, bucket, {_L_COLS}) SELECT "
-                          f"'{grain}', f.* FROM ({facts.latency_facts('deliveries d', where, bucket)}) f"),
-                     params)
+            conn.execute(text(
+                f"INSERT INTO {table} (grain, bucket, {cols}, {', '.join(measures)}) "
+                f"SELECT grain, bucket, {cols}, {sums} FROM {scoped.twin(table)} "
+                f"WHERE grain = '{grain}' AND bucket = ANY(:b) GROUP BY grain, bucket, {cols}"),
+                {"b": buckets})
     tables = {**(_GRAINED if plain else {}), **scoped.GRAINED}
     _regrain(conn, "d", "h", "day", sorted({_floor(h, "day") for h in recent}), tables)
     all_days = {_floor(h, "day") for h in hours}
@@ -270,10 +274,11 @@ def _roll_deliveries(conn: Connection, hours: list[datetime], hourly_from: datet
     if not plain:
         return
     conn.execute(text("DELETE FROM stats_sent_hours WHERE bucket = ANY(:b)"), {"b": hours})
-    where, params = _in_ranges("d.created_at", hours, HOUR)
-    conn.execute(text("INSERT INTO stats_sent_hours (bucket, sent_hour, tenant_id, n) "
-                      + facts.sent_facts("deliveries d", where, facts.hour_of("d.created_at"))),
-                 params)
+    conn.execute(text(  # per tenant and (tenant 0) all, from the scoped rows just made
+        "INSERT INTO stats_sent_hours (bucket, sent_hour, tenant_id, n) SELECT bucket, "
+        "sent_hour, coalesce(tenant_id, 0), sum(n) FROM stats_scope_sent_hours "
+        "WHERE bucket = ANY(:b) GROUP BY GROUPING SETS ((bucket, sent_hour, tenant_id), "
+        "(bucket, sent_hour))"), {"b": hours})
 
 
 def _regrain(conn: Connection, grain: str, finer: str, unit: str, buckets: list[datetime],

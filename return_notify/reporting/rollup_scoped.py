@@ -33,6 +33,11 @@ _D_COLS = ", ".join(facts.SCOPED_DELIVERY_COLUMNS[1:])
 _L_COLS = ", ".join(facts.SCOPED_LATENCY_COLUMNS[1:])
 
 
+def twin(table: str) -> str:
+    """The scoped table of an aggregate table (``stats_deliveries``: ``stats_scope_deliveries``)."""
+    return table.replace("stats_", "stats_scope_", 1)
+
+
 def roll_deliveries(conn: Connection, grain: str, buckets: list[datetime], where: str,
                     params: Mapping[str, object], bucket: str) -> None:
     """The delivery and latency rows of ``grain`` for ``buckets`` (``where``: their raw
