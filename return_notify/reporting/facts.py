@@ -101,11 +101,13 @@ def scope_condition(region: str, category: str, scope: ReturnScope | None,
     ``scope``: a scope region covers its sub-regions; a return without a region or
     category is outside any such limit (as ``kpis._filters``)."""
     conds = ["TRUE"]
-    if scope and scope.regions:
-        p["scope_regions"] = list(scope.regions)
-        conds.append(f"EXISTS (SELECT 1 FROM unnest(CAST(:scope_regions AS text[])) sc(pre) "
-                     f"WHERE upper({region}) = sc.pre "
-                     f"OR starts_with(upper({region}), sc.pre || '-'))")
+    if scope and scope.regions:  # one plain test per region: no subquery per row
+        tests = []
+        for i, r in enumerate(scope.regions):
+            p[f"scope_r{i}"], p[f"scope_r{i}_sub"] = r, r + "-"
+            tests.append(f"upper({region}) = :scope_r{i} "
+                         f"OR starts_with(upper({region}), :scope_r{i}_sub)")
+        conds.append("(" + " OR ".join(tests) + ")")
     if scope and scope.categories:
         p["scope_categories"] = list(scope.categories)
         conds.append(f"lower({category}) = ANY(CAST(:scope_categories AS text[]))")

@@ -170,10 +170,11 @@ def rollup(conn: Connection, *, hourly_days: int = 35, now: datetime | None = No
                 conn.execute(text(f"DELETE FROM {table} WHERE grain = 'h' AND bucket < :at"),
                              {"at": hourly_from})
             _set_state(conn, "hourly_since", hourly_from)
-        if result.hours > ANALYZE_AFTER_HOURS:  # a backfill: give the planner row counts now
-            for table in _TABLES:
-                conn.execute(text(f"ANALYZE {table}"))
-            conn.commit()
+        if result.hours > ANALYZE_AFTER_HOURS:  # a backfill: row counts for the planner,
+            # and the rows it rewrote week after week (a month's, each week) vacuumed away
+            with conn.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as auto:
+                for table in _TABLES:
+                    auto.execute(text(f"VACUUM (ANALYZE) {table}"))
     finally:
         conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
         conn.commit()

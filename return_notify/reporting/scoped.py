@@ -74,7 +74,8 @@ def _exact_peak(session: Session, rows: list[dict[str, Any]], tid: int | None,
     while open_:
         if best is not None:  # an hour that cannot beat the best exact minute stays out
             open_ = [r for r in open_ if rank(int(r["peak_bound"]), r["bucket"]) > best]
-        batch, open_ = open_[:BATCH_HOURS], open_[BATCH_HOURS:]
+        size = BATCH_HOURS if best is not None else 2 * BATCH_HOURS
+        batch, open_ = open_[:size], open_[size:]
         if not batch:
             break
         found = _raw_peaks(session, [r["bucket"] for r in batch], tid, scope)
