@@ -61,9 +61,10 @@ CREATE TABLE IF NOT EXISTS stats_scope_latency (
     n bigint NOT NULL,
     sum_s numeric NOT NULL
 );
-CREATE INDEX IF NOT EXISTS ix_stats_scope_latency_bucket ON stats_scope_latency (grain, bucket);
--- covering: a tenant's month rows are read by an index-only scan (the table is many times
--- their size: hour and day rows, and rows rewritten until vacuumed)
+-- both covering: the month rows (of a tenant, or of all) are read by an index-only scan
+-- (the table is many times their size: hour and day rows, and rows rewritten until vacuumed)
+CREATE INDEX IF NOT EXISTS ix_stats_scope_latency_bucket ON stats_scope_latency
+    (grain, bucket) INCLUDE (tenant_id, region, category, channel, kind, lo_ms, hi_ms, n, sum_s);
 CREATE INDEX IF NOT EXISTS ix_stats_scope_latency_tenant ON stats_scope_latency
     (tenant_id, grain, bucket) INCLUDE (region, category, channel, kind, lo_ms, hi_ms, n, sum_s);
 
@@ -101,7 +102,8 @@ CREATE TABLE IF NOT EXISTS stats_scope_sent_hours (
 );
 CREATE INDEX IF NOT EXISTS ix_stats_scope_sent_hours_tenant ON stats_scope_sent_hours
     (tenant_id, bucket) INCLUDE (sent_hour, region, category, n);
-CREATE INDEX IF NOT EXISTS ix_stats_scope_sent_hours_bucket ON stats_scope_sent_hours (bucket);
+CREATE INDEX IF NOT EXISTS ix_stats_scope_sent_hours_bucket ON stats_scope_sent_hours
+    (bucket) INCLUDE (sent_hour, tenant_id, region, category, n);
 
 -- completion cohorts as stats_cohorts, also by the return's region and product category
 CREATE TABLE IF NOT EXISTS stats_scope_cohorts (
