@@ -56,8 +56,8 @@ def retention(
     json_out: JsonOpt = False,
 ) -> None:
     """Run the retention purge now (beat runs it daily at RSN_RETENTION_AT): redact rendered
-    content and personal data older than RSN_RETENTION_DAYS, table by table in batches,
-    with a progress line per table."""
+    content and personal data older than RSN_RETENTION_DAYS (the sandbox provider's copies
+    are deleted), table by table in batches, with a progress line per table."""
     from return_notify.config.settings import get_settings
     from return_notify.pipeline.retention import PURGE, purge_expired
     from return_notify.storage.db import session_scope

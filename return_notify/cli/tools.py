@@ -52,11 +52,23 @@ def bench(
         "separated (e.g. 50,200,500,1000); per rate: sent/s, backlog at stop, p50/p95/p99 "
         "occurred_at → sent, worker CPU per notification.")] = None,
     duration: Annotated[float, typer.Option(help="--paced: seconds of publishing per rate.")] = 30.0,
+    history: Annotated[int, typer.Option(
+        help="First fill the run's database with about N historical deliveries over 13 "
+        "months (with their returns, events and attempts; ~1 min per million), roll the KPI "
+        "aggregates up and time stats, GET /v1/stats (also by region, category and a "
+        "two-region manager), report and the sweeper's scan; then the bulk (or --paced) "
+        "runs on top. 0: an empty database.")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure end-to-end events/s and notifications/s against the bare-Celery ceiling,
     (--paced) latency and throughput of single publishes at steady rates, or
-    (--providers local) notifications/s against provider concurrency."""
+    (--providers local) notifications/s against provider concurrency. Every run uses a
+    database of its own (embedded, or a scratch database on the configured server, dropped
+    afterwards): the configured database's rows are never touched."""
+    if history < 0:
+        fail("--history: a number of deliveries, 0 or more")
+    if history and providers != "sandbox":
+        fail("--history: with the bulk run or --paced (not --providers local)")
     if paced is not None:
         try:
             rates = [float(r) for r in paced.split(",") if r.strip()]
@@ -69,7 +81,7 @@ def bench(
         from return_notify.devtools.bench import run_paced_bench
 
         raise typer.Exit(run_paced_bench(rates, duration_s=duration, workers=workers,
-                                         json_out=json_out))
+                                         json_out=json_out, history=history))
     if providers == "local":
         try:
             levels = [int(c) for c in concurrency.split(",") if c.strip()]
@@ -86,4 +98,4 @@ def bench(
     from return_notify.devtools.bench import run_bench
 
     raise typer.Exit(run_bench(n_events=events or 20_000, workers=workers, n_noop=noop_tasks,
-                               json_out=json_out))
+                               json_out=json_out, history=history))

@@ -9,6 +9,13 @@ figure. It is measured twice: with Celery's own default configuration (a bare ap
 prefetch 1, task events as ``RSN_TASK_EVENTS`` says). The pipeline takes a realistic event
 stream, published in bulk (200 events a message), from publish to every delivery sent.
 ``--paced`` measures single publishes at steady rates instead (``bench_paced.py``).
+``--history N`` first fills the run's database with about N historical deliveries over
+13 months (``devtools.history``), rolls the KPI aggregates up and times the reads that
+grow with history (``history_reads``), then runs the throughput measurement on top.
+
+Every run gets a database of its own (embedded servers, or a scratch database created on
+the configured server and dropped afterwards: ``endpoints.scratch_database``), so neither
+the throughput runs nor the history ever touch the configured database's rows.
 """
 
 from __future__ import annotations
@@ -84,7 +91,7 @@ def _drained(redis_url: str, prefix: str, queue: str, timeout_s: float) -> float
 
 
 def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
-              json_out: bool = False, timeout_s: float = 600.0) -> int:
+              json_out: bool = False, timeout_s: float = 600.0, history: int = 0) -> int:
     from return_notify.config.settings import get_settings, reset_settings
     from return_notify.devtools.endpoints import scratch_database, servers
     from return_notify.devtools.processes import start_worker
@@ -97,13 +104,18 @@ def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
     import os
     os.environ["RSN_REDIS_KEY_PREFIX"] = prefix
     reset_settings()
-    result: dict[str, Any] = {"events": n_events, "worker_processes": workers, "noop_tasks": n_noop}
+    result: dict[str, Any] = {"events": n_events, "worker_processes": workers, "noop_tasks": n_noop,
+                              "history_rows": history}
     with servers() as served, scratch_database(served) as ep:  # an empty database per run
         from return_notify.storage.db import dispose_engine, session_scope
         from return_notify.storage.migrate import upgrade
 
         dispose_engine()
         upgrade()
+        if history:
+            from return_notify.devtools.history_bench import fill_history
+
+            result["history"] = fill_history(history, console)
         env = ep.env(RSN_REDIS_KEY_PREFIX=prefix, RSN_SANDBOX_TRANSIENT_FAILURE_RATE="0",
                      RSN_QUIET_HOURS_ENABLED="false", RSN_THROTTLE_MIN_INTERVALS="",
                      RSN_SANDBOX_LATENCY_MS="0")
@@ -251,6 +263,17 @@ def _wait_pipeline(session_scope: Any, since: datetime, tag: str, n: int, t0: fl
     raise TimeoutError(f"pipeline did not finish in {timeout_s}s")
 
 
+def _history_table(h: dict[str, Any]) -> None:
+    g, reads = h["generated"], h["reads"]
+    t = Table("read (median)", "seconds", title=(
+        f"with {g['deliveries']:,} deliveries of history ({g['events']:,} events; generated in "
+        f"{g['seconds']:,.0f} s, rolled up in {h['rollup']['seconds']:,.0f} s)"))
+    for k, v in reads.items():
+        if k.endswith("_s"):
+            t.add_row(k[:-2].replace("_", " "), f"{v:,.3f}")
+    Console().print(t)
+
+
 def _report(r: dict[str, Any], json_out: bool, console: Console) -> None:
     if json_out:
         sys.stdout.write(json.dumps(r, indent=2, default=_plain) + "\n")
@@ -282,15 +305,18 @@ def _report(r: dict[str, Any], json_out: bool, console: Console) -> None:
     ):
         t.add_row(k, v)
     Console().print(t)
+    if "history" in r:
+        _history_table(r["history"])
 
 
 def run_paced_bench(rates: list[float], duration_s: float = 30.0, workers: int = 2,
-                    json_out: bool = False) -> int:
+                    json_out: bool = False, history: int = 0) -> int:
     """``bench --paced``: single publishes at each steady rate (``bench_paced.py``)."""
     from return_notify.devtools.bench_paced import run_paced
 
     console = Console(stderr=True)
-    result = run_paced(rates, duration_s=duration_s, workers=workers, console=console)
+    result = run_paced(rates, duration_s=duration_s, workers=workers, console=console,
+                       history=history)
     if json_out:
         sys.stdout.write(json.dumps(result, indent=2, default=_plain) + "\n")
         return 0 if all(r["all_sent"] for r in result["rates"]) else 1
@@ -306,6 +332,8 @@ def run_paced_bench(rates: list[float], duration_s: float = 30.0, workers: int =
     Console().print(t)
     Console().print(f"worker RSS after warm-up {result['rss_after_warm_mib']} MiB, at the end "
                     f"{result['rss_at_end_mib']} MiB")
+    if "history" in result:
+        _history_table(result["history"])
     return 0 if all(r["all_sent"] for r in result["rates"]) else 1
 
 

@@ -191,10 +191,11 @@ def paced_rate(rate: float, duration_s: float, meter: ProcessTreeMeter, session_
 
 
 def run_paced(rates: list[float], duration_s: float = 30.0, workers: int = 2,
-              console: Console | None = None, env_extra: dict[str, str] | None = None
-              ) -> dict[str, Any]:
+              console: Console | None = None, env_extra: dict[str, str] | None = None,
+              history: int = 0) -> dict[str, Any]:
     """The paced benchmark on fresh services (embedded unless configured); returns the
-    figures (``rates``: one entry per rate, in the order given)."""
+    figures (``rates``: one entry per rate, in the order given). ``history``: first add
+    about that many deliveries of history (``history_bench``)."""
     from return_notify.config.settings import reset_settings
     from return_notify.devtools.endpoints import scratch_database, servers
     from return_notify.devtools.processes import start_worker
@@ -204,13 +205,17 @@ def run_paced(rates: list[float], duration_s: float = 30.0, workers: int = 2,
     os.environ["RSN_REDIS_KEY_PREFIX"] = prefix
     reset_settings()
     result: dict[str, Any] = {"worker_processes": workers, "duration_s": duration_s,
-                              "cpus": psutil.cpu_count(), "rates": []}
+                              "cpus": psutil.cpu_count(), "history_rows": history, "rates": []}
     with servers() as served, scratch_database(served, "paced") as ep:
         from return_notify.storage.db import dispose_engine, session_scope
         from return_notify.storage.migrate import upgrade
 
         dispose_engine()
         upgrade()
+        if history:
+            from return_notify.devtools.history_bench import fill_history
+
+            result["history"] = fill_history(history, console)
         env = ep.env(RSN_REDIS_KEY_PREFIX=prefix, RSN_SANDBOX_TRANSIENT_FAILURE_RATE="0",
                      RSN_QUIET_HOURS_ENABLED="false", RSN_THROTTLE_MIN_INTERVALS="",
                      RSN_SANDBOX_LATENCY_MS="0", **(env_extra or {}))

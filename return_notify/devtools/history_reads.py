@@ -1,5 +1,7 @@
 """Response times of the reads that grow with history: the sweeper's scan, ``stats --json``,
-``GET /v1/stats`` and ``report``, and the size of each monthly partition.
+``GET /v1/stats`` (also scoped: a region, a category, a manager of two regions) and
+``report``, and the size of each monthly partition (``history_bench`` generates the
+history first for ``bench --history N``).
 
 ``measure_reads()`` times each read ``repeat`` times after one warm-up run and reports the
 median, in-process (the query and rendering work of the command) and, with ``cli=True``,
@@ -58,6 +60,34 @@ def _owner_key(tenant_id: int, slug: str) -> str:
     return key
 
 
+def _scopes(tenant_id: int) -> tuple[list[str], str | None]:
+    """The tenant's top-level regions (busiest first) and its busiest product category."""
+    from return_notify.storage.db import session_scope
+
+    with session_scope() as s:
+        regions = [r for (r,) in s.execute(text(
+            "SELECT split_part(upper(region), '-', 1) FROM returns WHERE tenant_id = :t "
+            "AND region IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1"), {"t": tenant_id})]
+        category = s.execute(text(
+            "SELECT lower(product_category) FROM returns WHERE tenant_id = :t AND "
+            "product_category IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"),
+            {"t": tenant_id}).scalar()
+    return regions, category
+
+
+def _manager_key(tenant_id: int, slug: str, regions: list[str]) -> str:
+    import uuid
+
+    from return_notify.access.principals import create_principal, operator
+    from return_notify.storage.db import session_scope
+
+    with session_scope() as s:
+        _, key = create_principal(s, operator(tenant_id, slug, "history-bench"),
+                                  f"bench-rm-{uuid.uuid4().hex[:8]}", "regional_manager",
+                                  regions=regions)
+    return key
+
+
 def measure_reads(repeat: int = 3, cli: bool = False) -> dict[str, Any]:
     """Median seconds of each read against ``RSN_DATABASE_URL``, with the partition sizes."""
     from fastapi.testclient import TestClient
@@ -97,6 +127,24 @@ def measure_reads(repeat: int = 3, cli: bool = False) -> dict[str, Any]:
             r.raise_for_status()
 
         out["api_stats_s"] = _median_s(api, repeat)
+        # scoped: ?region= (its sub-regions), ?category=, a manager of two regions
+        regions, category = _scopes(tenant[0])
+        scoped = {"region": f"?region={regions[0]}" if regions else None,
+                  "category": f"?category={category}" if category else None}
+        keys = {"region": key, "category": key}
+        if len(regions) > 1:
+            scoped["two_regions"] = ""
+            keys["two_regions"] = _manager_key(*tenant, regions[:2])
+        for name, query in scoped.items():
+            if query is None:
+                continue
+
+            def api_scoped(q: str = query, k: str = keys[name]) -> None:
+                r = client.get(f"/v1/stats{q}", headers={"Authorization": f"Bearer {k}"})
+                r.raise_for_status()
+
+            out[f"api_stats_{name}_s"] = _median_s(api_scoped, repeat)
+        out["api_scopes"] = {**scoped, "two_regions": ",".join(regions[:2])}
     out["api_tenant"] = tenant[1]
     if cli:
         out.update(_cli_times(repeat))

@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from return_notify.pipeline.housekeeping import expire_rows
 from return_notify.storage import partitions as parts
 from return_notify.storage.partitions import DEFAULT, LEGACY, TABLES, Month
 
@@ -56,14 +57,16 @@ class PruneResult:
 def run_maintenance(conn: Connection, history_months: int, ahead: int,
                     archive_dir: str | None = None, now: datetime | None = None
                     ) -> dict[str, Any]:
-    """Partitions ahead, then the expired months dropped or archived (the beat task's and
+    """Partitions ahead, then the expired months dropped or archived, then the expired
+    rows of the bookkeeping tables (``housekeeping``) deleted (the beat task's and
     ``return-notify db maintain``'s work). ``conn``: not in a transaction."""
     created = maintain_partitions(conn, ahead, now)
     revision = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     conn.commit()
     pruned = prune(conn, history_months, archive_dir, now,
                    revision=str(revision) if revision else None)
-    return {"created": created, **pruned.as_dict()}
+    deleted = expire_rows(conn, history_months, now)
+    return {"created": created, **pruned.as_dict(), "rows_deleted": deleted}
 
 
 def maintain_partitions(conn: Connection, ahead: int, now: datetime | None = None) -> list[str]:

@@ -4,10 +4,11 @@ and erase one customer's personal data on request; anonymised rows stay for the 
 What is kept: every row's ids, tenant, milestone, channel, provider, states, timestamps,
 attempt outcomes and error classes/codes, in-app ``read_at`` — so counts, success rates,
 latencies, the funnel and engagement are unchanged. What goes: recipients, rendered
-subjects and bodies, sandbox copies, customer name/e-mail/phone in stored event payloads,
-provider error messages (they quote addresses), in-app item content and owner, and the
-raw payload of rejected events. Suppressions are kept on purpose: an opt-out must keep
-being honoured after the customer's other data is gone.
+subjects and bodies, customer name/e-mail/phone in stored event payloads, provider error
+messages (they quote addresses), in-app item content and owner, and the raw payload of
+rejected events; the sandbox provider's copies are deleted whole. Suppressions are kept
+on purpose: an opt-out must keep being honoured after the customer's other data is gone.
+(Rows that leave with their month: ``history`` and ``housekeeping``.)
 """
 
 from __future__ import annotations
@@ -49,12 +50,11 @@ PURGE: dict[str, str] = {
         WITH b AS (SELECT id FROM delivery_attempts WHERE started_at < :cutoff
                    AND error_message IS NOT NULL LIMIT :n FOR UPDATE SKIP LOCKED)
         UPDATE delivery_attempts a SET error_message = NULL FROM b WHERE a.id = b.id""",
+    # the sandbox provider's copies of what it "sent": deleted, nothing in them is needed
     "sandbox_messages": """
         WITH b AS (SELECT id FROM sandbox_messages WHERE received_at < :cutoff
-                   AND (recipient IS NOT NULL OR subject IS NOT NULL OR body <> ''
-                        OR html IS NOT NULL) LIMIT :n FOR UPDATE SKIP LOCKED)
-        UPDATE sandbox_messages m SET recipient = NULL, subject = NULL, body = '', html = NULL
-        FROM b WHERE m.id = b.id""",
+                   LIMIT :n FOR UPDATE SKIP LOCKED)
+        DELETE FROM sandbox_messages m USING b WHERE m.id = b.id""",
     "events": """
         WITH b AS (SELECT id FROM events WHERE received_at < :cutoff
                    AND (payload -> 'customer') ?| ARRAY['name', 'email', 'phone']

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from return_notify.core.lifecycle import MAIN_LINE
 from return_notify.reporting import facts
-from return_notify.reporting.kpis import LATENCY_EDGES_S, _f, _iso, _rate
+from return_notify.reporting.kpis import LATENCY_EDGES_S, ReturnScope, _f, _iso, _rate
 from return_notify.reporting.window import Window
 
 _BUCKETS = (("second", 1), ("minute", 60), ("hour", 3600), ("day", 86400))
@@ -52,16 +52,31 @@ def _tenant_filter(alias: str, tid: int | None, p: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------ loaders -----------
 
-def load_deliveries(session: Session, win: Window, tid: int | None) -> list[Any]:
-    return _memo(session, ("load_deliveries", win, tid), lambda: _load_deliveries(session, win, tid))
+def _scoped(table: str, scope: ReturnScope | None, p: dict[str, Any]) -> tuple[str, str, str]:
+    """The aggregate table to read for ``scope`` (its ``stats_scope_`` twin, by region and
+    category), the condition on its rows and the one on the raw rows' return ``r``."""
+    if not scope:
+        return table, "TRUE", "TRUE"
+    return (table.replace("stats_", "stats_scope_", 1),
+            facts.scope_condition("region", "category", scope, p),
+            facts.scope_condition("r.region", "r.product_category", scope, p))
 
 
-def _load_deliveries(session: Session, win: Window, tid: int | None) -> list[Any]:
+def load_deliveries(session: Session, win: Window, tid: int | None,
+                    scope: ReturnScope | None = None) -> list[Any]:
+    return _memo(session, ("load_deliveries", win, tid, scope),
+                 lambda: _load_deliveries(session, win, tid, scope))
+
+
+def _load_deliveries(session: Session, win: Window, tid: int | None,
+                     scope: ReturnScope | None) -> list[Any]:
     """Delivery facts over the window, summed per (tenant, channel, provider, region,
     milestone, state)."""
     p: dict[str, Any] = {}
+    table, cond, raw_cond = _scoped("stats_deliveries", scope, p)
     raw = facts.delivery_facts("deliveries d", f"{win.raw('d.created_at', p)} AND "
-                                               f"{_tenant_filter('d.', tid, p)}", "NULL")
+                                               f"{_tenant_filter('d.', tid, p)} AND {raw_cond}",
+                               "NULL")
     keys = "tenant_id, channel, provider, region, milestone, state"
     return list(session.execute(text(f"""
         SELECT {keys}, sum(n) AS n, sum(n_sent) AS n_sent, sum(n_delivered) AS n_delivered,
@@ -69,26 +84,31 @@ def _load_deliveries(session: Session, win: Window, tid: int | None) -> list[Any
                min(min_sent_at) AS min_sent_at, max(max_sent_at) AS max_sent_at
         FROM (SELECT {keys}, n, n_sent, n_delivered, n_bounced, n_read, min_sent_at,
                      max_sent_at
-              FROM stats_deliveries WHERE {win.grained(p)} AND {_tenant_filter('', tid, p)}
+              FROM {table} WHERE {win.grained(p)} AND {_tenant_filter('', tid, p)} AND {cond}
               UNION ALL
               SELECT {keys}, n, n_sent, n_delivered, n_bounced, n_read, min_sent_at,
                      max_sent_at FROM ({raw}) f) u
         GROUP BY {keys}"""), p).mappings())
 
 
-def load_latency(session: Session, win: Window, tid: int | None) -> list[Any]:
-    return _memo(session, ("load_latency", win, tid), lambda: _load_latency(session, win, tid))
+def load_latency(session: Session, win: Window, tid: int | None,
+                 scope: ReturnScope | None = None) -> list[Any]:
+    return _memo(session, ("load_latency", win, tid, scope),
+                 lambda: _load_latency(session, win, tid, scope))
 
 
-def _load_latency(session: Session, win: Window, tid: int | None) -> list[Any]:
+def _load_latency(session: Session, win: Window, tid: int | None,
+                  scope: ReturnScope | None) -> list[Any]:
     """Latency histogram rows (channel, kind, lo_ms, hi_ms, n, sum_s) over the window."""
     p: dict[str, Any] = {}
+    table, cond, raw_cond = _scoped("stats_latency", scope, p)
     raw = facts.latency_facts("deliveries d", f"{win.raw('d.created_at', p)} AND "
-                                              f"{_tenant_filter('d.', tid, p)}", "NULL")
+                                              f"{_tenant_filter('d.', tid, p)} AND {raw_cond}",
+                              "NULL", scoped=bool(scope))
     return list(session.execute(text(f"""
         SELECT channel, kind, lo_ms, hi_ms, sum(n) AS n, sum(sum_s) AS sum_s
-        FROM (SELECT channel, kind, lo_ms, hi_ms, n, sum_s FROM stats_latency
-              WHERE {win.grained(p)} AND {_tenant_filter('', tid, p)}
+        FROM (SELECT channel, kind, lo_ms, hi_ms, n, sum_s FROM {table}
+              WHERE {win.grained(p)} AND {_tenant_filter('', tid, p)} AND {cond}
               UNION ALL
               SELECT channel, kind, lo_ms, hi_ms, n, sum_s FROM ({raw}) f) u
         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3"""), p).mappings())
@@ -111,10 +131,23 @@ def _load_event_hours(session: Session, win: Window, tid: int | None) -> list[An
         ORDER BY bucket"""), p).mappings())
 
 
-def load_sent_hours(session: Session, win: Window, tid: int | None, unit: str) -> list[Any]:
+def load_sent_hours(session: Session, win: Window, tid: int | None, unit: str,
+                    scope: ReturnScope | None = None) -> list[Any]:
     """Notifications sent per ``unit`` (hour or day) of sent_at, of deliveries created in
     the window."""
     p: dict[str, Any] = {"t": tid or 0, "unit": unit}
+    if scope:
+        table, cond, raw_cond = _scoped("stats_sent_hours", scope, p)
+        raw = facts.scoped_sent_facts(
+            "deliveries d", f"{win.raw('d.created_at', p, grained=False)} AND "
+                            f"{_tenant_filter('d.', tid, p)} AND {raw_cond}",
+            facts.hour_of("d.created_at"))
+        return list(session.execute(text(f"""
+            SELECT date_trunc(:unit, sent_hour, 'UTC') AS b, sum(n) AS n FROM (
+                SELECT sent_hour, n FROM {table}
+                WHERE {win.hourly(p)} AND {_tenant_filter('', tid, p)} AND {cond}
+                UNION ALL SELECT sent_hour, n FROM ({raw}) f) u
+            GROUP BY 1 ORDER BY 1"""), p).all())
     raw = facts.sent_facts("deliveries d", f"{win.raw('d.created_at', p, grained=False)} AND "
                                            f"{_tenant_filter('d.', tid, p)}",
                            facts.hour_of("d.created_at"))

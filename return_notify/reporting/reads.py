@@ -1,11 +1,13 @@
 """The KPIs for any window, at a cost that does not grow with history: ``stats``,
 ``report`` and ``GET /v1/stats`` call these.
 
-A window shorter than ``RSN_STATS_EXACT_WINDOW_S``, a region/category scope, or a
-database never rolled up is computed from the raw rows, exactly as before
-(``kpis.compute_kpis``, ``throughput.pipeline_stats``); any other window reads the
-aggregates plus the raw rows not rolled up yet (``rolled.py``), in one REPEATABLE READ
-snapshot so the watermark, the aggregates and the raw rows agree.
+A window shorter than ``RSN_STATS_EXACT_WINDOW_S`` or a database never rolled up is
+computed from the raw rows, exactly as before (``kpis.compute_kpis``,
+``throughput.pipeline_stats``), and so is a region/category scope until the scoped
+aggregates have caught up with the others (a database rolled up before migration 0013);
+any other window reads the aggregates plus the raw rows not rolled up yet
+(``rolled.py``), in one REPEATABLE READ snapshot so the watermark, the aggregates and the
+raw rows agree.
 """
 
 from __future__ import annotations
@@ -26,14 +28,13 @@ def plan(session: Session, since: datetime | None, tenant: str | None,
          scope: ReturnScope | None = None, now: datetime | None = None
          ) -> tuple[Window, int | None] | None:
     """The aggregate window to read and the tenant's id, or None: read the raw rows."""
-    if scope:
-        return None
     if not session.in_transaction():  # one snapshot for every statement that follows
         session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
     state: dict[str, datetime] = {str(name): at for name, at in session.execute(text(
-        "SELECT name, at FROM stats_state WHERE name IN ('watermark', 'hourly_since')"))}
+        "SELECT name, at FROM stats_state WHERE name IN ('watermark', 'hourly_since', "
+        "'scope_watermark')"))}
     watermark = state.get("watermark")
-    if watermark is None:
+    if watermark is None or (scope and state.get("scope_watermark") != watermark):
         return None
     if since is not None:
         now = now or session.execute(text("SELECT now()")).scalar_one()
@@ -58,7 +59,7 @@ def compute_kpis(session: Session, *, since: datetime | None = None, tenant: str
     if found is None:
         return kpis.compute_kpis(session, since=since, tenant=tenant, period=period, scope=scope)
     win, tid = found
-    return rolled.compute_kpis(session, win, tid, tenant, period)
+    return rolled.compute_kpis(session, win, tid, tenant, period, scope or None)
 
 
 def pipeline_stats(session: Session, *, since: datetime | None = None,

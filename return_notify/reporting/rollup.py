@@ -17,6 +17,10 @@ day's and month's rows cover up to the watermark. Events, sends by hour and reje
 events are kept per hour only (a few rows per hour). Return summaries are merged, never
 recomputed from every event, so a return keeps its cohort and funnel numbers after the
 partitions holding its first events are dropped.
+
+Each table again by the return's region and product category (``rollup_scoped.py``, for
+scoped KPIs): the delivery, latency and send rows are rolled up scoped first and the plain
+rows summed from them, so the raw deliveries are read once.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from return_notify.reporting import facts
+from return_notify.reporting import rollup_scoped as scoped
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +43,9 @@ CHUNK = timedelta(days=7)
 MARKS_PER_RUN = 168  # changed hours re-rolled per transaction
 ANALYZE_AFTER_HOURS = 72
 _TABLES = ("stats_deliveries", "stats_latency", "stats_event_hours", "stats_sent_hours",
-           "stats_rejected_hours", "stats_returns", "stats_cohorts")
+           "stats_rejected_hours", "stats_returns", "stats_cohorts", *scoped.TABLES)
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
-_D_COLS = ", ".join(facts.DELIVERY_COLUMNS[1:])
-_L_COLS = ", ".join(facts.LATENCY_COLUMNS[1:])
 #: per aggregate table with grains: its key columns, measure columns and how they add up
 _GRAINED = {
     "stats_deliveries": (("tenant_id", "channel", "provider", "region", "milestone", "state"),
@@ -119,8 +122,17 @@ def rollup(conn: Connection, *, hourly_days: int = 35, now: datetime | None = No
         # they started to be kept: a larger RSN_STATS_HOURLY_DAYS takes effect as time goes)
         kept = _state(conn, "hourly_since")
         hourly_from = _floor(w_new - timedelta(days=hourly_days), "day")
-        w = watermark(conn) or _oldest_hour(conn) or w_new
+        rolled = watermark(conn)
+        w = rolled or _oldest_hour(conn) or w_new
         hourly_from = max(hourly_from, kept or _floor(w, "day"))
+        # the scoped aggregates: with the others from the start, or (a database rolled up
+        # before they existed) filled from the oldest raw row up to the watermark
+        sw = _state(conn, "scope_watermark")
+        if sw is None:
+            sw = (_oldest_hour(conn) or w) if rolled else w
+            if rolled:
+                scoped.recount_cohorts(conn, None)
+            _set_state(conn, "scope_watermark", sw)
         conn.commit()
         while budget_s is None or time.monotonic() - t0 < budget_s:
             with conn.begin():
@@ -139,19 +151,30 @@ def rollup(conn: Connection, *, hourly_days: int = 35, now: datetime | None = No
                     marked = _take_marks(conn, "hour >= :lo AND hour < :hi", {"lo": w, "hi": end})
                     _roll(conn, new, marked, hourly_from, result)
                     _set_state(conn, "watermark", end)
+                    if sw >= w:
+                        sw = max(sw, end)
+                        _set_state(conn, "scope_watermark", sw)
                     w = end
+                elif sw < w:  # catching up: the scoped aggregates only
+                    end = min(sw + CHUNK, w)
+                    new = [sw + i * HOUR for i in range(int((end - sw) / HOUR))]
+                    _roll(conn, new, {"d": set(), "e": set(), "r": set()}, hourly_from, result,
+                          plain=False)
+                    _set_state(conn, "scope_watermark", end)
+                    sw = end
                 else:
                     break
         result.watermark = w.isoformat()
         with conn.begin():
-            for table in ("stats_deliveries", "stats_latency"):
+            for table in ("stats_deliveries", "stats_latency", *scoped.GRAINED):
                 conn.execute(text(f"DELETE FROM {table} WHERE grain = 'h' AND bucket < :at"),
                              {"at": hourly_from})
             _set_state(conn, "hourly_since", hourly_from)
-        if result.hours > ANALYZE_AFTER_HOURS:  # a backfill: give the planner row counts now
-            for table in _TABLES:
-                conn.execute(text(f"ANALYZE {table}"))
-            conn.commit()
+        if result.hours > ANALYZE_AFTER_HOURS:  # a backfill: row counts for the planner,
+            # and the rows it rewrote week after week (a month's, each week) vacuumed away
+            with conn.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as auto:
+                for table in _TABLES:
+                    auto.execute(text(f"VACUUM (ANALYZE) {table}"))
     finally:
         conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
         conn.commit()
@@ -171,18 +194,23 @@ def _take_marks(conn: Connection, where: str, params: dict[str, Any]
 
 
 def _roll(conn: Connection, new: list[datetime], marked: dict[str, set[datetime]],
-          hourly_from: datetime, result: RollupResult) -> None:
-    """Roll the ``new`` hours and the ``marked`` ones, in the caller's transaction."""
+          hourly_from: datetime, result: RollupResult, plain: bool = True) -> None:
+    """Roll the ``new`` hours and the ``marked`` ones, in the caller's transaction (not
+    ``plain``: the scoped aggregates only)."""
     hours_d = sorted(set(new) | marked["d"])
     hours_e = sorted(set(new) | marked["e"])
     hours_r = sorted(set(new) | marked["r"])
     result.hours += len(set(hours_d) | set(hours_e) | set(hours_r))
     if hours_d:
-        _roll_deliveries(conn, hours_d, hourly_from, result)
+        _roll_deliveries(conn, hours_d, hourly_from, result, plain)
     if hours_e:
+        where, params = _in_ranges("e.received_at", hours_e, HOUR)
+        scoped.roll_events(conn, hours_e, where, params)
+        if not plain:
+            return
         _roll_events(conn, hours_e)
         result.returns += _roll_returns(conn, hours_e)
-    if hours_r:
+    if hours_r and plain:
         conn.execute(text("DELETE FROM stats_rejected_hours WHERE bucket = ANY(:h)"),
                      {"h": hours_r})
         where, params = _in_ranges("x.received_at", hours_r, HOUR)
@@ -213,42 +241,54 @@ def _in_ranges(col: str, starts: list[datetime], width: timedelta
 
 
 def _roll_deliveries(conn: Connection, hours: list[datetime], hourly_from: datetime,
-                     result: RollupResult) -> None:
+                     result: RollupResult, plain: bool = True) -> None:
     recent = [h for h in hours if h >= hourly_from]
     old_days = sorted({_floor(h, "day") for h in hours if h < hourly_from})
     for grain, buckets, width, trunc in (("h", recent, HOUR, "hour"), ("d", old_days, DAY, "day")):
         if not buckets:  # hour rows; and for a day whose hour rows are gone, its day rows
             continue
-        for table in ("stats_deliveries", "stats_latency"):
-            conn.execute(text(f"DELETE FROM {table} WHERE grain = '{grain}' "
-                              "AND bucket = ANY(:b)"), {"b": buckets})
         where, params = _in_ranges("d.created_at", buckets, width)
         bucket = f"date_trunc('{trunc}', d.created_at, 'UTC')"
-        conn.execute(text(f"INSERT INTO stats_deliveries (grain, bucket, {_D_COLS}) SELECT "
-                          f"'{grain}', f.* FROM ({facts.delivery_facts('deliveries d', where, bucket)}) f"),
-                     params)
-        conn.execute(text(f"INSERT INTO stats_latency (grain, bucket, {_L_COLS}) SELECT "
-                          f"'{grain}', f.* FROM ({facts.latency_facts('deliveries d', where, bucket)}) f"),
-                     params)
-    _regrain(conn, "d", "h", "day", sorted({_floor(h, "day") for h in recent}))
+        scoped.roll_deliveries(conn, grain, buckets, where, params, bucket)
+        if not plain:
+            continue
+        # the same raw rows, read once: the scoped rows summed over region and category
+        for table, (key, measures, how) in _GRAINED.items():
+            cols = ", ".join(key)
+            sums = ", ".join(f"{fn}({m})" for m, fn in zip(measures, how, strict=True))
+            conn.execute(text(f"DELETE FROM {table} WHERE grain = '{grain}' "
+                              "AND bucket = ANY(:b)"), {"b": buckets})
+            conn.execute(text(
+                f"INSERT INTO {table} (grain, bucket, {cols}, {', '.join(measures)}) "
+                f"SELECT grain, bucket, {cols}, {sums} FROM {scoped.twin(table)} "
+                f"WHERE grain = '{grain}' AND bucket = ANY(:b) GROUP BY grain, bucket, {cols}"),
+                {"b": buckets})
+    tables = {**(_GRAINED if plain else {}), **scoped.GRAINED}
+    _regrain(conn, "d", "h", "day", sorted({_floor(h, "day") for h in recent}), tables)
     all_days = {_floor(h, "day") for h in hours}
     months = sorted({_floor(d, "month") for d in all_days})
-    _regrain(conn, "m", "d", "month", months)
+    _regrain(conn, "m", "d", "month", months, tables)
     result.days += len(all_days)
     result.months += len(months)
-    conn.execute(text("DELETE FROM stats_sent_hours WHERE bucket = ANY(:b)"), {"b": hours})
     where, params = _in_ranges("d.created_at", hours, HOUR)
-    conn.execute(text("INSERT INTO stats_sent_hours (bucket, sent_hour, tenant_id, n) "
-                      + facts.sent_facts("deliveries d", where, facts.hour_of("d.created_at"))),
-                 params)
+    scoped.roll_sent(conn, hours, where, params)
+    if not plain:
+        return
+    conn.execute(text("DELETE FROM stats_sent_hours WHERE bucket = ANY(:b)"), {"b": hours})
+    conn.execute(text(  # per tenant and (tenant 0) all, from the scoped rows just made
+        "INSERT INTO stats_sent_hours (bucket, sent_hour, tenant_id, n) SELECT bucket, "
+        "sent_hour, coalesce(tenant_id, 0), sum(n) FROM stats_scope_sent_hours "
+        "WHERE bucket = ANY(:b) GROUP BY GROUPING SETS ((bucket, sent_hour, tenant_id), "
+        "(bucket, sent_hour))"), {"b": hours})
 
 
-def _regrain(conn: Connection, grain: str, finer: str, unit: str, buckets: list[datetime]
+def _regrain(conn: Connection, grain: str, finer: str, unit: str, buckets: list[datetime],
+             tables: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]
              ) -> None:
     """Rows of ``grain`` for ``buckets`` as the sums of their ``finer`` rows."""
     if not buckets:
         return
-    for table, (key, measures, how) in _GRAINED.items():
+    for table, (key, measures, how) in tables.items():
         keys = ", ".join(f"s.{k}" for k in key)
         sums = ", ".join(f"{fn}(s.{m})" for m, fn in zip(measures, how, strict=True))
         conn.execute(text(f"DELETE FROM {table} WHERE grain = '{grain}' AND bucket = ANY(:b)"),
@@ -295,4 +335,5 @@ def _roll_returns(conn: Connection, hours: list[datetime]) -> int:
             "count(*) FROM unnest(CAST(:b AS timestamptz[])) AS u(at) JOIN stats_returns s "
             "ON s.initiated_at >= u.at AND s.initiated_at < u.at + interval '24 hours' "
             "GROUP BY 1, 2, 3, 4, 5, 6"), {"b": b})
+        scoped.recount_cohorts(conn, b)
     return len(n)

@@ -24,6 +24,7 @@ class InboxItem(Base):
     __tablename__ = "inbox_items"
     __table_args__ = (
         Index("ix_inbox_customer", "tenant_id", "customer_id", "id"),
+        Index("ix_inbox_items_created", "created_at"),  # housekeeping (0013)
         Index("ix_inbox_unread", "tenant_id", "customer_id",
               postgresql_where=text("read_at IS NULL")),
     )

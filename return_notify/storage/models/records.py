@@ -165,7 +165,8 @@ class SandboxMessage(Base):
     """What the sandbox provider 'received': the exact content, one row per provider call."""
 
     __tablename__ = "sandbox_messages"
-    __table_args__ = (Index("ix_sandbox_delivery", "delivery_id"),)
+    __table_args__ = (Index("ix_sandbox_delivery", "delivery_id"),
+                      Index("ix_sandbox_messages_received", "received_at"))  # retention (0013)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     delivery_id: Mapped[int] = mapped_column(BigInteger)

@@ -40,3 +40,21 @@ def test_history_is_realistic_and_lands_in_its_months(scratch_db: str) -> None:
     assert total == result.deliveries and events == keys == result.events
     assert (apart, wrong_month, default, unsent) == (0, 0, 0, 0)
     assert newest < END and states >= 6 and attempts >= total * 0.9
+
+
+def test_bench_history_fills_rolls_up_and_times_the_reads(scratch_db: str) -> None:
+    from return_notify.devtools.history_bench import fill_history
+    from return_notify.reporting import reads
+    from return_notify.reporting.kpis import ReturnScope
+
+    # when: what `bench --history 2000` does before its throughput runs
+    out = fill_history(2000, repeat=1)
+    # then: the history is there, rolled up, and every read was timed, the scoped ones too
+    assert 1800 <= out["generated"]["deliveries"] <= 2200
+    assert out["rollup"]["hours"] > 24 * 365 and not out["rollup"]["skipped"]
+    reads_s = {k for k, v in out["reads"].items() if k.endswith("_s") and v >= 0}
+    assert reads_s >= {"sweep_s", "stats_json_s", "report_s", "api_stats_s",
+                       "api_stats_region_s", "api_stats_category_s", "api_stats_two_regions_s"}
+    region = out["reads"]["api_scopes"]["region"].split("=")[1]
+    with session_scope() as s:  # a scoped read of this database reads the aggregates
+        assert reads.plan(s, None, out["reads"]["api_tenant"], ReturnScope((region,))) is not None

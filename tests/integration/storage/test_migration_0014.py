@@ -35,8 +35,8 @@ def _index() -> dict[str, tuple[str | None, bool | None]]:
 def test_0014_indexes_every_partition_and_the_tenants_latest_use_it(empty_db: str) -> None:
     from return_notify.pipeline.ingest import forget_tenants, ingest_batch
 
-    # given: a database at 0012 with a tenant's notifications
-    upgrade("0012")
+    # given: a database at 0013 with a tenant's notifications
+    upgrade("0013")
     forget_tenants()
     with session_scope() as s:
         ingest_batch(s, [event("label_created", tenant="acme") for _ in range(3)])
@@ -63,7 +63,7 @@ def test_0014_indexes_every_partition_and_the_tenants_latest_use_it(empty_db: st
     new = _index()[partition_name("deliveries", later)]
     assert new[0] is not None and new[1], new
     # downgrade: gone from every partition
-    assert downgrade("0012") == "0012"
+    assert downgrade("0013") == "0013"
     with session_scope() as s:
         left = s.execute(text("SELECT relname FROM pg_class WHERE relkind IN ('i', 'I') "
                               "AND relname LIKE '%tenant_created%'")).scalars().all()

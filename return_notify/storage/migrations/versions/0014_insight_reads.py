@@ -10,7 +10,7 @@ Built without blocking the pipeline: the index is declared on the partitioned ta
 the parent's valid. Partitions created later inherit it.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy import text
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
