@@ -110,18 +110,22 @@ def deliver_batch(
 
     window = channel.unrecorded_window()
     last_write = time.monotonic()
-    for sent in channel.iter_send(to_send, room=lambda: window - recorder.unrecorded_calls):
-        if sent is RECORD_NOW:
-            recorder.flush()
-            last_write = time.monotonic()
-            continue
-        _record_call(sent.message, sent.result, sent.call_ms, sent.done_at, rows[sent.message.delivery_id],
-                     by_id[sent.message.delivery_id], channel, channel_name, settings, now,
-                     recorder, outcome, limiter)
-        if time.monotonic() - last_write >= _RECORD_EVERY_S:
-            recorder.flush()
-            last_write = time.monotonic()
-    recorder.flush()
+    try:
+        for sent in channel.iter_send(to_send, room=lambda: window - recorder.unrecorded_calls):
+            if sent is RECORD_NOW:
+                recorder.flush()
+                last_write = time.monotonic()
+                continue
+            _record_call(sent.message, sent.result, sent.call_ms, sent.done_at,
+                         rows[sent.message.delivery_id], by_id[sent.message.delivery_id],
+                         channel, channel_name, settings, now, recorder, outcome, limiter)
+            if time.monotonic() - last_write >= _RECORD_EVERY_S:
+                recorder.flush()
+                last_write = time.monotonic()
+        recorder.flush()
+    except BaseException:
+        recorder.abandon()  # a time limit or shutdown mid-batch: park what is not written
+        raise
     outcome.fallback_email = recorder.fallback_email
     outcome.write_backs = recorder.flushes
     return outcome

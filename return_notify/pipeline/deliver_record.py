@@ -142,8 +142,50 @@ class Recorder:
     def flush(self) -> None:
         if not self.rows and not self.attempts:
             return
-        rows, attempts = self.rows, self.attempts
-        opted_out, fallback = self.opted_out, self.fallback
+        rows = self.rows
+        entry = self._entry()
+        delay_s = 0.2
+        failing = False
+        try:
+            while True:
+                try:
+                    with self.session_factory() as session:
+                        created = write_outcomes(session, entry, self.settings)
+                    break
+                except OperationalError:
+                    failing = True
+                    if time.monotonic() + delay_s >= self.deadline:
+                        # the lease is ending: keep the outcomes where the next claim or
+                        # sweep writes them first, then give the batch up (its unsent rows
+                        # are claimed again once the lease ends)
+                        if park(self.settings, entry):
+                            self._clear()
+                        raise
+                    log.warning("recording %d delivery outcomes failed (database "
+                                "unreachable); retrying in %.1fs", len(rows), delay_s)
+                    time.sleep(delay_s)
+                    delay_s = min(2.0, delay_s * 2)
+        except OperationalError:
+            raise
+        except BaseException:
+            # the task's time limit (or a shutdown) while the database is away: the calls
+            # happened, so their outcomes are parked rather than dropped
+            if failing and park(self.settings, entry):
+                self._clear()
+            raise
+        self.fallback_email += created
+        self._clear()
+        self.flushes += 1
+
+    def abandon(self) -> None:
+        """The batch stops early (its time limit, a shutdown): park what is queued but not
+        written, so the next claim or sweep records it instead of sending it again."""
+        if (self.rows or self.attempts) and park(self.settings, self._entry()):
+            self._clear()
+
+    def _entry(self) -> Parked:
+        """What is queued, as one write-back (the fenced UPDATE's parameters and the rest)."""
+        rows = self.rows
         params = {
             "token": self.token,
             "ids": [r.id for r in rows], "states": [r.state for r in rows],
@@ -153,28 +195,7 @@ class Recorder:
             "skips": [r.skip for r in rows], "throttled": [r.throttled for r in rows],
             "sent_ats": [r.sent_at for r in rows],
         }
-        entry = Parked(params, attempts, opted_out, fallback)
-        delay_s = 0.2
-        while True:
-            try:
-                with self.session_factory() as session:
-                    created = write_outcomes(session, entry, self.settings)
-                break
-            except OperationalError:
-                if time.monotonic() + delay_s >= self.deadline:
-                    # the lease is ending: keep the outcomes where the next claim or
-                    # sweep writes them first, then give the batch up (its unsent rows
-                    # are claimed again once the lease ends)
-                    if park(self.settings, entry):
-                        self._clear()
-                    raise
-                log.warning("recording %d delivery outcomes failed (database unreachable); "
-                            "retrying in %.1fs", len(rows), delay_s)
-                time.sleep(delay_s)
-                delay_s = min(2.0, delay_s * 2)
-        self.fallback_email += created
-        self._clear()
-        self.flushes += 1
+        return Parked(params, self.attempts, self.opted_out, self.fallback)
 
     def _clear(self) -> None:
         self.rows, self.attempts, self.opted_out, self.fallback = [], [], [], []
