@@ -110,3 +110,44 @@ def test_a_parked_entry_is_kept_while_the_database_is_still_away(
     assert redis_client(settings).llen(parked_key) == 1
     assert apply_parked_outcomes(session_scope, settings) == 2
     assert states(ids) == {"sent": 2}
+
+
+def test_a_batch_stopped_mid_send_parks_what_it_has_not_written(
+        svc: Any, sendgrid: SendGridFakeServer) -> None:
+    # given: a channel whose batch is stopped (as by the task's time limit) after 3 sends
+    settings = settings_for(sendgrid, svc)
+    parked_key = f"{settings.redis_key_prefix}outcomes:parked"
+    ids = email_ids(5, uid("t-"))
+    channel = build_channel("email", settings)
+    original = channel.iter_send
+    known: list[int] = []
+
+    def stopped_after_three(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for sent in original(*args, **kwargs):
+            yield sent
+            known.append(sent.message.delivery_id)
+            if len(known) == 3:
+                raise TimeoutError("the task's time limit")
+
+    channel.iter_send = stopped_after_three  # type: ignore[method-assign]
+
+    # when: the batch runs with the database up, and stops
+    with pytest.raises(TimeoutError):
+        deliver_batch(session_scope, "email", ids, channel, settings)
+
+    # then: three outcomes are known (more calls may have been in flight in the pool)
+    assert len(known) == 3
+    with session_scope() as s:
+        s.execute(text("UPDATE deliveries SET lease_until = now() - interval '1 second' "
+                       "WHERE id = ANY(:i)"), {"i": ids})
+    channel.iter_send = original  # type: ignore[method-assign]
+    again = deliver_batch(session_scope, "email", ids, channel, settings)
+    # then: once the lease ends, the three known outcomes are written first, so only the
+    # two others are claimed (a call that was in flight at the stop is sent again) and
+    # none of the three known ones is sent twice
+    assert again.claimed == 2
+    assert states(ids) == {"sent": 5}
+    sent_ids = [str(m.body["custom_args"]["delivery_id"]) for m in sendgrid.mails()]
+    for did in known:
+        assert sent_ids.count(str(did)) == 1, (did, sent_ids)
+    assert redis_client(settings).llen(parked_key) == 0
