@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS stats_scope_deliveries (
     max_sent_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS ix_stats_scope_deliveries_bucket ON stats_scope_deliveries (grain, bucket);
-CREATE INDEX IF NOT EXISTS ix_stats_scope_deliveries_tenant ON stats_scope_deliveries (tenant_id, grain, bucket);
+CREATE INDEX IF NOT EXISTS ix_stats_scope_deliveries_tenant
+    ON stats_scope_deliveries (tenant_id, grain, bucket);
 
 -- latency histograms as stats_latency, also by the return's region and product category
 CREATE TABLE IF NOT EXISTS stats_scope_latency (
