@@ -199,6 +199,12 @@ class Settings(BaseSettings):
         description="adaptive batching: a running deliver task also takes deliver messages "
         "of its channel waiting in the queue until it holds this many deliveries; 0: one "
         "message per task")
+    ingest_inline_channels: str = Field(
+        default="inapp", pattern=r"^\s*((email|sms|inapp)\s*(,\s*(email|sms|inapp)\s*)*)?$",
+        description="channels (comma-separated; empty: none) an ingest task delivers itself "
+        "right after its commit instead of sending a deliver message, when its worker also "
+        "consumes that channel's queue (a worker started for other queues sends the message "
+        "as usual); saves a message and a hop per event")
     max_attempts: int = Field(default=6, ge=1, description="tries before a delivery is dead")
     rate_limited_wait_s: float = Field(
         default=1.0, gt=0, le=3600,

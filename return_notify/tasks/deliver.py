@@ -69,6 +69,31 @@ def deliver(self: Any, channel: str, delivery_ids: list[int]) -> dict[str, Any]:
     return summary
 
 
+def deliver_now(channel: str, ids: list[int]) -> dict[str, Any] | None:
+    """Deliver ``ids`` of ``channel`` in this process, without a deliver message: the ingest
+    task's inline channels (``RSN_INGEST_INLINE_CHANNELS``), right after its commit. Any
+    error sends them as a deliver message instead (the rows are committed: one claimed
+    before the error is held by its lease, a message that cannot be sent is the sweeper's);
+    returns the outcome's summary, or None when they went to the queue."""
+    settings = get_settings()
+    try:
+        outcome = deliver_batch(session_scope, channel, ids, get_channel(channel), settings,
+                                limiter=get_limiter(settings))
+        _follow_up(channel, outcome)
+    except Exception:  # noqa: BLE001 - never undo the ingest: the queue takes over
+        log.warning("could not deliver %d %s deliveries inline; sending a deliver message",
+                    len(ids), channel, exc_info=True)
+        try:
+            enqueue_deliveries({channel: ids})
+        except Exception:  # noqa: BLE001
+            log.warning("could not enqueue them either; the sweeper re-enqueues them after "
+                        "RSN_LEASE_S", exc_info=True)
+        return None
+    observe_deliver(channel, outcome)
+    log_outcomes(channel, outcome)
+    return {"claimed": outcome.claimed, **dict(outcome.states)}
+
+
 def _follow_up(channel: str, outcome: DeliverOutcome) -> None:
     """Short waits ride a Celery countdown (well under the visibility timeout); longer ones
     stay in PostgreSQL (next_attempt_at) for the sweeper. Undeliverable SMS go by email."""

@@ -21,7 +21,8 @@ from return_notify.observability.logs import bind_task_ids, ids_or_list, log_con
 from return_notify.observability.metrics import observe_drained, observe_ingest
 from return_notify.pipeline.ingest import ingest_isolated
 from return_notify.storage.db import session_scope
-from return_notify.workers.app import app, enqueue_deliveries
+from return_notify.tasks.deliver import deliver_now
+from return_notify.workers.app import app, consumes, enqueue_deliveries
 from return_notify.workers.drain import Drained, announce, drainer
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,9 @@ def ingest(self: Any, events: Any) -> dict[str, Any]:
     batch = own + [e for m in drained for e in _events_of(m)]
     try:
         result = ingest_isolated(session_scope, batch)
-        enqueue_deliveries(dict(result.deliveries), urgent=result.urgent)
+        inline = _inline(result.deliveries)
+        enqueue_deliveries({ch: ids for ch, ids in result.deliveries.items()
+                            if ch not in inline}, urgent=result.urgent)
     except BaseException:
         # the caller retries its own message; the drained ones go back to the queue now
         _give_back(drained)
@@ -60,10 +63,21 @@ def ingest(self: Any, events: Any) -> dict[str, Any]:
     summary = result.summary()
     if drained:
         summary["drained"] = len(drained)
+    # committed and acknowledged: the inline channels' deliveries go out from here
+    for channel, ids in inline.items():
+        summary[f"inline_{channel}"] = deliver_now(channel, ids)
     created = sorted(i for ids in result.deliveries.values() for i in ids)
     with log_context(**ids_or_list("delivery_id", created)):
         log.info("ingested %s", summary)
     return summary
+
+
+def _inline(deliveries: dict[str, list[int]]) -> dict[str, list[int]]:
+    """The deliveries this task sends itself: those of ``RSN_INGEST_INLINE_CHANNELS`` whose
+    queue this worker also consumes (a worker started for other queues leaves them to the
+    channel's own workers)."""
+    wanted = {c.strip() for c in get_settings().ingest_inline_channels.split(",") if c.strip()}
+    return {ch: ids for ch, ids in deliveries.items() if ids and ch in wanted and consumes(ch)}
 
 
 def _drain(have: int) -> list[Drained]:

@@ -64,6 +64,16 @@ def reconfigure() -> None:
     app.amqp._producer_pool = None
 
 
+def consumes(queue: str) -> bool:
+    """Whether this worker consumes ``queue`` (``-Q``); any process without a queue
+    selection (a worker with all queues, a test calling a task body) counts as consuming all."""
+    try:
+        selected = app.amqp.queues.consume_from
+    except Exception:  # noqa: BLE001 - no queue information: as without a selection
+        return True
+    return not selected or queue in selected
+
+
 #: Redis message priorities (kombu: 0 is served first). Transactional milestones (refund
 #: processed, label created, exceptions, ...) go ahead of informational ones in a backlog.
 PRIORITY_URGENT, PRIORITY_DEFAULT, PRIORITY_INFO = 0, 3, 6
