@@ -154,9 +154,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_connection_retry_on_startup": True,
         # Task events feed Flower's live throughput view (RSN_TASK_EVENTS=false turns them
-        # off: they cost about a third of a no-op task's time on the broker).
+        # off: they cost about a third of a no-op task's time on the broker). No "task-sent"
+        # event per published message (Celery's default): Flower counts every task from the
+        # workers' received/succeeded events, and a task publishing follow-ups (ingest's
+        # deliver messages, retries) would pay one more broker round trip for each.
         "worker_send_task_events": settings.task_events,
-        "task_send_sent_event": settings.task_events,
+        "task_send_sent_event": False,
         # Time limits bound a stuck provider call; both stay well under the visibility timeout.
         "task_soft_time_limit": settings.task_soft_time_limit_s,
         "task_time_limit": settings.task_time_limit_s,
