@@ -53,11 +53,12 @@ def bench(
         "occurred_at → sent, worker CPU per notification.")] = None,
     duration: Annotated[float, typer.Option(help="--paced: seconds of publishing per rate.")] = 30.0,
     history: Annotated[int, typer.Option(
-        help="First fill the run's database with about N historical deliveries over 13 "
-        "months (with their returns, events and attempts; ~1 min per million), roll the KPI "
-        "aggregates up and time stats, GET /v1/stats (also by region, category and a "
-        "two-region manager), report and the sweeper's scan; then the bulk (or --paced) "
-        "runs on top. 0: an empty database.")] = 0,
+        help="Run the bulk (or --paced) measurement on the empty database, then fill it "
+        "with about N historical deliveries over 13 months (with their returns, events and "
+        "attempts; ~1 min per million), roll the KPI aggregates up, vacuum, time stats, "
+        "GET /v1/stats (also by region, category and a two-region manager), report and the "
+        "sweeper's scan, and run the same measurement again: both side by side. 0: an empty "
+        "database.")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Measure end-to-end events/s and notifications/s against the bare-Celery ceiling,

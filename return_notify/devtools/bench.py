@@ -92,11 +92,8 @@ def _drained(redis_url: str, prefix: str, queue: str, timeout_s: float) -> float
 
 def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
               json_out: bool = False, timeout_s: float = 600.0, history: int = 0) -> int:
-    from return_notify.config.settings import get_settings, reset_settings
+    from return_notify.config.settings import reset_settings
     from return_notify.devtools.endpoints import scratch_database, servers
-    from return_notify.devtools.processes import start_worker
-    from return_notify.devtools.sample_data import make_stream, stamp
-    from return_notify.producer import publish_raw_batches
 
     console = Console(stderr=True)
     tag = uuid.uuid4().hex[:8]
@@ -107,15 +104,11 @@ def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
     result: dict[str, Any] = {"events": n_events, "worker_processes": workers, "noop_tasks": n_noop,
                               "history_rows": history}
     with servers() as served, scratch_database(served) as ep:  # an empty database per run
-        from return_notify.storage.db import dispose_engine, session_scope
+        from return_notify.storage.db import dispose_engine
         from return_notify.storage.migrate import upgrade
 
         dispose_engine()
         upgrade()
-        if history:
-            from return_notify.devtools.history_bench import fill_history
-
-            result["history"] = fill_history(history, console)
         env = ep.env(RSN_REDIS_KEY_PREFIX=prefix, RSN_SANDBOX_TRANSIENT_FAILURE_RATE="0",
                      RSN_QUIET_HOURS_ENABLED="false", RSN_THROTTLE_MIN_INTERVALS="",
                      RSN_SANDBOX_LATENCY_MS="0")
@@ -133,57 +126,97 @@ def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
                                                  result["ceiling_no_events_tasks_per_s"],
                                                  result["ceiling_celery_default_tasks_per_s"])
 
-        # 2. the pipeline, publish → every delivery sent
-        stream = make_stream(n_events=n_events, min_returns=max(50, n_events // 9), seed=11,
-                             dup_rate=0.0, ooo_rate=0.0, invalid=0, prefix=f"b{tag}-")
-        w = start_worker(env, concurrency=workers, logdir=logdir, name="bench-pipeline",
-                         loglevel="WARNING")
-        rss = _PeakRSS(w.popen.pid)
-        try:
-            # warm-up: 400 events of another tag through the pool, so that "before" is a
-            # warm worker (connections open, statements compiled) as in production
-            warm = make_stream(n_events=400, min_returns=50, seed=3, dup_rate=0.0, ooo_rate=0.0,
-                               invalid=0, prefix=f"w{tag}-")
-            warm_since = datetime.now(UTC)
-            publish_raw_batches([stamp(warm.events)])
-            _wait_pipeline(session_scope, warm_since, f"w{tag}-", len(warm.events),
-                           time.monotonic(), timeout_s, console)
-            rss_before = _tree_rss(w.popen.pid)
-            since = datetime.now(UTC)
-            events = stamp(stream.events)
-            size = get_settings().ingest_batch_size
-            t0 = time.monotonic()
-            publish_raw_batches([events[i : i + size] for i in range(0, len(events), size)])
-            done_s = _wait_pipeline(session_scope, since, f"b{tag}-", len(events), t0, timeout_s,
-                                    console)
-            time.sleep(2.0)  # the backlog is worked off; let the pool settle
-            rss_after = _tree_rss(w.popen.pid)
-        finally:
-            peak = rss.stop()
-            w.stop(20)
-        from return_notify.reporting.throughput import pipeline_stats
+        # 2. the pipeline, publish → every delivery sent; with --history, first on the
+        #    empty database, then again on top of the history (same run, same worker setup)
+        if history:
+            from return_notify.devtools.history_bench import fill_history, settle
+            from return_notify.storage.db import get_engine
 
-        with session_scope() as s:
-            st = pipeline_stats(s, since=since)
-        n_notif = st["deliveries"]["sent"]
-        result.update({
-            "events_published": len(events), "notifications_sent": n_notif,
-            "elapsed_s": round(done_s, 2),
-            "events_per_s": round(len(events) / done_s, 1),
-            "notifications_per_s": round(n_notif / done_s, 1),
-            "latency_s": st["latency_s"], "peak_worker_rss_mib": round(peak / 2**20, 1),
-            "worker_rss_before_mib": round(rss_before / 2**20, 1),
-            "worker_rss_after_mib": round(rss_after / 2**20, 1),
-            "worker_rss_growth_pct": round((rss_after - rss_before) * 100 / max(1, rss_before), 1),
-            "ratio_to_ceiling": round(n_notif / done_s / result["ceiling_tasks_per_s"], 3),
-            "ratio_to_celery_default": round(
-                n_notif / done_s / result["ceiling_celery_default_tasks_per_s"], 3),
-            "ratio_to_best_ceiling": round(n_notif / done_s / result["ceiling_best_tasks_per_s"], 3),
-            "broker": ep.broker_url.split("@")[-1], "embedded": ep.embedded,
-        })
+            settle(get_engine())  # analysed and checkpointed, as before the second run
+            console.print("the pipeline on the empty database first …")
+            zero = _pipeline_run(ep, env, f"z{tag}-", n_events, workers, logdir, timeout_s,
+                                 console, result)
+            result["at_zero_rows"] = {k: zero[k] for k in _COMPARED}
+            result["history"] = fill_history(history, console)
+        result.update(_pipeline_run(ep, env, f"b{tag}-", n_events, workers, logdir, timeout_s,
+                                    console, result))
+        if history:
+            result["change_vs_zero_rows_pct"] = {
+                k: _pct(result[k], result["at_zero_rows"][k]) for k in _COMPARED}
         dispose_engine()
     _report(result, json_out, console)
     return 0
+
+
+#: the figures compared between the empty database and the history (--history)
+_COMPARED = ("events_per_s", "notifications_per_s", "p99_ms")
+
+
+def _pct(now: float | None, before: float | None) -> float | None:
+    if now is None or not before:
+        return None
+    return round((now - before) * 100 / before, 1)
+
+
+def _pipeline_run(ep: Any, env: dict[str, str], tag: str, n_events: int, workers: int,
+                  logdir: str, timeout_s: float, console: Console,
+                  ceilings: dict[str, Any]) -> dict[str, Any]:
+    """Publish ``n_events`` (200 per message) into a warm worker and wait for every
+    delivery: events/s, notifications/s, latencies, the worker's memory."""
+    from return_notify.config.settings import get_settings
+    from return_notify.devtools.processes import start_worker
+    from return_notify.devtools.sample_data import make_stream, stamp
+    from return_notify.producer import publish_raw_batches
+    from return_notify.reporting.throughput import pipeline_stats
+    from return_notify.storage.db import session_scope
+
+    stream = make_stream(n_events=n_events, min_returns=max(50, n_events // 9), seed=11,
+                         dup_rate=0.0, ooo_rate=0.0, invalid=0, prefix=tag)
+    w = start_worker(env, concurrency=workers, logdir=logdir, name="bench-pipeline",
+                     loglevel="WARNING")
+    rss = _PeakRSS(w.popen.pid)
+    try:
+        # warm-up: 400 events of another tag through the pool, so that "before" is a
+        # warm worker (connections open, statements compiled) as in production
+        warm = make_stream(n_events=400, min_returns=50, seed=3, dup_rate=0.0, ooo_rate=0.0,
+                           invalid=0, prefix="w" + tag)
+        warm_since = datetime.now(UTC)
+        publish_raw_batches([stamp(warm.events)])
+        _wait_pipeline(session_scope, warm_since, "w" + tag, len(warm.events),
+                       time.monotonic(), timeout_s, console)
+        rss_before = _tree_rss(w.popen.pid)
+        since = datetime.now(UTC)
+        events = stamp(stream.events)
+        size = get_settings().ingest_batch_size
+        t0 = time.monotonic()
+        publish_raw_batches([events[i : i + size] for i in range(0, len(events), size)])
+        done_s = _wait_pipeline(session_scope, since, tag, len(events), t0, timeout_s,
+                                console)
+        time.sleep(2.0)  # the backlog is worked off; let the pool settle
+        rss_after = _tree_rss(w.popen.pid)
+    finally:
+        peak = rss.stop()
+        w.stop(20)
+    with session_scope() as s:
+        st = pipeline_stats(s, since=since)
+    n_notif = st["deliveries"]["sent"]
+    return {
+        "events_published": len(events), "notifications_sent": n_notif,
+        "elapsed_s": round(done_s, 2),
+        "events_per_s": round(len(events) / done_s, 1),
+        "notifications_per_s": round(n_notif / done_s, 1),
+        "latency_s": st["latency_s"], "peak_worker_rss_mib": round(peak / 2**20, 1),
+        "worker_rss_before_mib": round(rss_before / 2**20, 1),
+        "worker_rss_after_mib": round(rss_after / 2**20, 1),
+        "worker_rss_growth_pct": round((rss_after - rss_before) * 100 / max(1, rss_before), 1),
+        "ratio_to_ceiling": round(n_notif / done_s / ceilings["ceiling_tasks_per_s"], 3),
+        "ratio_to_celery_default": round(
+            n_notif / done_s / ceilings["ceiling_celery_default_tasks_per_s"], 3),
+        "ratio_to_best_ceiling": round(n_notif / done_s / ceilings["ceiling_best_tasks_per_s"], 3),
+        "broker": ep.broker_url.split("@")[-1], "embedded": ep.embedded,
+        "p99_ms": round(st["latency_s"]["occurred_to_sent_p99"] * 1000, 1)
+        if st["latency_s"].get("occurred_to_sent_p99") is not None else None,
+    }
 
 
 def _ceiling(ep: Any, env: dict[str, str], prefix: str, n: int, workers: int, logdir: str,
@@ -267,7 +300,8 @@ def _history_table(h: dict[str, Any]) -> None:
     g, reads = h["generated"], h["reads"]
     t = Table("read (median)", "seconds", title=(
         f"with {g['deliveries']:,} deliveries of history ({g['events']:,} events; generated in "
-        f"{g['seconds']:,.0f} s, rolled up in {h['rollup']['seconds']:,.0f} s)"))
+        f"{g['seconds']:,.0f} s, rolled up in {h['rollup']['seconds']:,.0f} s, vacuumed and "
+        f"checkpointed in {h.get('settle_s', 0):,.0f} s)"))
     for k, v in reads.items():
         if k.endswith("_s"):
             t.add_row(k[:-2].replace("_", " "), f"{v:,.3f}")
@@ -307,6 +341,13 @@ def _report(r: dict[str, Any], json_out: bool, console: Console) -> None:
     Console().print(t)
     if "history" in r:
         _history_table(r["history"])
+        z, ch = r["at_zero_rows"], r["change_vs_zero_rows_pct"]
+        h = Table("measure", "empty database", f"{r['history_rows']:,} rows of history",
+                  "change", title="the same pipeline run, before and after the history")
+        for k, label in (("events_per_s", "events/s"), ("notifications_per_s", "notifications/s"),
+                         ("p99_ms", "occurred_at → sent p99 (ms)")):
+            h.add_row(label, f"{z[k]:,}", f"{r[k]:,}", f"{ch[k]:+} %" if ch[k] is not None else "–")
+        Console().print(h)
 
 
 def run_paced_bench(rates: list[float], duration_s: float = 30.0, workers: int = 2,
@@ -334,6 +375,14 @@ def run_paced_bench(rates: list[float], duration_s: float = 30.0, workers: int =
                     f"{result['rss_at_end_mib']} MiB")
     if "history" in result:
         _history_table(result["history"])
+        h = Table("events/s", "p99, empty database", f"p99, {history:,} rows of history",
+                  "sent/s, empty", "sent/s, history",
+                  title="the same rates, before and after the history")
+        for z, r in zip(result["rates_at_zero_rows"], result["rates"], strict=True):
+            h.add_row(f"{r['rate_events_per_s']:,.0f}", f"{z['p99_ms']:,} ms", f"{r['p99_ms']:,} ms",
+                      f"{z['sent_per_s_while_publishing']:,}",
+                      f"{r['sent_per_s_while_publishing']:,}")
+        Console().print(h)
     return 0 if all(r["all_sent"] for r in result["rates"]) else 1
 
 

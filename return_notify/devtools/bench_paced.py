@@ -194,8 +194,9 @@ def run_paced(rates: list[float], duration_s: float = 30.0, workers: int = 2,
               console: Console | None = None, env_extra: dict[str, str] | None = None,
               history: int = 0) -> dict[str, Any]:
     """The paced benchmark on fresh services (embedded unless configured); returns the
-    figures (``rates``: one entry per rate, in the order given). ``history``: first add
-    about that many deliveries of history (``history_bench``)."""
+    figures (``rates``: one entry per rate, in the order given). ``history``: the rates run
+    first on the empty database (``rates_at_zero_rows``), then about that many deliveries
+    of history are added (``history_bench``) and the rates run again (``rates``)."""
     from return_notify.config.settings import reset_settings
     from return_notify.devtools.endpoints import scratch_database, servers
     from return_notify.devtools.processes import start_worker
@@ -212,10 +213,6 @@ def run_paced(rates: list[float], duration_s: float = 30.0, workers: int = 2,
 
         dispose_engine()
         upgrade()
-        if history:
-            from return_notify.devtools.history_bench import fill_history
-
-            result["history"] = fill_history(history, console)
         env = ep.env(RSN_REDIS_KEY_PREFIX=prefix, RSN_SANDBOX_TRANSIENT_FAILURE_RATE="0",
                      RSN_QUIET_HOURS_ENABLED="false", RSN_THROTTLE_MIN_INTERVALS="",
                      RSN_SANDBOX_LATENCY_MS="0", **(env_extra or {}))
@@ -229,6 +226,15 @@ def run_paced(rates: list[float], duration_s: float = 30.0, workers: int = 2,
             warm = paced_rate(20, 2, meter, session_scope, tenant, Console(quiet=True))
             result["rss_after_warm_mib"] = round(meter.rss() / 2**20, 1)
             result["warm_all_sent"] = warm["all_sent"]
+            if history:  # the same rates on the empty database first, then on the history
+                from return_notify.devtools.history_bench import fill_history, settle
+                from return_notify.storage.db import get_engine
+
+                settle(get_engine())  # analysed and checkpointed, as before the second run
+                result["rates_at_zero_rows"] = [
+                    paced_rate(rate, duration_s, meter, session_scope, tenant, console)
+                    for rate in rates]
+                result["history"] = fill_history(history, console)
             for rate in rates:
                 result["rates"].append(paced_rate(rate, duration_s, meter, session_scope,
                                                   tenant, console))

@@ -52,6 +52,13 @@ def test_bench_history_fills_rolls_up_and_times_the_reads(scratch_db: str) -> No
     # then: the history is there, rolled up, and every read was timed, the scoped ones too
     assert 1800 <= out["generated"]["deliveries"] <= 2200
     assert out["rollup"]["hours"] > 24 * 365 and not out["rollup"]["skipped"]
+    # vacuumed before the measurement: no autovacuum of fresh partitions runs during it
+    assert out["settle_s"] >= 0
+    with session_scope() as s:
+        vacuumed = s.execute(text(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE relname LIKE 'deliveries%' "
+            "AND last_vacuum IS NOT NULL AND n_live_tup > 0")).scalar_one()
+    assert vacuumed > 0
     reads_s = {k for k, v in out["reads"].items() if k.endswith("_s") and v >= 0}
     assert reads_s >= {"sweep_s", "stats_json_s", "report_s", "api_stats_s",
                        "api_stats_region_s", "api_stats_category_s", "api_stats_two_regions_s"}
