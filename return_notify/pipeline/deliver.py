@@ -61,7 +61,9 @@ def deliver_batch(
         token, claimed = claim(session, channel_name, sorted(set(ids)), settings.lease_s)
         blocked = presend.suppressed(session, channel_name, claimed, settings)
         # each tenant's branding and template overrides (one indexed query, cached)
-        templates = load_tenant_templates(session, [c.tenant_id for c in claimed])
+        templates = load_tenant_templates(
+            session, [c.tenant_id for c in claimed],
+            revisions={c.tenant_id: c.branding_revision for c in claimed})
         held = quiet_hours_holds(session, channel_name, claimed)
     outcome.claimed = len(claimed)
     if not claimed:

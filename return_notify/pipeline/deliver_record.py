@@ -17,16 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, text
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from return_notify.config.settings import Settings
 from return_notify.pipeline import presend
 from return_notify.pipeline.outcome_journal import Parked, apply_parked, park
-from return_notify.storage.models import DeliveryAttempt
 
-_ATTEMPTS: Table = DeliveryAttempt.__table__  # type: ignore[assignment]
 log = logging.getLogger(__name__)
 
 __all__ = ["Recorder", "Row", "apply_parked_outcomes", "claim", "write_outcomes"]
@@ -58,10 +56,25 @@ WHERE d.id = c.id AND d.id = ANY(CAST(:ids AS bigint[]))
   AND e.id = d.event_pk AND r.id = d.return_pk AND t.id = d.tenant_id
 RETURNING d.id, c.prev_state, d.milestone, d.recipient, d.locale, d.attempts, d.replays,
           d.occurred_at, d.tenant_id, e.payload, r.milestone AS current_milestone, t.slug,
-          t.name, r.region, r.milestone_at AS current_at, d.template, d.urgency, d.created_at
+          t.name, r.region, r.milestone_at AS current_at, d.template, d.urgency, d.created_at,
+          -- the tenant's template revision: its cached templates are current if it matches
+          coalesce((SELECT b.revision FROM tenant_branding b WHERE b.tenant_id = d.tenant_id),
+                   0) AS branding_revision
 """)
 
-_WRITE_BACK = text("""
+#: the attempt rows of a write-back, inserted by the same statement as the state update
+_ATTEMPT_COLUMNS = ("delivery_id", "attempt_no", "started_at", "duration_ms", "outcome",
+                    "provider", "provider_message_id", "error_class", "error_code",
+                    "error_message")
+_ATTEMPT_TYPES = ("bigint", "smallint", "timestamptz", "float8", "text", "text", "text", "text",
+                  "text", "text")
+
+_WRITE_BACK = text(f"""
+WITH attempts AS (
+    INSERT INTO delivery_attempts ({", ".join(_ATTEMPT_COLUMNS)})
+    SELECT * FROM unnest({", ".join(f"CAST(:a_{c} AS {t}[])"
+                                    for c, t in zip(_ATTEMPT_COLUMNS, _ATTEMPT_TYPES, strict=True))})
+)
 UPDATE deliveries d
 SET state = CASE WHEN v.state = 'sent' AND d.state IN ('delivered', 'failed') THEN d.state
                  ELSE v.state END,  -- a provider webhook got there first: keep its news
@@ -205,10 +218,9 @@ class Recorder:
 def write_outcomes(session: Session, entry: Parked, settings: Settings) -> list[int]:
     """One write-back in ``session``: attempt rows, the fenced state update, opt-outs and
     SMS-to-email fallbacks; the ids of the email deliveries the fallbacks created."""
-    if entry.attempts:
-        # Core executemany: the ORM's bulk path costs more CPU than the rows
-        session.execute(insert(_ATTEMPTS), entry.attempts)
-    session.execute(_WRITE_BACK, entry.params)
+    # the attempt rows and the fenced update: one statement, one round trip
+    attempts = {f"a_{c}": [a.get(c) for a in entry.attempts] for c in _ATTEMPT_COLUMNS}
+    session.execute(_WRITE_BACK, {**entry.params, **attempts})
     for tid, rcpt in entry.opted_out:
         presend.record_opt_out(session, tid, rcpt, settings)
     return list(presend.fall_back_to_email(session, entry.fallback, settings))

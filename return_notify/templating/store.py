@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -193,16 +193,20 @@ _ACTIVE = text("SELECT tenant_id, channel, milestone, part, locale, variant, reg
                "WHERE active AND tenant_id = ANY(CAST(:ids AS int[]))")
 
 
-def load_tenant_templates(session: Session, tenant_ids: Iterable[int], fresh: bool = False
+def load_tenant_templates(session: Session, tenant_ids: Iterable[int], fresh: bool = False,
+                          revisions: Mapping[int, int] | None = None,
                           ) -> dict[int, TenantTemplates]:
     """Branding and active overrides of these tenants, from the cache when still current.
 
-    One query when nothing changed; three when some tenant's revision moved (or ``fresh``).
+    One query when nothing changed (none when the caller read the ``revisions`` already,
+    in this transaction: the deliver claim does); three when some tenant's revision moved
+    (or ``fresh``).
     """
     ids = sorted(set(tenant_ids))
     if not ids:
         return {}
-    revisions = {int(t): int(r) for t, r in session.execute(_REVISIONS, {"ids": ids}).all()}
+    if revisions is None or any(t not in revisions for t in ids):
+        revisions = {int(t): int(r) for t, r in session.execute(_REVISIONS, {"ids": ids}).all()}
     now = time.monotonic()
     ttl = _cache_ttl_s()
     out: dict[int, TenantTemplates] = {}
