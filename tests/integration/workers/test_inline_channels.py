@@ -63,6 +63,13 @@ def _inapp_ids(ev: dict[str, Any]) -> list[int]:
             "WHERE e.event_id = :e AND d.channel = 'inapp'"), {"e": ev["event_id"]}).scalars())
 
 
+def _assert_left_to_the_queue(r: Any, svc: Any, ev: dict[str, Any]) -> None:
+    """The event's in-app delivery is still pending, with its deliver message waiting."""
+    inapp = _inapp_ids(ev)
+    assert inapp in _waiting(r, svc, "inapp")
+    assert _states(inapp) == {inapp[0]: "pending"}
+
+
 def test_a_worker_that_consumes_inapp_delivers_it_inline_and_queues_the_others(
         svc: Any, app: Any, r: Any) -> None:
     # given: a worker consuming every queue (the default) and an event for three channels
@@ -98,10 +105,8 @@ def test_a_worker_started_without_the_inapp_queue_leaves_it_to_the_inapp_workers
     summary = _ingest(ev)
 
     # then: a deliver message waits in the inapp queue; the row is still pending
-    inapp = _inapp_ids(ev)
     assert "inline_inapp" not in summary
-    assert inapp in _waiting(r, svc, "inapp")
-    assert _states(inapp) == {inapp[0]: "pending"}
+    _assert_left_to_the_queue(r, svc, ev)
 
 
 def test_an_empty_setting_turns_inline_delivery_off(
@@ -115,10 +120,8 @@ def test_an_empty_setting_turns_inline_delivery_off(
         monkeypatch.delenv("RSN_INGEST_INLINE_CHANNELS")
         reset_settings()
 
-    inapp = _inapp_ids(ev)
     assert "inline_inapp" not in summary
-    assert inapp in _waiting(r, svc, "inapp")
-    assert _states(inapp) == {inapp[0]: "pending"}
+    _assert_left_to_the_queue(r, svc, ev)
 
 
 def test_an_inline_delivery_that_fails_goes_to_the_queue_instead(
@@ -136,7 +139,5 @@ def test_an_inline_delivery_that_fails_goes_to_the_queue_instead(
     summary = _ingest(ev)
 
     # then: the event is ingested all the same and its in-app delivery waits in the queue
-    inapp = _inapp_ids(ev)
     assert summary["accepted"] == 1 and summary["inline_inapp"] is None
-    assert inapp in _waiting(r, svc, "inapp")
-    assert _states(inapp) == {inapp[0]: "pending"}
+    _assert_left_to_the_queue(r, svc, ev)
