@@ -30,6 +30,7 @@ from return_notify.api import (
     links,
     returns,
     sources,
+    status_pages,
     unsubscribe,
     webhooks,
 )
@@ -47,7 +48,8 @@ Return status notifications over HTTP.
 * **Retailer apps** show the in-app inbox with a customer inbox token (`/v1/inbox…`).
 * **Providers** report delivery and opt-outs (`/v1/webhooks/…`, signature-checked).
 * **Recipients** unsubscribe in one click (`/v1/unsubscribe/{token}`, RFC 8058), follow
-  tracked links (`/r/{token}`) and rate their return (`/rate/{token}`).
+  tracked links (`/r/{token}`), rate their return (`/rate/{token}`) and read its status
+  (`/s/{token}`).
 """
 
 
@@ -102,7 +104,7 @@ def create_app() -> FastAPI:
     # every body is capped while it streams in (413); routes that take more raise it
     app = FastAPI(title="return-notify", version=__version__, description=DESCRIPTION,
                   lifespan=_lifespan, max_body_size=get_settings().api_max_body_bytes)
-    for module in (events, returns, inbox, webhooks, unsubscribe, links, health):
+    for module in (events, returns, inbox, webhooks, unsubscribe, links, status_pages, health):
         app.include_router(module.router)
     from return_notify.api import templates as admin_templates  # branding and templates admin
     app.include_router(admin_templates.router)

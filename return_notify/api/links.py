@@ -34,6 +34,7 @@ from return_notify.pipeline.satisfaction import Rating, current_rating, record_r
 from return_notify.storage.db import session_scope
 from return_notify.templating.branding import get_branding
 from return_notify.templating.links import (
+    CLICK,
     RATING,
     InvalidLinkError,
     LinkTarget,
@@ -67,7 +68,8 @@ def person_navigating(request: Request) -> bool:
             and (h.get("sec-fetch-user") == "?1" or h.get("sec-fetch-site") == "none"))
 
 
-def _target(token: str) -> LinkTarget | None:
+def open_link(token: str) -> LinkTarget | None:
+    """What ``token`` names, or None (a bad token, or no ``RSN_LINK_SECRET``)."""
     secret = get_settings().link_secret
     if secret is None:
         return None
@@ -92,14 +94,17 @@ def _not_found() -> HTMLResponse:
                      "status page"}, 404: {"description": "Not a valid link"}},
 )
 async def follow(request: Request, token: TokenPath) -> Response:
-    target = _target(token)
-    if target is None or target.kind == RATING:
+    target = open_link(token)
+    if target is None or target.kind != CLICK:
         return _not_found()
     count = person_navigating(request)
 
     def apply() -> tuple[str, bool] | None:
         with session_scope() as s:
-            click = resolve_click(s, target, get_settings().public_base_url)
+            settings = get_settings()
+            secret = settings.link_secret
+            click = resolve_click(s, target, settings.public_base_url,
+                                  cached_link_key(secret.get_secret_value()) if secret else None)
             if click is None:
                 return None
             return click.destination, count and record_click(s, target, click,
@@ -151,7 +156,7 @@ def _page(target: LinkTarget, score: int | None, store: bool, token: str) -> tup
 
 
 async def _rating_response(token: str, score: int | None, store: bool) -> HTMLResponse:
-    target = _target(token)
+    target = open_link(token)
     if target is None or target.kind != RATING:
         return _not_found()
     page, code = await run_in_threadpool(_page, target, score, store, token)

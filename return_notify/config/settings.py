@@ -411,8 +411,9 @@ class Settings(BaseSettings):
     # --- insights: tracked links and the satisfaction survey ----------------------------
     link_secret: SecretStr | None = Field(
         default=None,
-        description="Key sealing the click-tracking (/r/...) and rating (/rate/...) links; "
-        "unset: no message carries either, whatever a tenant's switches say",
+        description="Key sealing the status page (/s/...), click-tracking (/r/...) and rating "
+        "(/rate/...) links; unset: no message carries a tracked or rating link, whatever a "
+        "tenant's switches say, and the status link (/r/{tenant}/{return_id}) shows no status",
     )
     rating_change_window_h: float = Field(
         default=168.0, ge=0,

@@ -166,7 +166,8 @@ def _render_all(channel_name: str, candidates: list[Any], rows: dict[int, Row],
         to_send.append(OutboundMessage(
             delivery_id=c.id, channel=channel_name, recipient=c.recipient or "",
             text=rendered.text, subject=rendered.subject, html=rendered.html,
-            attempt=c.attempts, tenant=c.slug, metadata=_metadata(c, ctx, unsub),
+            attempt=c.attempts, tenant=c.slug,
+            metadata=_metadata(c, ctx, unsub, rendered.cta_url),
         ))
     return to_send, failures
 
@@ -226,10 +227,12 @@ def _unsubscribe_url(settings: Settings, token: str | None) -> str | None:
     return f"{settings.public_base_url.rstrip('/')}/v1/unsubscribe/{token}"
 
 
-def _metadata(c: Any, ctx: dict[str, Any], unsub: str | None) -> dict[str, Any]:
-    """Ids and links only (never PII): what providers and the inbox need."""
+def _metadata(c: Any, ctx: dict[str, Any], unsub: str | None, cta: str | None = None
+              ) -> dict[str, Any]:
+    """Ids and links only (never PII): what providers and the inbox need (``cta``: the
+    call-to-action as rendered, when the tenant's links replaced the context's)."""
     meta: dict[str, Any] = {"delivery_id": c.id, "milestone": c.milestone,
-                            "return_id": ctx["return_id"], "cta_url": ctx["cta_url"]}
+                            "return_id": ctx["return_id"], "cta_url": cta or ctx["cta_url"]}
     if unsub:
         meta["unsubscribe_token"] = unsub
     return meta

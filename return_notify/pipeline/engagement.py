@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,10 +37,13 @@ from return_notify.templating.link_settings import get_insights
 from return_notify.templating.links import (
     CLICK,
     RATING,
+    STATUS,
     LinkKey,
     LinkTarget,
     MessageLinks,
     scored_urls,
+    seal,
+    status_path,
 )
 
 log = logging.getLogger(__name__)
@@ -154,13 +157,18 @@ ORDER BY id DESC LIMIT 1
 """)
 
 
-def resolve_click(session: Session, target: LinkTarget, public_base_url: str
-                  ) -> ClickTarget | None:
-    """Where a click on ``target`` goes; None when the tenant no longer exists."""
+def resolve_click(session: Session, target: LinkTarget, public_base_url: str,
+                  key: LinkKey | None = None) -> ClickTarget | None:
+    """Where a click on ``target`` goes; None when the tenant no longer exists. With the
+    links' ``key``, the status page is the sealed ``/s/`` one."""
     row = session.execute(_RETURN, {"tid": target.tenant_id, "rid": target.return_id}).first()
     if row is None:
         return None
-    status = status_url(public_base_url, row.slug, target.return_id)
+    if key is None:
+        status = status_url(public_base_url, row.slug, target.return_id)
+    else:
+        status = public_base_url.rstrip("/") + status_path(seal(replace(target, kind=STATUS),
+                                                                 key))
     if row.return_pk is None:  # erased or never known: the status page says so
         return ClickTarget(status)
     latest = session.execute(_LATEST, {"rpk": row.return_pk, "m": target.milestone}).first()

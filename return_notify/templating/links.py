@@ -1,5 +1,7 @@
-"""Tracked links and rating links in messages: the sealed tokens behind ``/r/{token}`` (a
-link click, recorded once, then redirected) and ``/rate/{token}`` (the satisfaction page).
+"""Tracked links, rating links and status links in messages: the sealed tokens behind
+``/r/{token}`` (a link click, recorded once, then redirected), ``/rate/{token}`` (the
+satisfaction page) and ``/s/{token}`` (the return's status page, the default
+call-to-action: only someone holding a message of that return can read its status).
 
 A token names *what* was linked, never *where to*: the tenant, the return, the milestone and
 channel of the notification, and the language of the message. The redirect finds the
@@ -15,7 +17,7 @@ string (previews and re-renders are stable), with no nonce to carry: 16 bytes of
 
 Payload (version 1), before sealing::
 
-    byte 0   version << 4 | kind (1 click, 2 rating)
+    byte 0   version << 4 | kind (1 click, 2 rating, 3 status)
     byte 1   channel index (email 0, sms 1, inapp 2) | language index << 2
     byte 2   milestone index (``MILESTONES``; appended to, never reordered)
     varint   tenant id
@@ -37,14 +39,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["CHANNELS", "CLICK", "LANGUAGES", "MILESTONES", "RATING", "SCORES", "InvalidLinkError",
-           "LinkKey", "LinkTarget", "MessageLinks", "cached_link_key", "click_path", "link_key", "open_token",
-           "rating_path", "scored_urls", "seal"]
+__all__ = ["CHANNELS", "CLICK", "LANGUAGES", "MILESTONES", "RATING", "SCORES", "STATUS",
+           "InvalidLinkError", "LinkKey", "LinkTarget", "MessageLinks", "cached_link_key",
+           "click_path", "link_key", "open_token", "rating_path", "scored_urls", "seal",
+           "status_path"]
 
-Kind = Literal["click", "rating"]
+Kind = Literal["click", "rating", "status"]
 CLICK: Literal["click"] = "click"
 RATING: Literal["rating"] = "rating"
-_KINDS: dict[Kind, int] = {CLICK: 1, RATING: 2}
+STATUS: Literal["status"] = "status"
+_KINDS: dict[Kind, int] = {CLICK: 1, RATING: 2, STATUS: 3}
+_PATHS: dict[Kind, str] = {CLICK: "/r/", RATING: "/rate/", STATUS: "/s/"}
 CHANNELS = ("email", "sms", "inapp")
 #: languages of the rating page (those with a complete set of templates)
 LANGUAGES = ("en", "es", "fr", "de")
@@ -93,7 +98,8 @@ def cached_link_key(secret: str) -> LinkKey:
 
 @dataclass(frozen=True)
 class LinkTarget:
-    """What a token names: a notification's link (``click``) or its rating (``rating``)."""
+    """What a token names: a notification's link (``click``), its rating (``rating``) or
+    its return's status page (``status``)."""
 
     kind: Kind
     tenant_id: int
@@ -175,14 +181,20 @@ def rating_path(token: str) -> str:
     return f"/rate/{token}"
 
 
+def status_path(token: str) -> str:
+    return f"/s/{token}"
+
+
 @dataclass(frozen=True)
 class MessageLinks:
     """One tenant's link settings as the renderer applies them to each message.
 
-    ``tracking``: the SMS call-to-action becomes a ``/r/`` link. ``survey_milestones``: the
-    notifications of these milestones carry the rating (``rating_url``, and in email
-    ``rating_urls``, one link per score). Built per tenant by ``template_store`` from the
-    tenant's switches; absent (None) when ``RSN_LINK_SECRET`` is unset.
+    Every message gets its return's sealed status page (``status_url``, and ``cta_url``
+    where the milestone has no link of its own). ``tracking``: the SMS call-to-action
+    becomes a ``/r/`` link. ``survey_milestones``: the notifications of these milestones
+    carry the rating (``rating_url``, and in email ``rating_urls``, one link per score).
+    Built per tenant by ``template_store`` from the tenant's switches; absent (None) when
+    ``RSN_LINK_SECRET`` is unset (messages then link to ``/r/{tenant}/{return_id}``).
     """
 
     tenant_id: int
@@ -193,24 +205,28 @@ class MessageLinks:
 
     @property
     def active(self) -> bool:
+        """Whether the tenant's switches add anything beyond the status link."""
         return self.tracking or bool(self.survey_milestones)
 
     def url(self, target: LinkTarget) -> str:
-        token = seal(target, self.key)
-        path = click_path(token) if target.kind == CLICK else rating_path(token)
-        return self.base_url.rstrip("/") + path
+        return self.base_url.rstrip("/") + _PATHS[target.kind] + seal(target, self.key)
 
     def for_message(self, channel: str, milestone: str, return_id: Any,
-                    locales: Iterable[str]) -> Mapping[str, Any]:
+                    locales: Iterable[str], default_cta: bool = False) -> Mapping[str, Any]:
         """The context keys that replace the defaults in this message (empty: none):
-        ``cta_url`` (tracked), ``rating_url`` and ``rating_urls``; their pages speak the
-        first language of ``locales`` (the message's locale chain) that has templates."""
+        ``status_url`` (sealed), ``cta_url`` (tracked, or with ``default_cta``, the call to
+        action being the status page, the sealed status page), ``rating_url`` and
+        ``rating_urls``; their pages speak the first language of ``locales`` (the message's
+        locale chain) that has templates."""
         if not isinstance(return_id, str) or not return_id or milestone not in MILESTONES \
                 or channel not in CHANNELS:
             return {}
         language = next((lang for tag in locales if (lang := tag.split("-", 1)[0]) in LANGUAGES),
                         LANGUAGES[0])
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"status_url": self.url(
+            LinkTarget(STATUS, self.tenant_id, return_id, milestone, channel, language))}
+        if default_cta:
+            out["cta_url"] = out["status_url"]
         if self.tracking and channel in RENDER_TRACKED:
             out["cta_url"] = self.url(LinkTarget(CLICK, self.tenant_id, return_id, milestone,
                                                  channel, language))

@@ -22,7 +22,7 @@ from return_notify.templating.i18n import DEFAULT_LANGUAGE
 from return_notify.templating.links import SCORES
 from return_notify.templating.render import TEMPLATE_DIR
 
-__all__ = ["PAGE_STRINGS", "RatingPage", "rating_page"]
+__all__ = ["PAGE_STRINGS", "RatingPage", "page_environment", "rating_page"]
 
 State = Literal["ask", "confirm", "thanks", "final", "invalid"]
 
@@ -112,7 +112,7 @@ def _labels(t: Mapping[str, str]) -> list[tuple[int, str]]:
 
 
 @lru_cache(maxsize=1)
-def _pages() -> Environment:
+def page_environment() -> Environment:
     """Our own pages (trusted, autoescaped): no sandbox needed, unlike tenant templates."""
     return Environment(loader=FileSystemLoader(str(TEMPLATE_DIR / "pages")), autoescape=True,
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -140,7 +140,7 @@ def rating_page(page: RatingPage) -> str:
         heading, lines = t["ask"], [about]
     form = page.state in ("ask", "confirm") or (page.state == "thanks"
                                                  and page.changeable_until is not None)
-    return _pages().get_template("rating.html.j2").render({
+    return page_environment().get_template("rating.html.j2").render({
         "lang": lang, "t": t, "title": f"{heading} – {t['title']}" if page.state != "invalid"
         else heading, "heading": heading, "lines": lines, "state": page.state, "form": form,
         "buttons": _labels(t), "chosen": page.score, "action": page.action,

@@ -93,6 +93,9 @@ class Rendered:
     subject: str | None
     text: str
     html: str | None
+    #: the call-to-action the message links to, when ``links`` replaced the context's
+    #: (a sealed status page or a tracked link; None: the context's ``cta_url``)
+    cta_url: str | None = None
 
 
 class OverrideSource(Protocol):
@@ -300,7 +303,9 @@ def render(
     tz = _str(context.get("timezone") or tenant.get("timezone"))
     tone = _str(tenant.get("tone"))
     per_part = _templates(channel, milestone, chain)
-    linked = links.for_message(channel, milestone, context.get("return_id"), chain) if links else None
+    linked = links.for_message(
+        channel, milestone, context.get("return_id"), chain,
+        default_cta=context.get("cta_url") == context.get("status_url")) if links else None
     use_overrides = overrides is not None and overrides.covers(channel)
     out: dict[str, str] = {}
     for part, available in zip(PARTS[channel], per_part, strict=True):
@@ -334,11 +339,12 @@ def render(
         if not value:
             raise TemplateRenderError(template.name or label, "rendered an empty result")
         out[part] = value
+    cta = linked.get("cta_url") if linked else None
     if channel == "email":
-        return Rendered(subject=out["subject"], text=out["text"], html=out["html"])
+        return Rendered(subject=out["subject"], text=out["text"], html=out["html"], cta_url=cta)
     if channel == "inapp":
-        return Rendered(subject=out["title"], text=out["text"], html=None)
-    return Rendered(subject=None, text=out["text"], html=None)
+        return Rendered(subject=out["title"], text=out["text"], html=None, cta_url=cta)
+    return Rendered(subject=None, text=out["text"], html=None, cta_url=cta)
 
 
 def render_string(source: str, context: Mapping[str, Any], html: bool = False) -> str:

@@ -159,14 +159,12 @@ class TenantTemplates:
                 "links": self.links()}
 
     def links(self) -> MessageLinks | None:
-        """The tenant's tracked and rating links, or None (switches off, or no
-        ``RSN_LINK_SECRET``)."""
+        """The tenant's status, tracked and rating links, or None (no ``RSN_LINK_SECRET``)."""
         key = _link_key()
         if key is None:
             return None
-        links = MessageLinks(self.tenant_id, get_settings().public_base_url, key,
-                             self.insights.tracking, self.insights.rated_milestones())
-        return links if links.active else None
+        return MessageLinks(self.tenant_id, get_settings().public_base_url, key,
+                            self.insights.tracking, self.insights.rated_milestones())
 
     def render(self, channel: str, milestone: str, context: dict[str, Any],
                locale: str | None = None, region: str | None = None,

@@ -76,6 +76,11 @@ def token(tid: int, rid: str, milestone: str, channel: str = "sms", kind: str = 
                 cached_link_key(SECRET))
 
 
+def status_page(tid: int, rid: str, milestone: str, channel: str = "sms") -> str:
+    """The sealed status page a click falls back to (the same notification's)."""
+    return f"{PUBLIC_BASE_URL}/s/{token(tid, rid, milestone, channel, kind='status')}"
+
+
 def clicks(rid: str) -> list[tuple[str, str, str, str, bool]]:
     return [tuple(r) for r in q(
         "SELECT e.channel, e.milestone, e.kind, e.source, e.delivery_id IS NOT NULL "
@@ -157,7 +162,7 @@ def test_without_consent_a_click_is_redirected_and_nothing_is_stored(
     # then they get where they wanted (erased: the status page), and nothing is recorded
     assert r.status_code == 302
     assert r.headers["location"] == ("https://labels.example.com/x.pdf" if why != "customer erased"
-                                     else f"{PUBLIC_BASE_URL}/r/{slug}/{rid}")
+                                     else status_page(tid, rid, "label_created"))
     assert clicks(rid) == []
 
 
@@ -167,11 +172,11 @@ def test_without_consent_a_click_is_redirected_and_nothing_is_stored(
 def test_a_link_that_is_not_plain_https_goes_to_the_status_page(
     client: TestClient, label_url: str | None,
 ) -> None:
-    tid, slug, rid = tracked_return(data={"label_url": label_url} if label_url else {})
+    tid, _, rid = tracked_return(data={"label_url": label_url} if label_url else {})
     r = client.get(f"/r/{token(tid, rid, 'label_created')}?url=https://evil.example",
                    headers=PERSON, follow_redirects=False)
     assert r.status_code == 302
-    assert r.headers["location"] == f"{PUBLIC_BASE_URL}/r/{slug}/{rid}"
+    assert r.headers["location"] == status_page(tid, rid, "label_created")
 
 
 def test_forged_altered_or_misused_tokens_are_not_found(client: TestClient) -> None:

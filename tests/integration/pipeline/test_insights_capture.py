@@ -118,12 +118,21 @@ def test_with_the_switches_off_or_without_a_secret_nothing_is_rewritten(
     monkeypatch.delenv("RSN_LINK_SECRET")
     reset_settings()
     send([event("return_completed", tenant=on, return_id=r2)])
-    # then neither message has a tracked or rating link, and the CTA is the status page
+    # then neither message has a tracked or rating link, and the CTA is the status page:
+    # sealed with the secret, the unsealed /r/{tenant}/{return_id} without
+    key = cached_link_key(SECRET)
     for rid, tenant in ((r1, off), (r2, on)):
         for (_, ch), msg in sent(rid).items():
             body = (msg["body"] or "") + (msg["html"] or "")
             assert "/rate/" not in body and not re.search(r"/r/[A-Za-z0-9_-]{20,}", body), ch
-            assert f"/r/{tenant}/{rid}" in body, ch
+            if rid == r2:
+                assert f"/r/{tenant}/{rid}" in body and "/s/" not in body, ch
+                continue
+            assert f"/r/{tenant}/" not in body, ch
+            tokens = set(re.findall(rf"{BASE}/s/([A-Za-z0-9_-]+)", body))
+            assert len(tokens) == 1, (ch, body)
+            target = open_token(tokens.pop(), key)
+            assert (target.kind, target.return_id, target.channel) == ("status", rid, ch)
 
 
 def test_the_rating_speaks_the_customers_language_and_needs_no_tracking(linked: None) -> None:

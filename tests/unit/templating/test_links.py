@@ -4,6 +4,7 @@ renderer putting them into messages only where a tenant's switches say so."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import pytest
 
@@ -67,24 +68,51 @@ def test_milestone_indexes_are_pinned() -> None:
     assert MILESTONES[12] == "exception" and len(MILESTONES) == 13
 
 
+def _status_target(links_out: dict[str, object]) -> LinkTarget:
+    url = links_out["status_url"]
+    assert isinstance(url, str) and url.startswith(f"{BASE}/s/")
+    return open_token(url.rsplit("/", 1)[1], KEY)
+
+
+def _beyond_status(links_out: object) -> dict[str, object]:
+    assert isinstance(links_out, Mapping)
+    return {k: v for k, v in links_out.items() if k != "status_url"}
+
+
 def test_what_each_channel_gets() -> None:
     m = links()
-    sms = m.for_message("sms", "return_completed", "RMA-1", ("fr-CA", "fr", "en"))
-    assert set(sms) == {"cta_url", "rating_url"}
+    sms = dict(m.for_message("sms", "return_completed", "RMA-1", ("fr-CA", "fr", "en")))
+    assert set(sms) == {"status_url", "cta_url", "rating_url"}
+    assert _status_target(sms) == LinkTarget("status", 42, "RMA-1", "return_completed", "sms",
+                                             "fr")
     assert open_token(sms["cta_url"].rsplit("/", 1)[1], KEY) == LinkTarget(
         "click", 42, "RMA-1", "return_completed", "sms", "fr")
     email = m.for_message("email", "return_completed", "RMA-1", ("en",))
-    assert set(email) == {"rating_url", "rating_urls"}  # clicks: the email provider's
+    assert set(email) == {"status_url", "rating_url", "rating_urls"}  # clicks: the provider's
     assert [s for s, _ in email["rating_urls"]] == [1, 2, 3, 4, 5]
-    assert m.for_message("inapp", "return_completed", "RMA-1", ("en",)) == {}  # the inbox API
-    assert m.for_message("sms", "in_transit", "RMA-1", ("en",)).keys() == {"cta_url"}
-    assert links(tracking=False).for_message("sms", "in_transit", "RMA-1", ("en",)) == {}
-    assert links(survey=()).for_message("email", "return_completed", "RMA-1", ("en",)) == {}
+    inapp = m.for_message("inapp", "return_completed", "RMA-1", ("en",))
+    assert _beyond_status(inapp) == {}  # tracking and rating: the inbox API
+    assert _beyond_status(m.for_message("sms", "in_transit", "RMA-1", ("en",))).keys() == {
+        "cta_url"}
+    assert _beyond_status(links(tracking=False).for_message("sms", "in_transit", "RMA-1",
+                                                            ("en",))) == {}
+    assert _beyond_status(links(survey=()).for_message("email", "return_completed", "RMA-1",
+                                                       ("en",))) == {}
     assert m.for_message("sms", "return_completed", None, ("en",)) == {}
     chosen = m.for_message("sms", "in_transit", "RMA-1", ("it-IT", "it", "de", "en"))
     assert open_token(chosen["cta_url"].rsplit("/", 1)[1], KEY).language == "de"
     assert scored_urls("https://x/rate/t", (1, 5)) == [(1, "https://x/rate/t?score=1"),
                                                        (5, "https://x/rate/t?score=5")]
+
+
+def test_the_status_page_is_the_call_to_action_only_where_it_was_the_default() -> None:
+    off = links(tracking=False, survey=())
+    own = off.for_message("email", "label_created", "RMA-1", ("en",), default_cta=False)
+    assert own.keys() == {"status_url"}  # the label link stays the call to action
+    default = off.for_message("email", "refund_processed", "RMA-1", ("en",), default_cta=True)
+    assert default["cta_url"] == default["status_url"]
+    tracked = links().for_message("sms", "refund_processed", "RMA-1", ("en",), default_cta=True)
+    assert f"{BASE}/r/" in tracked["cta_url"]  # tracking wins: the click leads to the page
 
 
 @pytest.mark.parametrize("locale", ["en-US", "de-DE", "fr-FR", "es-ES", "it-IT"])
@@ -102,12 +130,19 @@ def test_a_rendered_final_message_carries_the_rating_in_its_language(locale: str
     assert sms.text.count(f"{BASE}/rate/") == 1 and sms.text.count(f"{BASE}/r/") == 1
 
 
-def test_without_links_a_message_renders_exactly_as_before() -> None:
+def test_with_the_switches_off_only_the_status_link_changes_and_it_is_sealed() -> None:
     ctx = sample_context("return_completed", locale="de-DE")
     plain = render("email", "return_completed", ctx)
     off = render("email", "return_completed", sample_context("return_completed", locale="de-DE"),
                  links=links(tracking=False, survey=()))
-    assert plain == off
+    unsealed = ctx["status_url"]
+    assert unsealed in plain.text and unsealed not in off.text
+    sealed = re.findall(rf"{BASE}/s/[A-Za-z0-9_-]+", off.text)
+    assert sealed and open_token(sealed[0].rsplit("/", 1)[1], KEY) == LinkTarget(
+        "status", 42, ctx["return_id"], "return_completed", "email", "de")
+    assert off.cta_url == sealed[0]  # return_completed has no link of its own
+    assert off.text.replace(sealed[0], unsealed) == plain.text
+    assert (off.html or "").replace(sealed[0], unsealed) == plain.html
     assert "/rate/" not in (plain.html or "") and "rating" not in plain.text.lower()
 
 
