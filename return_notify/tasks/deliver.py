@@ -69,12 +69,14 @@ def deliver(self: Any, channel: str, delivery_ids: list[int]) -> dict[str, Any]:
     return summary
 
 
-def deliver_now(channel: str, ids: list[int]) -> dict[str, Any] | None:
+def deliver_now(channel: str, ids: list[int], urgent: set[int] | None = None
+                ) -> dict[str, Any] | None:
     """Deliver ``ids`` of ``channel`` in this process, without a deliver message: the ingest
     task's inline channels (``RSN_INGEST_INLINE_CHANNELS``), right after its commit. Any
     error sends them as a deliver message instead (the rows are committed: one claimed
     before the error is held by its lease, a message that cannot be sent is the sweeper's);
-    returns the outcome's summary, or None when they went to the queue."""
+    returns the outcome's summary, or None when they went to the queue (``urgent``: the
+    ingest's urgent ids, which keep their priority there)."""
     settings = get_settings()
     try:
         outcome = deliver_batch(session_scope, channel, ids, get_channel(channel), settings,
@@ -84,7 +86,7 @@ def deliver_now(channel: str, ids: list[int]) -> dict[str, Any] | None:
         log.warning("could not deliver %d %s deliveries inline; sending a deliver message",
                     len(ids), channel, exc_info=True)
         try:
-            enqueue_deliveries({channel: ids})
+            enqueue_deliveries({channel: ids}, urgent=urgent)
         except Exception:  # noqa: BLE001
             log.warning("could not enqueue them either; the sweeper re-enqueues them after "
                         "RSN_LEASE_S", exc_info=True)

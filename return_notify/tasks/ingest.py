@@ -65,7 +65,7 @@ def ingest(self: Any, events: Any) -> dict[str, Any]:
         summary["drained"] = len(drained)
     # committed and acknowledged: the inline channels' deliveries go out from here
     for channel, ids in inline.items():
-        summary[f"inline_{channel}"] = deliver_now(channel, ids)
+        summary[f"inline_{channel}"] = deliver_now(channel, ids, result.urgent)
     created = sorted(i for ids in result.deliveries.values() for i in ids)
     with log_context(**ids_or_list("delivery_id", created)):
         log.info("ingested %s", summary)

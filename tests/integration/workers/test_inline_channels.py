@@ -133,11 +133,23 @@ def test_an_inline_delivery_that_fails_goes_to_the_queue_instead(
         raise RuntimeError("inbox unavailable")
 
     monkeypatch.setattr(deliver_mod, "deliver_batch", broken)
+    queued: list[tuple[dict[str, list[int]], set[int] | None]] = []
+    real_enqueue = deliver_mod.enqueue_deliveries
+
+    def spy(by_channel: dict[str, list[int]], **kw: Any) -> int:
+        queued.append((by_channel, kw.get("urgent")))
+        return real_enqueue(by_channel, **kw)
+
+    monkeypatch.setattr(deliver_mod, "enqueue_deliveries", spy)
     ev = event("label_created", data={"label_url": "https://labels.example.com/4.pdf"})
 
     # when
     summary = _ingest(ev)
 
-    # then: the event is ingested all the same and its in-app delivery waits in the queue
+    # then: the event is ingested all the same and its in-app delivery waits in the queue,
+    # at the urgent priority a label's notification has (transactional)
     assert summary["accepted"] == 1 and summary["inline_inapp"] is None
     _assert_left_to_the_queue(r, svc, ev)
+    inapp = _inapp_ids(ev)
+    assert queued == [({"inapp": inapp}, queued[0][1])]
+    assert queued[0][1] is not None and set(inapp) <= queued[0][1]
