@@ -323,7 +323,8 @@ def db_maintain(
     if months < 0:
         fail("--history-months must be 0 or more")
     with get_engine().connect() as conn:
-        rollup(conn, hourly_days=s.stats_hourly_days)  # the months that go stay in the KPIs
+        # the months that go stay in the KPIs
+        rollup(conn, hourly_days=s.stats_hourly_days, daily_months=s.stats_daily_months)
         out = run_maintenance(conn, months, s.partitions_ahead, s.archive_dir)
     if json_out:
         print_json(out)
@@ -345,7 +346,9 @@ def db_rollup(json_out: JsonOpt = False) -> None:
     from return_notify.storage.db import get_engine
 
     with get_engine().connect() as conn:
-        out = rollup(conn, hourly_days=get_settings().stats_hourly_days).as_dict()
+        s = get_settings()
+        out = rollup(conn, hourly_days=s.stats_hourly_days,
+                     daily_months=s.stats_daily_months).as_dict()
     if json_out:
         print_json(out)
     elif out["skipped"]:

@@ -334,8 +334,15 @@ class Settings(BaseSettings):
     )
     stats_hourly_days: int = Field(
         default=35, ge=2, le=3660,
-        description="hourly KPI aggregates are kept this many days (daily and monthly ones "
-        "are kept for good); a `since` older than that is resolved to the day with raw rows",
+        description="hourly KPI aggregates are kept this many days (daily ones "
+        "RSN_STATS_DAILY_MONTHS, monthly ones for good); a `since` older than that is "
+        "resolved to the day with raw rows",
+    )
+    stats_daily_months: int = Field(
+        default=13, ge=0, le=1200,
+        description="daily KPI aggregates are kept for this many whole months before the "
+        "current one (monthly ones for good); a `since` older than that is resolved to the "
+        "month with raw rows; 0: keep them for good",
     )
     stats_exact_window_s: float = Field(
         default=6 * 3600.0, ge=0,

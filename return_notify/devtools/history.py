@@ -361,12 +361,14 @@ def main(argv: list[str] | None = None) -> int:
                               tenants=args.tenants, progress=show) if args.rows else HistoryResult()
     out: dict[str, Any] = {"generated": result.as_dict()}
     if args.measure:
+        from return_notify.config.settings import get_settings
         from return_notify.devtools.history_reads import measure_reads
         from return_notify.reporting.rollup import rollup
         from return_notify.storage.db import get_engine
 
         with get_engine().connect() as conn:
-            out["rollup"] = rollup(conn).as_dict()
+            out["rollup"] = rollup(conn, hourly_days=get_settings().stats_hourly_days,
+                                   daily_months=get_settings().stats_daily_months).as_dict()
         out["reads"] = measure_reads(repeat=5, cli=True)
     if args.json:
         print(json.dumps(out, indent=2, default=str))

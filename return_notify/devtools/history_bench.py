@@ -22,6 +22,7 @@ def fill_history(rows: int, console: Console | None = None, repeat: int = 3,
                  cli: bool = False) -> dict[str, Any]:
     """Add about ``rows`` deliveries of history to ``RSN_DATABASE_URL``, roll up, time the
     reads: {"generated", "rollup", "reads"}."""
+    from return_notify.config.settings import get_settings
     from return_notify.devtools.history import HistoryResult, generate_history
     from return_notify.devtools.history_reads import measure_reads
     from return_notify.reporting.rollup import rollup
@@ -32,7 +33,8 @@ def fill_history(rows: int, console: Console | None = None, repeat: int = 3,
     made = generate_history(get_engine(), rows=rows) if rows > 0 else HistoryResult()
     out: dict[str, Any] = {"generated": made.as_dict()}
     with get_engine().connect() as conn:
-        out["rollup"] = rollup(conn).as_dict()
+        out["rollup"] = rollup(conn, hourly_days=get_settings().stats_hourly_days,
+                                   daily_months=get_settings().stats_daily_months).as_dict()
     out["settle_s"] = settle(get_engine())
     out["reads"] = measure_reads(repeat=repeat, cli=cli)
     console.print("history reads (s): " + ", ".join(

@@ -32,7 +32,7 @@ def plan(session: Session, since: datetime | None, tenant: str | None,
         session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
     state: dict[str, datetime] = {str(name): at for name, at in session.execute(text(
         "SELECT name, at FROM stats_state WHERE name IN ('watermark', 'hourly_since', "
-        "'scope_watermark')"))}
+        "'daily_since', 'scope_watermark')"))}
     watermark = state.get("watermark")
     if watermark is None or (scope and state.get("scope_watermark") != watermark):
         return None
@@ -47,7 +47,7 @@ def plan(session: Session, since: datetime | None, tenant: str | None,
         if tid is None:
             return None  # nothing to count: the raw queries say so at no cost
     session.execute(text("SET LOCAL jit = off"))  # compiling costs more than these reads
-    return Window(since, watermark, state.get("hourly_since")), tid
+    return Window(since, watermark, state.get("hourly_since"), state.get("daily_since")), tid
 
 
 def compute_kpis(session: Session, *, since: datetime | None = None, tenant: str | None = None,

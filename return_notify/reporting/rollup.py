@@ -12,8 +12,11 @@ written by a transaction that commits later stays for the next run.
 
 Grains: ``stats_deliveries`` and ``stats_latency`` have hour rows (kept
 ``RSN_STATS_HOURLY_DAYS``), day rows (from the hour rows, or from the raw rows for a day
-older than that) and month rows (from the day rows), both kept for good; the current
-day's and month's rows cover up to the watermark. Events, sends by hour and rejected
+older than that; kept ``RSN_STATS_DAILY_MONTHS`` whole months before the current one, 0:
+for good) and month rows (from the day rows, kept for good); the current day's and month's
+rows cover up to the watermark. A change to an hour whose day rows are gone re-rolls its
+whole month from the raw rows (the month row is the sum of its days), and the day rows go
+again. Events, sends by hour and rejected
 events are kept per hour only (a few rows per hour). Return summaries are merged, never
 recomputed from every event, so a return keeps its cohort and funnel numbers after the
 partitions holding its first events are dropped.
@@ -104,10 +107,11 @@ def _oldest_hour(conn: Connection) -> datetime | None:
     return _floor(min(found), "hour") if found else None
 
 
-def rollup(conn: Connection, *, hourly_days: int = 35, now: datetime | None = None,
-           budget_s: float | None = None) -> RollupResult:
+def rollup(conn: Connection, *, hourly_days: int = 35, daily_months: int = 0,
+           now: datetime | None = None, budget_s: float | None = None) -> RollupResult:
     """Roll up to the current hour; ``conn`` must not be in a transaction. With
-    ``budget_s``, stop after the chunk that used it up (the next run goes on)."""
+    ``budget_s``, stop after the chunk that used it up (the next run goes on). Day rows
+    older than ``daily_months`` whole months before the current one go (0: none)."""
     t0 = time.monotonic()
     result = RollupResult()
     if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _LOCK_KEY}).scalar():
@@ -125,6 +129,8 @@ def rollup(conn: Connection, *, hourly_days: int = 35, now: datetime | None = No
         rolled = watermark(conn)
         w = rolled or _oldest_hour(conn) or w_new
         hourly_from = max(hourly_from, kept or _floor(w, "day"))
+        daily_from = _months_before(w_new, daily_months) if daily_months else None
+        days_gone = _state(conn, "daily_since")  # no day rows before it
         # the scoped aggregates: with the others from the start, or (a database rolled up
         # before they existed) filled from the oldest raw row up to the watermark
         sw = _state(conn, "scope_watermark")
@@ -144,12 +150,12 @@ def rollup(conn: Connection, *, hourly_days: int = 35, now: datetime | None = No
                     "LIMIT :n"), {"w": w, "n": MARKS_PER_RUN})]
                 if old:
                     _roll(conn, [], _take_marks(conn, "hour = ANY(:h)", {"h": old}),
-                          hourly_from, result)
+                          hourly_from, result, days_gone=days_gone)
                 elif w < w_new:
                     end = min(w + CHUNK, w_new)
                     new = [w + i * HOUR for i in range(int((end - w) / HOUR))]
                     marked = _take_marks(conn, "hour >= :lo AND hour < :hi", {"lo": w, "hi": end})
-                    _roll(conn, new, marked, hourly_from, result)
+                    _roll(conn, new, marked, hourly_from, result, days_gone=days_gone)
                     _set_state(conn, "watermark", end)
                     if sw >= w:
                         sw = max(sw, end)
@@ -169,6 +175,15 @@ def rollup(conn: Connection, *, hourly_days: int = 35, now: datetime | None = No
             for table in ("stats_deliveries", "stats_latency", *scoped.GRAINED):
                 conn.execute(text(f"DELETE FROM {table} WHERE grain = 'h' AND bucket < :at"),
                              {"at": hourly_from})
+            # day rows of whole months before daily_from, and only of months rolled up
+            # completely (a run that stopped mid-month continues from that month's days)
+            # (and those a re-roll of a changed hour brought back)
+            cut = min(daily_from, _floor(min(w, sw), "month")) if daily_from else days_gone
+            if cut is not None:
+                for table in ("stats_deliveries", "stats_latency", *scoped.GRAINED):
+                    conn.execute(text(f"DELETE FROM {table} WHERE grain = 'd' "
+                                      "AND bucket < :at"), {"at": cut})
+                _set_state(conn, "daily_since", max(cut, days_gone or cut))
             _set_state(conn, "hourly_since", hourly_from)
         if result.hours > ANALYZE_AFTER_HOURS:  # a backfill: row counts for the planner,
             # and the rows it rewrote week after week (a month's, each week) vacuumed away
@@ -180,6 +195,12 @@ def rollup(conn: Connection, *, hourly_days: int = 35, now: datetime | None = No
         conn.commit()
     result.seconds = round(time.monotonic() - t0, 3)
     return result
+
+
+def _months_before(at: datetime, months: int) -> datetime:
+    """The first day of the month ``months`` whole months before ``at``'s."""
+    index = at.year * 12 + at.month - 1 - months
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
 
 
 def _take_marks(conn: Connection, where: str, params: dict[str, Any]
@@ -194,15 +215,16 @@ def _take_marks(conn: Connection, where: str, params: dict[str, Any]
 
 
 def _roll(conn: Connection, new: list[datetime], marked: dict[str, set[datetime]],
-          hourly_from: datetime, result: RollupResult, plain: bool = True) -> None:
+          hourly_from: datetime, result: RollupResult, plain: bool = True,
+          days_gone: datetime | None = None) -> None:
     """Roll the ``new`` hours and the ``marked`` ones, in the caller's transaction (not
-    ``plain``: the scoped aggregates only)."""
+    ``plain``: the scoped aggregates only; ``days_gone``: no day rows before it)."""
     hours_d = sorted(set(new) | marked["d"])
     hours_e = sorted(set(new) | marked["e"])
     hours_r = sorted(set(new) | marked["r"])
     result.hours += len(set(hours_d) | set(hours_e) | set(hours_r))
     if hours_d:
-        _roll_deliveries(conn, hours_d, hourly_from, result, plain)
+        _roll_deliveries(conn, hours_d, hourly_from, result, plain, days_gone)
     if hours_e:
         where, params = _in_ranges("e.received_at", hours_e, HOUR)
         scoped.roll_events(conn, hours_e, where, params)
@@ -241,9 +263,14 @@ def _in_ranges(col: str, starts: list[datetime], width: timedelta
 
 
 def _roll_deliveries(conn: Connection, hours: list[datetime], hourly_from: datetime,
-                     result: RollupResult, plain: bool = True) -> None:
+                     result: RollupResult, plain: bool = True,
+                     days_gone: datetime | None = None) -> None:
     recent = [h for h in hours if h >= hourly_from]
-    old_days = sorted({_floor(h, "day") for h in hours if h < hourly_from})
+    days = {_floor(h, "day") for h in hours if h < hourly_from}
+    if days_gone is not None:  # a day whose day rows are gone: its whole month again
+        for month in {_floor(d, "month") for d in days if d < days_gone}:
+            days |= set(_days_of(month))
+    old_days = sorted(days)
     for grain, buckets, width, trunc in (("h", recent, HOUR, "hour"), ("d", old_days, DAY, "day")):
         if not buckets:  # hour rows; and for a day whose hour rows are gone, its day rows
             continue
@@ -280,6 +307,11 @@ def _roll_deliveries(conn: Connection, hours: list[datetime], hourly_from: datet
         "sent_hour, coalesce(tenant_id, 0), sum(n) FROM stats_scope_sent_hours "
         "WHERE bucket = ANY(:b) GROUP BY GROUPING SETS ((bucket, sent_hour, tenant_id), "
         "(bucket, sent_hour))"), {"b": hours})
+
+
+def _days_of(month: datetime) -> list[datetime]:
+    nxt = _months_before(month, -1)
+    return [month + i * DAY for i in range((nxt - month) // DAY)]
 
 
 def _regrain(conn: Connection, grain: str, finer: str, unit: str, buckets: list[datetime],

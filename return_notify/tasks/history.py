@@ -27,7 +27,7 @@ def history() -> dict[str, Any]:
     s = get_settings()
     with get_engine().connect() as conn:
         # the months about to go are in the aggregates first: their KPIs stay
-        rollup(conn, hourly_days=s.stats_hourly_days)
+        rollup(conn, hourly_days=s.stats_hourly_days, daily_months=s.stats_daily_months)
         out = run_maintenance(conn, s.history_months, s.partitions_ahead, s.archive_dir)
     if out["created"] or out["dropped"]:
         log.info("history maintenance: %s", out)
@@ -41,7 +41,7 @@ def stats_rollup() -> dict[str, Any]:
     works through it in steps of a few minutes, run after run)."""
     s = get_settings()
     with get_engine().connect() as conn:
-        out = rollup(conn, hourly_days=s.stats_hourly_days,
+        out = rollup(conn, hourly_days=s.stats_hourly_days, daily_months=s.stats_daily_months,
                      budget_s=max(30.0, min(300.0, s.stats_rollup_interval_s * 4))).as_dict()
     if out["hours"] > 2:
         log.info("stats rollup: %s", out)

@@ -136,6 +136,39 @@ def test_a_change_to_an_hour_already_rolled_up_counts_after_the_next_rollup(
     assert close(raw, rolled) == []
 
 
+def test_without_the_old_day_rows_the_numbers_stay_the_raw_ones(history: str) -> None:
+    # given: day rows kept for one whole month before April 2025's (a fixed "now", so
+    # whatever today is, the day rows before 2025-04-01 go and the later ones stay)
+    def day_rows() -> tuple[datetime | None, int]:
+        with session_scope() as s:
+            return s.execute(text(
+                "SELECT min(bucket), count(*) FROM stats_scope_latency WHERE grain = 'd'")).one()
+
+    before = day_rows()
+    with get_engine().connect() as conn:
+        rollup(conn, now=datetime(2025, 5, 20, tzinfo=UTC), daily_months=1)
+    oldest, left = day_rows()
+    assert oldest == datetime(2025, 4, 1, tzinfo=UTC) and 0 < left < before[1] / 3
+    # then every window still gives the raw numbers: a since before 2025-04-01 reads its
+    # first (partial) month from the raw rows
+    with session_scope() as s:
+        found = reads.plan(s, WINDOWS[1]["since"], None)
+        assert found is not None and found[0].daily_since == datetime(2025, 4, 1, tzinfo=UTC)
+    for window in WINDOWS:
+        raw, rolled = both(**window)
+        assert close(raw, rolled) == [], window
+    # and a change to an hour of a month without day rows re-rolls that whole month
+    sql("UPDATE deliveries SET state = 'failed', last_error = 'bounced: gone' "
+        "WHERE channel = 'email' AND state = 'delivered' AND created_at >= '2025-02-10' "
+        "AND created_at < '2025-02-11'")
+    with get_engine().connect() as conn:
+        rollup(conn, now=datetime(2025, 5, 20, tzinfo=UTC), daily_months=1)
+    assert day_rows()[0] == datetime(2025, 4, 1, tzinfo=UTC)  # the month's days went again
+    for window in (WINDOWS[0], {"since": datetime(2025, 2, 5, 6, tzinfo=UTC)}):
+        raw, rolled = both(**window)
+        assert close(raw, rolled) == [], window
+
+
 def test_hour_rows_answer_a_window_of_the_last_days(history: str) -> None:
     from return_notify.pipeline.ingest import ingest_batch
 

@@ -47,6 +47,23 @@ def test_before_the_hour_rows_kept_the_first_day_is_read_raw() -> None:
     assert hourly["w_edge"] == datetime(2025, 12, 3, 19, tzinfo=UTC)
 
 
+def test_before_the_day_rows_kept_the_first_month_is_read_raw() -> None:
+    daily = datetime(2025, 10, 1, tzinfo=UTC)
+    since = datetime(2025, 8, 17, 6, tzinfo=UTC)
+    win, p = Window(since, WM, HOURLY, daily), {}
+    assert win.grained(p) == "(grain = 'm' AND bucket >= :w_m1)"
+    assert p["w_m1"] == datetime(2025, 9, 1, tzinfo=UTC)
+    raw: dict[str, Any] = {}
+    win.raw("t", raw)
+    assert raw["w_edge"] == datetime(2025, 9, 1, tzinfo=UTC)
+    # from the first day kept on, day rows answer as before
+    kept, q = Window(daily + timedelta(hours=5), WM, HOURLY, daily), {}
+    assert "grain = 'd'" in kept.grained(q)
+    edge: dict[str, Any] = {}
+    kept.raw("t", edge)
+    assert edge["w_edge"] == daily + timedelta(days=1)
+
+
 def test_a_since_after_the_watermark_reads_only_raw_rows() -> None:
     win, p = Window(WM + timedelta(minutes=5), WM, HOURLY), {}
     assert win.grained(p) == "FALSE" and win.hourly(p) == "FALSE"
