@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
-
-from celery.schedules import crontab
-from kombu import Exchange, Queue
+from typing import TYPE_CHECKING, Any
 
 from return_notify.config.settings import Settings
 from return_notify.core.redis_urls import kombu_url, mask, scheme
 from return_notify.errors import ConfigurationError
+
+if TYPE_CHECKING:  # celery and kombu load with the worker, beat or producer, not with
+    # every command line that only needs the names below (queues, task names)
+    from celery.schedules import crontab
 
 INGEST_TASK = "return_notify.ingest"
 DELIVER_TASK = "return_notify.deliver"
@@ -124,6 +125,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "RSN_VISIBILITY_TIMEOUT_S must exceed RSN_MAX_COUNTDOWN_S + RSN_TASK_TIME_LIMIT_S, "
             "or Redis re-delivers waiting messages and they run twice"
         )
+    from celery.schedules import crontab
+    from kombu import Exchange, Queue
+
     default_exchange = Exchange("return_notify", type="direct")
     return {
         # kombu's spelling of RSN_BROKER_URL (Sentinel: one URL per Sentinel)
@@ -215,5 +219,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def retention_schedule(settings: Settings) -> crontab:
     """Every day at ``RSN_RETENTION_AT`` (UTC)."""
+    from celery.schedules import crontab
+
     hour, minute = settings.retention_at.split(":")
     return crontab(hour=int(hour), minute=int(minute))
