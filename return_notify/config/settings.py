@@ -200,11 +200,18 @@ class Settings(BaseSettings):
         "of its channel waiting in the queue until it holds this many deliveries; 0: one "
         "message per task")
     ingest_inline_channels: str = Field(
-        default="inapp", pattern=r"^\s*((email|sms|inapp)\s*(,\s*(email|sms|inapp)\s*)*)?$",
+        default="inapp,email,sms",
+        pattern=r"^\s*((email|sms|inapp)\s*(,\s*(email|sms|inapp)\s*)*)?$",
         description="channels (comma-separated; empty: none) an ingest task delivers itself "
         "right after its commit instead of sending a deliver message, when its worker also "
         "consumes that channel's queue (a worker started for other queues sends the message "
-        "as usual); saves a message and a hop per event")
+        "as usual); saves a message and a hop per notification")
+    ingest_inline_max: int = Field(
+        default=16, ge=0, le=1000,
+        description="email and SMS go inline only while the ingest batch holds at most this "
+        "many deliveries of the channel: a larger batch means a backlog, whose deliver "
+        "messages keep the priorities and spread the provider calls over the pool (in-app, "
+        "which calls no provider, always goes inline); 0: email and SMS never inline")
     max_attempts: int = Field(default=6, ge=1, description="tries before a delivery is dead")
     rate_limited_wait_s: float = Field(
         default=1.0, gt=0, le=3600,

@@ -1,4 +1,6 @@
-"""Deliver a batch of deliveries of one channel: claim, render, send, record.
+"""Deliver a batch of deliveries of one channel (``deliver_batch``: a deliver task), or of
+several channels at once (``deliver_channels``: an event's notifications, delivered inline
+by its ingest task with one claim and one recorder): claim, render, send, record.
 
 The claim is a state check in PostgreSQL (``FOR UPDATE SKIP LOCKED`` + state filter), so
 a message delivered twice by Redis, or enqueued twice by the sweeper, sends once. Every
@@ -17,6 +19,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy.exc import OperationalError
 
 from return_notify.channels.base import RECORD_NOW, Channel, OutboundMessage, SendResult
 from return_notify.channels.breaker import TRIAL_WAIT_S, ProviderPausedError, paused_s
@@ -38,7 +42,7 @@ from return_notify.templating.context import build_context
 from return_notify.templating.render import TemplateRenderError, render
 from return_notify.templating.store import load_tenant_templates
 
-__all__ = ["DeliverOutcome", "claim", "deliver_batch"]
+__all__ = ["DeliverOutcome", "claim", "deliver_batch", "deliver_channels"]
 
 #: at most this long between two write-backs while answers keep coming
 _RECORD_EVERY_S = 0.1
@@ -53,24 +57,88 @@ def deliver_batch(
     limiter: RateLimiter | None = None,
 ) -> DeliverOutcome:
     """Claim (one transaction), send (no transaction open), record (small transactions)."""
-    outcome = DeliverOutcome()
+    return deliver_channels(session_factory, {channel_name: (ids, channel)}, settings,
+                            limiter=limiter)[channel_name]
+
+
+def deliver_channels(
+    session_factory: Any,
+    batches: dict[str, tuple[list[int], Channel]],
+    settings: Settings,
+    limiter: RateLimiter | None = None,
+    on_error: Any = None,
+) -> dict[str, DeliverOutcome]:
+    """``deliver_batch`` for several channels at once (an event's email, SMS and in-app
+    notifications, delivered inline by its ingest task): one claim, in one transaction, for
+    all of them (the claim token is shared; each channel's write-backs are fenced by it as
+    usual), then each channel's sends and records in turn.
+
+    ``on_error(channel, exc)``, when given, is called when one channel's sends fail after
+    the claim; when it returns True the other channels still go out (that channel's claimed
+    rows are held by their lease), else, as without it, the error propagates. A database
+    outage always propagates."""
+    outcomes = {name: DeliverOutcome() for name in batches}
     # outcomes parked in Redis while the database was away go in before any claim
     apply_parked_outcomes(session_factory, settings)
     claimed_at = time.monotonic()  # the lease runs from (just after) here
+    wanted = sorted({i for ids, _ in batches.values() for i in ids})
     with session_factory() as session:
-        token, claimed = claim(session, channel_name, sorted(set(ids)), settings.lease_s)
-        blocked = presend.suppressed(session, channel_name, claimed, settings)
+        token, rows = claim(session, list(batches), wanted, settings.lease_s)
+        by_channel: dict[str, list[Any]] = {name: [] for name in batches}
+        for c in rows:
+            by_channel[c.channel].append(c)
+        blocked = {name: presend.suppressed(session, name, claimed, settings)
+                   for name, claimed in by_channel.items()}
         # each tenant's branding and template overrides (one indexed query, cached)
         templates = load_tenant_templates(
-            session, [c.tenant_id for c in claimed],
-            revisions={c.tenant_id: c.branding_revision for c in claimed})
-        held = quiet_hours_holds(session, channel_name, claimed)
-    outcome.claimed = len(claimed)
-    if not claimed:
-        return outcome
+            session, [c.tenant_id for c in rows],
+            revisions={c.tenant_id: c.branding_revision for c in rows})
+        held = {name: quiet_hours_holds(session, name, claimed)
+                for name, claimed in by_channel.items()}
+    if not rows:
+        return outcomes
+    # one recorder for every channel: what the sends of one channel leave unrecorded counts
+    # against the next channel's window, and a lone event's calls are recorded in one go
     recorder = Recorder(session_factory, token, settings,
                         deadline=claimed_at + min(settings.lease_s, settings.task_soft_time_limit_s)
                         - 1.0)
+    for name, (_ids, channel) in batches.items():
+        before = recorder.flushes
+        try:
+            _send_claimed(name, channel, by_channel[name], blocked[name], held[name], templates,
+                          settings, limiter, recorder, outcomes[name])
+        except Exception as exc:
+            # the database is away (a write-back gave up), or no caller to tell: stop here
+            if (on_error is None or isinstance(exc, OperationalError)
+                    or not on_error(name, exc)):
+                recorder.abandon()  # parked: the next claim or sweep writes it first
+                raise
+            # carry on: the calls it made are recorded with the next write-back
+        except BaseException:
+            recorder.abandon()  # a time limit or shutdown mid-batch: park what is not written
+            raise
+        outcomes[name].write_backs = recorder.flushes - before
+    before = recorder.flushes
+    try:
+        recorder.flush()  # what is still queued, in one write-back
+    except BaseException:
+        recorder.abandon()
+        raise
+    outcomes[name].write_backs += recorder.flushes - before
+    # undeliverable SMS go by email: the fallbacks their records created
+    outcomes["sms" if "sms" in outcomes else name].fallback_email = recorder.fallback_email
+    return outcomes
+
+
+def _send_claimed(channel_name: str, channel: Channel, claimed: list[Any],
+                  blocked: dict[int, str], held: dict[int, datetime], templates: dict[int, Any],
+                  settings: Settings, limiter: RateLimiter | None, recorder: Recorder,
+                  outcome: DeliverOutcome) -> None:
+    """Render and send one channel's claimed rows, recording them through ``recorder``
+    (written back as the window fills and every ~100 ms; the caller writes the rest)."""
+    outcome.claimed = len(claimed)
+    if not claimed:
+        return
     # in a backlog, transactional milestones go ahead of informational ones
     claimed.sort(key=lambda c: (c.urgency != "transactional", c.id))
 
@@ -111,26 +179,15 @@ def deliver_batch(
             _settle(recorder, outcome, row, render_failures.get(row.id))
 
     window = channel.unrecorded_window()
-    last_write = time.monotonic()
-    try:
-        for sent in channel.iter_send(to_send, room=lambda: window - recorder.unrecorded_calls):
-            if sent is RECORD_NOW:
-                recorder.flush()
-                last_write = time.monotonic()
-                continue
-            _record_call(sent.message, sent.result, sent.call_ms, sent.done_at,
-                         rows[sent.message.delivery_id], by_id[sent.message.delivery_id],
-                         channel, channel_name, settings, now, recorder, outcome, limiter)
-            if time.monotonic() - last_write >= _RECORD_EVERY_S:
-                recorder.flush()
-                last_write = time.monotonic()
-        recorder.flush()
-    except BaseException:
-        recorder.abandon()  # a time limit or shutdown mid-batch: park what is not written
-        raise
-    outcome.fallback_email = recorder.fallback_email
-    outcome.write_backs = recorder.flushes
-    return outcome
+    for sent in channel.iter_send(to_send, room=lambda: window - recorder.unrecorded_calls):
+        if sent is RECORD_NOW:
+            recorder.flush()
+            continue
+        _record_call(sent.message, sent.result, sent.call_ms, sent.done_at,
+                     rows[sent.message.delivery_id], by_id[sent.message.delivery_id],
+                     channel, channel_name, settings, now, recorder, outcome, limiter)
+        if time.monotonic() - recorder.written_at >= _RECORD_EVERY_S:
+            recorder.flush()
 
 
 def _render_all(channel_name: str, candidates: list[Any], rows: dict[int, Row],

@@ -34,7 +34,7 @@ WITH c AS (
     SELECT d.id, d.state AS prev_state
     FROM deliveries d
     WHERE d.id = ANY(CAST(:ids AS bigint[]))
-      AND d.channel = :channel
+      AND d.channel = ANY(CAST(:channels AS text[]))
       -- one CASE, not an OR of states: the planner then finds the rows by primary key
       -- (one partition each) whatever its statistics say about states
       AND CASE d.state
@@ -54,7 +54,7 @@ SET state = 'sending', claim_token = :token, attempts = d.attempts + 1,
 FROM c, events e, returns r, tenants t
 WHERE d.id = c.id AND d.id = ANY(CAST(:ids AS bigint[]))
   AND e.id = d.event_pk AND r.id = d.return_pk AND t.id = d.tenant_id
-RETURNING d.id, c.prev_state, d.milestone, d.recipient, d.locale, d.attempts, d.replays,
+RETURNING d.id, d.channel, c.prev_state, d.milestone, d.recipient, d.locale, d.attempts, d.replays,
           d.occurred_at, d.tenant_id, e.payload, r.milestone AS current_milestone, t.slug,
           t.name, r.region, r.milestone_at AS current_at, d.template, d.urgency, d.created_at,
           -- the tenant's template revision: its cached templates are current if it matches
@@ -112,11 +112,15 @@ class Row:
     sent_at: datetime | None = None
 
 
-def claim(session: Session, channel: str, ids: list[int], lease_s: float) -> tuple[str, list[Any]]:
-    """Claim the due deliveries among ``ids``: (claim token, claimed rows)."""
+def claim(session: Session, channels: str | list[str], ids: list[int], lease_s: float
+          ) -> tuple[str, list[Any]]:
+    """Claim the due deliveries among ``ids`` of ``channels`` (one or several; an id of
+    another channel is never claimed): (claim token, claimed rows, each with its
+    ``channel``)."""
     token = str(uuid.uuid4())
+    names = [channels] if isinstance(channels, str) else list(channels)
     rows = session.execute(
-        _CLAIM, {"ids": ids, "channel": channel, "token": token, "lease": lease_s}
+        _CLAIM, {"ids": ids, "channels": names, "token": token, "lease": lease_s}
     ).all()
     return token, list(rows)
 
@@ -145,6 +149,8 @@ class Recorder:
     #: provider calls whose outcome is queued but not yet written
     unrecorded_calls: int = 0
     flushes: int = 0
+    #: time.monotonic() of the last write-back (or of the recorder's start)
+    written_at: float = field(default_factory=time.monotonic)
 
     def add(self, row: Row, attempt: dict[str, Any] | None = None) -> None:
         self.rows.append(row)
@@ -189,6 +195,7 @@ class Recorder:
         self.fallback_email += created
         self._clear()
         self.flushes += 1
+        self.written_at = time.monotonic()
 
     def abandon(self) -> None:
         """The batch stops early (its time limit, a shutdown): park what is queued but not

@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
 from return_notify.channels.registry import get_channel
@@ -21,7 +22,7 @@ from return_notify.config.celery import DELIVER_TASK
 from return_notify.config.settings import get_settings
 from return_notify.observability.logs import bind_task_ids, ids_or_list, log_context
 from return_notify.observability.metrics import observe_deliver, observe_drained
-from return_notify.pipeline.deliver import DeliverOutcome, deliver_batch
+from return_notify.pipeline.deliver import DeliverOutcome, deliver_batch, deliver_channels
 from return_notify.pipeline.ratelimit import get_limiter
 from return_notify.storage.db import session_scope
 from return_notify.workers.app import app, enqueue_deliveries
@@ -69,31 +70,59 @@ def deliver(self: Any, channel: str, delivery_ids: list[int]) -> dict[str, Any]:
     return summary
 
 
-def deliver_now(channel: str, ids: list[int], urgent: set[int] | None = None
-                ) -> dict[str, Any] | None:
-    """Deliver ``ids`` of ``channel`` in this process, without a deliver message: the ingest
-    task's inline channels (``RSN_INGEST_INLINE_CHANNELS``), right after its commit. Any
-    error sends them as a deliver message instead (the rows are committed: one claimed
-    before the error is held by its lease, a message that cannot be sent is the sweeper's);
-    returns the outcome's summary, or None when they went to the queue (``urgent``: the
-    ingest's urgent ids, which keep their priority there)."""
+def deliver_now(by_channel: dict[str, list[int]], urgent: set[int] | None = None
+                ) -> dict[str, dict[str, Any] | None]:
+    """Deliver ``by_channel``'s ids in this process, without a deliver message: the ingest
+    task's inline channels (``RSN_INGEST_INLINE_CHANNELS``), right after its commit, with
+    one claim for all of them. Any error sends a channel's ids as a deliver message instead
+    (the rows are committed: one claimed before the error is held by its lease, a message
+    that cannot be sent is the sweeper's); returns each channel's outcome summary, or None
+    for a channel that went to the queue (``urgent``: the ingest's urgent ids, which keep
+    their priority there)."""
     settings = get_settings()
+    failed: dict[str, BaseException] = {}
+    out: dict[str, dict[str, Any] | None] = {}
+
+    def carry_on(channel: str, exc: BaseException) -> bool:
+        failed[channel] = exc
+        # the task's soft time limit: stop calling providers before the hard one kills us
+        return not isinstance(exc, SoftTimeLimitExceeded)
+
     try:
-        outcome = deliver_batch(session_scope, channel, ids, get_channel(channel), settings,
-                                limiter=get_limiter(settings))
-        _follow_up(channel, outcome)
-    except Exception:  # noqa: BLE001 - never undo the ingest: the queue takes over
-        log.warning("could not deliver %d %s deliveries inline; sending a deliver message",
-                    len(ids), channel, exc_info=True)
+        outcomes = deliver_channels(
+            session_factory=session_scope, settings=settings, limiter=get_limiter(settings),
+            batches={ch: (ids, get_channel(ch)) for ch, ids in by_channel.items()},
+            on_error=carry_on)
+    except Exception as exc:  # noqa: BLE001 - never undo the ingest: the queue takes over
+        outcomes = {}
+        failed = {ch: exc for ch in by_channel}
+    for channel, ids in by_channel.items():
+        if channel in failed:
+            _to_queue(channel, ids, urgent, failed[channel])
+            out[channel] = None
+            continue
+        outcome = outcomes[channel]
         try:
-            enqueue_deliveries({channel: ids}, urgent=urgent)
-        except Exception:  # noqa: BLE001
-            log.warning("could not enqueue them either; the sweeper re-enqueues them after "
-                        "RSN_LEASE_S", exc_info=True)
-        return None
-    observe_deliver(channel, outcome)
-    log_outcomes(channel, outcome)
-    return {"claimed": outcome.claimed, **dict(outcome.states)}
+            _follow_up(channel, outcome)
+        except Exception as exc:  # noqa: BLE001 - the rows are recorded; the sweeper
+            # re-enqueues what a lost follow-up message would have carried
+            log.warning("could not enqueue the follow-ups of %d inline %s deliveries",
+                        len(ids), channel, exc_info=exc)
+        observe_deliver(channel, outcome)
+        log_outcomes(channel, outcome)
+        out[channel] = {"claimed": outcome.claimed, **dict(outcome.states)}
+    return out
+
+
+def _to_queue(channel: str, ids: list[int], urgent: set[int] | None,
+              exc: BaseException) -> None:
+    log.warning("could not deliver %d %s deliveries inline; sending a deliver message",
+                len(ids), channel, exc_info=exc)
+    try:
+        enqueue_deliveries({channel: ids}, urgent=urgent)
+    except Exception:  # noqa: BLE001
+        log.warning("could not enqueue them either; the sweeper re-enqueues them after "
+                    "RSN_LEASE_S", exc_info=True)
 
 
 def _follow_up(channel: str, outcome: DeliverOutcome) -> None:

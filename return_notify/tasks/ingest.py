@@ -64,20 +64,33 @@ def ingest(self: Any, events: Any) -> dict[str, Any]:
     if drained:
         summary["drained"] = len(drained)
     # committed and acknowledged: the inline channels' deliveries go out from here
-    for channel, ids in inline.items():
-        summary[f"inline_{channel}"] = deliver_now(channel, ids, result.urgent)
+    if inline:
+        for channel, done in deliver_now(inline, result.urgent).items():
+            summary[f"inline_{channel}"] = done
     created = sorted(i for ids in result.deliveries.values() for i in ids)
     with log_context(**ids_or_list("delivery_id", created)):
         log.info("ingested %s", summary)
     return summary
 
 
+#: channels whose send calls no provider (a write to the inbox): inline whatever the batch
+_NO_PROVIDER = frozenset({"inapp"})
+
+
 def _inline(deliveries: dict[str, list[int]]) -> dict[str, list[int]]:
     """The deliveries this task sends itself: those of ``RSN_INGEST_INLINE_CHANNELS`` whose
     queue this worker also consumes (a worker started for other queues leaves them to the
-    channel's own workers)."""
-    wanted = {c.strip() for c in get_settings().ingest_inline_channels.split(",") if c.strip()}
-    return {ch: ids for ch, ids in deliveries.items() if ids and ch in wanted and consumes(ch)}
+    channel's own workers). A provider channel goes inline only in a small batch
+    (``RSN_INGEST_INLINE_MAX``): at low and steady load that saves each notification a
+    message, a hop and a task; a large batch is a backlog, whose deliver messages keep the
+    priorities (transactional first) and spread the provider calls over the pool."""
+    settings = get_settings()
+    wanted = {c.strip() for c in settings.ingest_inline_channels.split(",") if c.strip()}
+    # in-app first: it is the cheapest, and the provider calls then follow in one go
+    order = sorted(deliveries, key=lambda ch: ch not in _NO_PROVIDER)
+    return {ch: deliveries[ch] for ch in order
+            if deliveries[ch] and ch in wanted and consumes(ch)
+            and (ch in _NO_PROVIDER or len(deliveries[ch]) <= settings.ingest_inline_max)}
 
 
 def _drain(have: int) -> list[Drained]:

@@ -32,6 +32,9 @@ def metrics_worker(services: Any, tmp_path_factory: Any) -> Iterator[tuple[Proc,
     env = services.env(RSN_METRICS_PORT=str(port), RSN_METRICS_DIR=str(mdir),
                        # recycle pool processes after 2 tasks: their counts must survive
                        RSN_MAX_TASKS_PER_CHILD="2", RSN_LOG_JSON="true",
+                       # email and SMS by deliver tasks of their own (as the compose file's
+                       # per-queue workers do), not inline: their tasks' logs and metrics
+                       RSN_INGEST_INLINE_MAX="0",
                        RSN_RATE_LIMITS=f"tenant:{THROTTLED}=1/h:1")
     proc = start_worker(env, concurrency=2, queues="events,email,sms,inapp",
                         logdir=str(tmp_path_factory.mktemp("logs")))
