@@ -16,8 +16,9 @@ at most that window when the lease ends. Each sent row carries the time its call
 
 from __future__ import annotations
 
+import math
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
@@ -37,7 +38,15 @@ from return_notify.pipeline.deliver_record import Recorder, Row, apply_parked_ou
 from return_notify.pipeline.ratelimit import RateLimiter
 from return_notify.policy.planner import quiet_hours_holds
 from return_notify.policy.throttle import QUIET_HOURS, is_stale
-from return_notify.storage.models import FAILED, SCHEDULED, SENT, SKIPPED, SUPPRESSED, WAITING
+from return_notify.storage.models import (
+    FAILED,
+    RETRYING,
+    SCHEDULED,
+    SENT,
+    SKIPPED,
+    SUPPRESSED,
+    WAITING,
+)
 from return_notify.templating.context import build_context
 from return_notify.templating.render import TemplateRenderError, render
 from return_notify.templating.store import load_tenant_templates
@@ -46,6 +55,8 @@ __all__ = ["DeliverOutcome", "claim", "deliver_batch", "deliver_channels"]
 
 #: at most this long between two write-backs while answers keep coming
 _RECORD_EVERY_S = 0.1
+#: deliveries a batch had no time left for are claimed again this soon, by a new task
+_HAND_BACK_S = 0.05
 
 
 def deliver_batch(
@@ -55,10 +66,11 @@ def deliver_batch(
     channel: Channel,
     settings: Settings,
     limiter: RateLimiter | None = None,
+    started_at: float | None = None,
 ) -> DeliverOutcome:
     """Claim (one transaction), send (no transaction open), record (small transactions)."""
     return deliver_channels(session_factory, {channel_name: (ids, channel)}, settings,
-                            limiter=limiter)[channel_name]
+                            limiter=limiter, started_at=started_at)[channel_name]
 
 
 def deliver_channels(
@@ -67,6 +79,7 @@ def deliver_channels(
     settings: Settings,
     limiter: RateLimiter | None = None,
     on_error: Any = None,
+    started_at: float | None = None,
 ) -> dict[str, DeliverOutcome]:
     """``deliver_batch`` for several channels at once (an event's email, SMS and in-app
     notifications, delivered inline by its ingest task): one claim, in one transaction, for
@@ -76,7 +89,13 @@ def deliver_channels(
     ``on_error(channel, exc)``, when given, is called when one channel's sends fail after
     the claim; when it returns True the other channels still go out (that channel's claimed
     rows are held by their lease), else, as without it, the error propagates. A database
-    outage always propagates."""
+    outage always propagates.
+
+    ``started_at`` (``time.monotonic()``): when the calling task started, if before the
+    claim (an ingest task delivering inline). The batch's time budget ends a second before
+    the task's soft time limit or the claim's lease, whichever comes first; no provider call
+    starts within ``RSN_PROVIDER_TIMEOUT_S`` of that end, so every call made is answered and
+    recorded in time. What is left goes back to the queue without spending an attempt."""
     outcomes = {name: DeliverOutcome() for name in batches}
     # outcomes parked in Redis while the database was away go in before any claim
     apply_parked_outcomes(session_factory, settings)
@@ -99,14 +118,20 @@ def deliver_channels(
         return outcomes
     # one recorder for every channel: what the sends of one channel leave unrecorded counts
     # against the next channel's window, and a lone event's calls are recorded in one go
+    started = claimed_at if started_at is None else min(started_at, claimed_at)
     recorder = Recorder(session_factory, token, settings,
-                        deadline=claimed_at + min(settings.lease_s, settings.task_soft_time_limit_s)
-                        - 1.0)
+                        deadline=min(claimed_at + settings.lease_s,
+                                     started + settings.task_soft_time_limit_s) - 1.0)
+    # the last moment a call may start and still be answered and recorded in the budget
+    # (none when the settings leave less than one provider timeout: no cut-off then)
+    room_s = min(settings.lease_s, settings.task_soft_time_limit_s) - 1.0
+    last_call_at = (recorder.deadline - settings.provider_timeout_s
+                    if room_s > settings.provider_timeout_s else math.inf)
     for name, (_ids, channel) in batches.items():
         before = recorder.flushes
         try:
             _send_claimed(name, channel, by_channel[name], blocked[name], held[name], templates,
-                          settings, limiter, recorder, outcomes[name])
+                          settings, limiter, recorder, outcomes[name], last_call_at)
         except Exception as exc:
             # the database is away (a write-back gave up), or no caller to tell: stop here
             if (on_error is None or isinstance(exc, OperationalError)
@@ -133,7 +158,7 @@ def deliver_channels(
 def _send_claimed(channel_name: str, channel: Channel, claimed: list[Any],
                   blocked: dict[int, str], held: dict[int, datetime], templates: dict[int, Any],
                   settings: Settings, limiter: RateLimiter | None, recorder: Recorder,
-                  outcome: DeliverOutcome) -> None:
+                  outcome: DeliverOutcome, last_call_at: float = math.inf) -> None:
     """Render and send one channel's claimed rows, recording them through ``recorder``
     (written back as the window fills and every ~100 ms; the caller writes the rest)."""
     outcome.claimed = len(claimed)
@@ -179,15 +204,31 @@ def _send_claimed(channel_name: str, channel: Channel, claimed: list[Any],
             _settle(recorder, outcome, row, render_failures.get(row.id))
 
     window = channel.unrecorded_window()
-    for sent in channel.iter_send(to_send, room=lambda: window - recorder.unrecorded_calls):
+
+    def room() -> int:
+        if time.monotonic() >= last_call_at:
+            return 0  # no new call: those in flight come back, then RECORD_NOW
+        return window - recorder.unrecorded_calls
+
+    for sent in channel.iter_send(to_send, room=room):
         if sent is RECORD_NOW:
             recorder.flush()
+            if time.monotonic() >= last_call_at:
+                break  # nothing in flight, and no time for another call
             continue
         _record_call(sent.message, sent.result, sent.call_ms, sent.done_at,
                      rows[sent.message.delivery_id], by_id[sent.message.delivery_id],
                      channel, channel_name, settings, now, recorder, outcome, limiter)
         if time.monotonic() - recorder.written_at >= _RECORD_EVERY_S:
             recorder.flush()
+    for message in to_send:  # the budget ran out before their turn: back to the queue
+        row = rows[message.delivery_id]
+        if not row.state:
+            row.state, row.throttled = RETRYING, True  # not called: no attempt spent
+            row.next_at = datetime.now(UTC) + timedelta(seconds=_HAND_BACK_S)
+            row.err = "not sent: the batch's time budget ran out before its turn"
+            outcome.retry_soon.append((row.id, _HAND_BACK_S))
+            _settle(recorder, outcome, row)
 
 
 def _render_all(channel_name: str, candidates: list[Any], rows: dict[int, Row],

@@ -55,7 +55,7 @@ def deliver(self: Any, channel: str, delivery_ids: list[int]) -> dict[str, Any]:
         ids += [int(i) for i in m.args[1]]
     try:
         outcome = deliver_batch(session_scope, channel, ids, get_channel(channel), settings,
-                                limiter=get_limiter(settings))
+                                limiter=get_limiter(settings), started_at=started)
         _follow_up(channel, outcome)
     except BaseException:
         _settle(channel, drained, ok=False)  # back to the queue: the rows are still due
@@ -70,15 +70,16 @@ def deliver(self: Any, channel: str, delivery_ids: list[int]) -> dict[str, Any]:
     return summary
 
 
-def deliver_now(by_channel: dict[str, list[int]], urgent: set[int] | None = None
-                ) -> dict[str, dict[str, Any] | None]:
+def deliver_now(by_channel: dict[str, list[int]], urgent: set[int] | None = None,
+                started_at: float | None = None) -> dict[str, dict[str, Any] | None]:
     """Deliver ``by_channel``'s ids in this process, without a deliver message: the ingest
     task's inline channels (``RSN_INGEST_INLINE_CHANNELS``), right after its commit, with
     one claim for all of them. Any error sends a channel's ids as a deliver message instead
     (the rows are committed: one claimed before the error is held by its lease, a message
     that cannot be sent is the sweeper's); returns each channel's outcome summary, or None
     for a channel that went to the queue (``urgent``: the ingest's urgent ids, which keep
-    their priority there)."""
+    their priority there; ``started_at``: when the ingest task started, for the time
+    budget of the sends)."""
     settings = get_settings()
     failed: dict[str, BaseException] = {}
     out: dict[str, dict[str, Any] | None] = {}
@@ -92,7 +93,7 @@ def deliver_now(by_channel: dict[str, list[int]], urgent: set[int] | None = None
         outcomes = deliver_channels(
             session_factory=session_scope, settings=settings, limiter=get_limiter(settings),
             batches={ch: (ids, get_channel(ch)) for ch, ids in by_channel.items()},
-            on_error=carry_on)
+            on_error=carry_on, started_at=started_at)
     except Exception as exc:  # noqa: BLE001 - never undo the ingest: the queue takes over
         outcomes = {}
         failed = {ch: exc for ch in by_channel}

@@ -65,7 +65,7 @@ def ingest(self: Any, events: Any) -> dict[str, Any]:
         summary["drained"] = len(drained)
     # committed and acknowledged: the inline channels' deliveries go out from here
     if inline:
-        for channel, done in deliver_now(inline, result.urgent).items():
+        for channel, done in deliver_now(inline, result.urgent, started_at=started).items():
             summary[f"inline_{channel}"] = done
     created = sorted(i for ids in result.deliveries.values() for i in ids)
     with log_context(**ids_or_list("delivery_id", created)):

@@ -136,3 +136,41 @@ def test_a_channel_that_fails_leaves_the_others_sent_and_its_rows_leased(tenant:
             deliver_channels(session_scope,
                              {ch: (ids, chans[ch]) for ch, ids in again.deliveries.items()},
                              Settings(), on_error=stop)
+
+
+def test_a_batch_out_of_time_starts_no_call_and_hands_its_rows_back(tenant: str) -> None:
+    # given: a task that started so long ago that its soft time limit (less a second and
+    # one provider timeout) is already behind it when the batch is claimed
+    import time
+
+    settings = Settings()
+    long_ago = time.monotonic() - settings.task_soft_time_limit_s - 60
+    result = _ingest([event("label_created", tenant=tenant,
+                            data={"label_url": "https://labels.example.com/late.pdf"})])
+    batches = {ch: (ids, _channels()[ch]) for ch, ids in result.deliveries.items()}
+    ids = sorted(i for i_s, _ in batches.values() for i in i_s)
+
+    # when
+    outcomes = deliver_channels(session_scope, batches, settings, started_at=long_ago)
+
+    # then: no provider is called; every row waits to be claimed again at once, by a new
+    # task, with no attempt spent (the claim's +1 is given back)
+    assert {ch: o.claimed for ch, o in outcomes.items()} == {"email": 1, "sms": 1, "inapp": 1}
+    assert sorted(i for o in outcomes.values() for i, _ in o.retry_soon) == ids
+    with session_scope() as s:
+        rows = s.execute(text("SELECT state, attempts, claim_token, last_error FROM deliveries "
+                              "WHERE id = ANY(:ids)"), {"ids": ids}).all()
+        calls = s.execute(text("SELECT count(*) FROM delivery_attempts "
+                               "WHERE delivery_id = ANY(:ids)"), {"ids": ids}).scalar_one()
+        sandboxed = s.execute(text("SELECT count(*) FROM sandbox_messages "
+                                   "WHERE delivery_id = ANY(:ids)"), {"ids": ids}).scalar_one()
+    assert {(st, n, tok) for st, n, tok, _ in rows} == {("retrying", 0, None)}
+    assert all("time budget" in err for *_, err in rows)
+    assert calls == 0 and sandboxed == 0
+
+    # and when: a task with its whole budget ahead claims them
+    again = deliver_channels(session_scope, batches, settings)
+
+    # then: each goes out once
+    assert {ch: dict(o.states) for ch, o in again.items()} == {
+        "email": {"sent": 1}, "sms": {"sent": 1}, "inapp": {"sent": 1}}
