@@ -174,8 +174,19 @@ def _escape_plain(text: str) -> str:
     return _ENV_NAME.sub(r"`\1`", text)
 
 
+def _derived_first(model: type[BaseModel]) -> list[tuple[str, Any]]:
+    """``model``'s fields, those its own class declares first, then each base class's (each
+    in declaration order): a base class that only holds some sections comes after."""
+    def depth(name: str) -> int:
+        return next((i for i, cls in enumerate(model.__mro__)
+                     if name in cls.__dict__.get("__annotations__", {})), len(model.__mro__))
+
+    return sorted(model.model_fields.items(), key=lambda item: depth(item[0]))
+
+
 def settings_rows(model: type[BaseModel] = Settings) -> list[SettingRow]:
-    """One row per field of ``model``, in declaration order."""
+    """One row per field of ``model``, in declaration order (the class's own fields before
+    those of its base classes)."""
     sections = _field_sections(model)
     return [
         SettingRow(
@@ -185,7 +196,7 @@ def settings_rows(model: type[BaseModel] = Settings) -> list[SettingRow]:
             default=_default(info),
             meaning=" ".join((info.description or "").split()),
         )
-        for name, info in model.model_fields.items()
+        for name, info in _derived_first(model)
     ]
 
 

@@ -45,6 +45,24 @@ def test_settings_rows_take_their_section_from_the_heading_above_the_field() -> 
     assert rows["RSN_MODE"].section == "Second part"
 
 
+class _Derived(_Sample):
+    """A class that declares some sections and inherits the others (``Settings`` and
+    ``ApiSettings``)."""
+
+    # --- own part ---------------------------------------------------------------------
+    own: int = Field(default=1, description="declared here")
+
+
+def test_a_class_s_own_sections_come_before_those_of_its_base_class() -> None:
+    # when
+    rows = reference_docs.settings_rows(_Derived)
+
+    # then: its own field first, under its own heading; the base's after, under theirs
+    assert [r.variable for r in rows] == ["RSN_OWN", "RSN_LOOSE", "RSN_RATE", "RSN_TOKEN",
+                                          "RSN_MODE"]
+    assert rows[0].section == "Own part" and rows[2].section == "First part"
+
+
 def test_settings_page_escapes_cells_hides_secrets_and_reports_missing_descriptions() -> None:
     # when
     page = reference_docs.render_settings(_Sample)
