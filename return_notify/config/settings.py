@@ -268,13 +268,18 @@ class Settings(ApiSettings):
         default=0, ge=0,
         description="a pool process whose memory (RSS) passed this after a task is replaced "
         "by a fresh one, forked from the warm parent in milliseconds (Celery's "
-        "worker_max_memory_per_child); 0: the warm worker's own size plus "
-        "RSN_POOL_MEMORY_GROWTH_PCT, measured at start")
+        "worker_max_memory_per_child); 0: two limits from the warm worker's size, "
+        "measured at start: RSN_POOL_MEMORY_HARD_PCT after a task, "
+        "RSN_POOL_MEMORY_GROWTH_PCT once idle")
     pool_memory_growth_pct: int = Field(
         default=10, ge=5, le=1000,
-        description="with RSN_MAX_MEMORY_PER_CHILD_MIB=0: how far a pool process may grow "
-        "beyond the warm worker's size before it is replaced (after a backlog, memory "
-        "comes back instead of staying at the peak)")
+        description="with RSN_MAX_MEMORY_PER_CHILD_MIB=0: a pool process that grew this far "
+        "beyond the warm worker's size is replaced by a fresh fork once the worker has been "
+        "idle for 4 s (after a backlog, memory comes back; never in the middle of one)")
+    pool_memory_hard_pct: int = Field(
+        default=100, ge=5, le=1000,
+        description="with RSN_MAX_MEMORY_PER_CHILD_MIB=0: a pool process that grew this far "
+        "beyond the warm worker's size is replaced after its current task, even in a backlog")
 
     # --- operations: metrics, Flower, logs, data protection ------------------------------
     metrics_port: int | None = Field(

@@ -29,6 +29,8 @@ import psutil
 from rich.console import Console
 from sqlalchemy import text
 
+from return_notify.workers import pool_memory
+
 __all__ = ["ProcessTreeMeter", "paced_rate", "run_paced"]
 
 
@@ -238,6 +240,8 @@ def run_paced(rates: list[float], duration_s: float = 30.0, workers: int = 2,
             for rate in rates:
                 result["rates"].append(paced_rate(rate, duration_s, meter, session_scope,
                                                   tenant, console))
+            # once idle, grown pool processes are replaced (workers.pool_memory)
+            time.sleep(pool_memory.IDLE_S + 3 * pool_memory.CHECK_EVERY_S)
             result["rss_at_end_mib"] = round(meter.rss() / 2**20, 1)
         finally:
             meter.stop()

@@ -41,6 +41,9 @@ def create_app() -> Celery:
     signals.connect()
     app = ReturnNotifyCelery("return_notify", set_as_current=True)
     app.conf.update(celery_config(get_settings()))
+    from return_notify.workers.pool_memory import PoolMemory
+
+    app.steps["worker"].add(PoolMemory)
     app.conf.imports = (
         "return_notify.tasks.ingest",
         "return_notify.tasks.deliver",
@@ -172,22 +175,30 @@ def _warm_templates(instance: Any = None, **_: Any) -> None:
 
 @celeryd_after_setup.connect
 def _bound_pool_memory(instance: Any = None, **_: Any) -> None:
-    """With ``RSN_MAX_MEMORY_PER_CHILD_MIB=0``: a pool process may grow
-    ``RSN_POOL_MEMORY_GROWTH_PCT`` beyond the warm parent's size before it is replaced after
-    its current task. Measured here, after the warm-up and before the pool forks (the pool
-    is created from these options when the worker starts its steps)."""
+    """With ``RSN_MAX_MEMORY_PER_CHILD_MIB=0``: the two limits of ``workers.pool_memory``,
+    measured here from the warm parent's size, after the warm-up and before the pool forks
+    (the pool is created from these options when the worker starts its steps). A pool
+    process above ``RSN_POOL_MEMORY_GROWTH_PCT`` is replaced once the worker is idle; one
+    above ``RSN_POOL_MEMORY_HARD_PCT`` after its current task."""
+    from return_notify.workers.pool_memory import set_idle_limit
+
     settings = get_settings()
     pool = getattr(instance, "pool", None)
     options = getattr(pool, "options", None)
     if settings.max_memory_per_child_mib or not isinstance(options, dict):
+        set_idle_limit(0)
         return
     import psutil
 
     warm_kib = psutil.Process().memory_info().rss // 1024
-    limit = int(warm_kib * (1 + settings.pool_memory_growth_pct / 100))
-    options["max_memory_per_child"] = limit
-    log.info("a pool process is replaced once it uses more than %d MiB (warm size %d MiB "
-             "+ %d%%)", limit // 1024, warm_kib // 1024, settings.pool_memory_growth_pct)
+    idle = int(warm_kib * (1 + settings.pool_memory_growth_pct / 100))
+    hard = int(warm_kib * (1 + max(settings.pool_memory_hard_pct,
+                                   settings.pool_memory_growth_pct) / 100))
+    set_idle_limit(idle)
+    options["max_memory_per_child"] = hard
+    log.info("a pool process is replaced once idle above %d MiB, or after its task above "
+             "%d MiB (warm size %d MiB + %d%% / %d%%)", idle // 1024, hard // 1024,
+             warm_kib // 1024, settings.pool_memory_growth_pct, settings.pool_memory_hard_pct)
 
 
 def _prime_provider_sdks() -> None:

@@ -66,6 +66,20 @@ def test_published_event_reaches_every_channel_through_the_workers(svc: Any, wor
     assert "$49.90" in body[0][0]
 
 
+def test_the_worker_measures_its_pool_memory_limits_before_the_pool_forks(
+        worker: Proc) -> None:
+    """workers.pool_memory is a step of the real worker: both limits come from the warm
+    parent's size (RSN_POOL_MEMORY_GROWTH_PCT once idle, RSN_POOL_MEMORY_HARD_PCT per task)."""
+    import re
+
+    log = worker.logfile.read_text(errors="replace")
+    m = re.search(r"replaced once idle above (\d+) MiB, or after its task above (\d+) MiB "
+                  r"\(warm size (\d+) MiB \+ 10% / 100%\)", log)
+    assert m, log[-2000:]
+    idle, hard, warm = (int(g) for g in m.groups())
+    assert warm < idle < hard and abs(hard - 2 * warm) <= 1
+
+
 def test_transient_then_sent_and_exhausted_then_dead_via_celery(svc: Any, worker: Proc) -> None:
     t = uid("t-")
     ok = event("label_created", tenant=t, email="fail-transient-2@example.com", phone=None)
