@@ -16,6 +16,7 @@ from typing import Any
 
 from celery import Celery
 
+from return_notify.config.broker_client import BrokerAMQP
 from return_notify.config.celery import EVENTS_QUEUE, INGEST_TASK, celery_config, task_argsrepr
 from return_notify.config.settings import Settings, get_settings
 from return_notify.errors import ConfigurationError, PublishError
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _apps: dict[tuple[str, str], Celery] = {}
+#: Apps whose events queue was declared once already (see ``publish_raw_batches``).
+_declared: set[int] = set()
 
 #: Broker outage tolerance: ~0.2 + 0.4 + ... capped at 1 s a try, 5 tries, then PublishError.
 DEFAULT_RETRY_POLICY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.4,
@@ -38,7 +41,7 @@ def _app(settings: Settings) -> Celery:
     with _lock:
         app = _apps.get(key)
         if app is None:
-            app = Celery("return_notify_producer", set_as_current=False)
+            app = Celery("return_notify_producer", set_as_current=False, amqp=BrokerAMQP)
             app.conf.update(celery_config(settings))
             # No "task-sent" monitoring event per publish: it doubled the cost of a single
             # publish in a retailer's backend; Flower still sees every task from the workers'
@@ -74,6 +77,10 @@ def publish_raw_batches(
     settings = settings or get_settings()
     app = _app(settings)
     sent = 0
+    # Celery declares the queue again with every message (a no-op on Redis after the first:
+    # a binding copied and looked up, a tenth of a publish); the messages go straight to
+    # the queue's list, so once per app is enough
+    declare: list[Any] | None = [] if id(app) in _declared else None
     with app.producer_or_acquire() as producer:
         for batch in batches:
             if not batch:
@@ -89,7 +96,10 @@ def publish_raw_batches(
                     producer=producer,
                     retry=True,
                     retry_policy=dict(retry_policy or DEFAULT_RETRY_POLICY),
+                    declare=declare,
                 )
+                _declared.add(id(app))
+                declare = []
             except Exception as exc:  # kombu.OperationalError and friends
                 raise PublishError(
                     f"broker {_safe_url(settings.broker_url)} unreachable after retries: {exc}. "

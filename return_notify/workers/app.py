@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 class ReturnNotifyCelery(Celery):
     """Celery that refuses to connect without RSN_BROKER_URL instead of falling back to its
     default broker (``amqp://guest@localhost``), whoever asks: a worker, beat, Flower,
-    ``celery -A … inspect``, a producer."""
+    ``celery -A … inspect``, a producer. Its broker connections send through one Redis
+    client per channel (``config.broker_client``)."""
+
+    amqp_cls = "return_notify.config.broker_client:BrokerAMQP"
 
     def _connection(self, url: Any, *args: Any, **kwargs: Any) -> Any:
         if not url:
