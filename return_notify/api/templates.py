@@ -210,7 +210,7 @@ def read_branding(principal: BrandingReader) -> dict[str, Any]:
             summary="Replace the tenant's branding (owners and admins; omitted fields go back "
                     "to the default)")
 def write_branding(body: BrandingUpdate, principal: BrandingWriter) -> dict[str, Any]:
-    from return_notify.templating.store import save_branding_audited
+    from return_notify.templating.versions import save_branding_audited
 
     enforce(principal, "branding:write", None, None)
     with session_scope() as s:
@@ -230,7 +230,7 @@ def list_templates(
     variant: Annotated[str | None, Query(max_length=64,
                                          description="Exact; 'default' = default only")] = None,
 ) -> list[dict[str, Any]]:
-    from return_notify.templating.store import list_overrides
+    from return_notify.templating.versions import list_overrides
 
     try:
         keep = listing_filter(region, category, variant)
@@ -247,7 +247,7 @@ def list_templates(
             summary="Every version of one override, newest first")
 def template_history(principal: Reader, body: Annotated[KeyIn, Depends(history_key)]
                      ) -> list[dict[str, Any]]:
-    from return_notify.templating.store import override_history
+    from return_notify.templating.versions import override_history
 
     enforce(principal, "templates:read", body.region, body.category)
     key = _key(body)
@@ -276,7 +276,7 @@ def validate_template(body: OverrideIn, principal: Reader) -> dict[str, Any]:
              responses={422: {"description": "The template was rejected: detail.problems"}})
 def create_template(body: OverrideIn, principal: Writer) -> dict[str, Any]:
     from return_notify.pipeline.preview import validate_isolated
-    from return_notify.templating.store import OverrideRejected, save_override
+    from return_notify.templating.versions import OverrideRejected, save_override
 
     enforce(principal, "templates:write", body.region, body.category)
     key = _key(body)
@@ -295,7 +295,7 @@ def create_template(body: OverrideIn, principal: Writer) -> dict[str, Any]:
              summary="Activate an earlier version (0: none, the next candidate applies)")
 def rollback_template(body: RollbackIn, principal: Writer) -> dict[str, Any]:
     from return_notify.pipeline.preview import validate_isolated
-    from return_notify.templating.store import OverrideRejected, rollback_override
+    from return_notify.templating.versions import OverrideRejected, rollback_override
 
     enforce(principal, "templates:write", body.region, body.category)
     key = _key(body)

@@ -148,8 +148,8 @@ def templates_set(
 ) -> None:
     """Validate a template and store it as the next version of a tenant override (active)."""
     from return_notify.storage.db import session_scope
-    from return_notify.templating.store import OverrideRejected, save_override
     from return_notify.templating.validation import validate_override
+    from return_notify.templating.versions import OverrideRejected, save_override
 
     require_database(_NO_DATABASE)
     text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
@@ -199,7 +199,7 @@ def templates_list(
 
     from return_notify.storage.db import session_scope
     from return_notify.templating.scope import listing_filter
-    from return_notify.templating.store import list_overrides
+    from return_notify.templating.versions import list_overrides
 
     require_database(_NO_DATABASE)
     try:
@@ -236,7 +236,7 @@ def templates_history(
 ) -> None:
     """Every version of one override, newest first."""
     from return_notify.storage.db import session_scope
-    from return_notify.templating.store import override_history
+    from return_notify.templating.versions import override_history
 
     require_database(_NO_DATABASE)
     key = _key(channel, milestone, part, locale)
@@ -268,7 +268,7 @@ def templates_rollback(
 ) -> None:
     """Make an earlier version active again (re-validated first), or 0 for none."""
     from return_notify.storage.db import session_scope
-    from return_notify.templating.store import OverrideRejected, rollback_override
+    from return_notify.templating.versions import OverrideRejected, rollback_override
 
     require_database(_NO_DATABASE)
     key = _key(channel, milestone, part, locale)
@@ -370,7 +370,7 @@ def templates_branding(
 
     from return_notify.storage.db import session_scope
     from return_notify.templating.branding import BRANDING_FIELDS, BrandingUpdate, get_branding
-    from return_notify.templating.store import save_branding_audited
+    from return_notify.templating.versions import save_branding_audited
 
     require_database(_NO_DATABASE)
     given = {k: v for k, v in {

@@ -107,7 +107,7 @@ def validate_isolated(key: OverrideKey, source: str, branding: Branding | None,
                       tenant_slug: str, limits: RenderLimits) -> ValidationResult:
     """``validate_override`` in a child process under ``RSN_TEMPLATE_SANDBOX_*`` limits; an
     exceeded limit is a problem of the template. ``isolation.SandboxBusy`` when every slot
-    stays busy. A ``templating.store.Validator``."""
+    stays busy. A ``templating.versions.Validator``."""
     try:
         return run_isolated(validate_override, key, source, branding, tenant_slug, limits,
                             validation_budget_s(), process_limits=process_limits())

@@ -28,7 +28,6 @@ from typing import Any, Protocol
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 from jinja2.exceptions import TemplateNotFound
 
-from return_notify.core.sms_segments import to_gsm7
 from return_notify.templating.errors import TemplateRenderError, wrap_error
 from return_notify.templating.filter_guards import guard_filters
 from return_notify.templating.filters import (
@@ -41,6 +40,7 @@ from return_notify.templating.filters import (
     money,
     safe_url,
 )
+from return_notify.templating.finish import finish
 from return_notify.templating.i18n import (
     DEFAULT_LANGUAGE,
     canonical_locale,
@@ -79,11 +79,6 @@ PARTS: dict[str, tuple[str, ...]] = {
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 _TEMPLATE_FILE_RE = re.compile(r"^(email|sms|inapp)/([a-z][a-z0-9_]*)\.([a-z]+)\.j2$")
-_BLANK_LINES_RE = re.compile(r"\n{3,}")
-_TRAILING_SPACE_RE = re.compile(r"[ \t]+$", re.MULTILINE)
-# "am Di., 3. Dez.." -> "am Di., 3. Dez.": a sentence ending in an abbreviated date (de, fr).
-_DOUBLE_DOT_RE = re.compile(r"\.\.(?=[\s<]|$)")  # a literal first: a fast scan
-_SMS_SPACES = str.maketrans({"\u00a0": " ", "\u202f": " ", "\u2009": " "})
 
 
 @dataclass(frozen=True)
@@ -256,23 +251,6 @@ def _part_vars(loc: str, chain: tuple[str, ...], localised: bool, tone: str | No
                              "ui": ui_strings(lang, tone)})
 
 
-def _finish(channel: str, part: str, raw: str, sms_unicode: str = "transliterate") -> str:
-    if ".." in raw:
-        raw = _DOUBLE_DOT_RE.sub(
-            lambda m: ".." if raw[m.start() - 1 : m.start()] in (".", " ", "\n", "") else ".", raw)
-    if channel == "sms":
-        if "\u00a0" in raw or "\u202f" in raw or "\u2009" in raw:
-            raw = raw.translate(_SMS_SPACES)
-        if sms_unicode != "keep":  # one non-GSM letter would make the whole SMS UCS-2
-            raw = to_gsm7(raw)
-        return " ".join(raw.split())
-    if part in ("subject", "title"):
-        return " ".join(raw.split())
-    if part == "html":
-        return raw.strip()
-    return _BLANK_LINES_RE.sub("\n\n", _TRAILING_SPACE_RE.sub("", raw)).strip()
-
-
 def render(
     channel: str,
     milestone: str,
@@ -335,7 +313,7 @@ def render(
                 raw = _run(template, context, extra, label)
         else:
             raw = _run(template, context, extra)
-        value = _finish(channel, part, raw, sms_unicode)
+        value = finish(channel, part, raw, sms_unicode)
         if not value:
             raise TemplateRenderError(template.name or label, "rendered an empty result")
         out[part] = value

@@ -21,8 +21,9 @@ from return_notify.access.principals import operator
 from return_notify.policy.verified_recipients import add_verified
 from return_notify.storage.db import session_scope
 from return_notify.templating.scope import TemplateScope
-from return_notify.templating.store import forget_tenant_templates, save_override
+from return_notify.templating.store import forget_tenant_templates
 from return_notify.templating.validation import OverrideKey
+from return_notify.templating.versions import save_override
 from tests.integration.api_helpers import PRINCIPALS, ApiEnv, call, make_principals, make_tenant
 
 pytestmark = pytest.mark.integration

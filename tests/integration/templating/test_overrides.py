@@ -20,15 +20,15 @@ from return_notify.pipeline.deliver import deliver_batch
 from return_notify.pipeline.ingest import IngestResult, ingest_batch
 from return_notify.storage.db import get_engine, session_scope
 from return_notify.templating.branding import BrandingUpdate, save_branding
-from return_notify.templating.store import (
+from return_notify.templating.store import forget_tenant_templates
+from return_notify.templating.validation import OverrideKey
+from return_notify.templating.versions import (
     OverrideRejected,
-    forget_tenant_templates,
     list_overrides,
     override_history,
     rollback_override,
     save_override,
 )
-from return_notify.templating.validation import OverrideKey
 from tests.helpers import event, uid
 
 pytestmark = pytest.mark.integration

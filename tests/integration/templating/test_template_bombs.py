@@ -86,8 +86,8 @@ def _accept_anything(*_: Any) -> Any:
 def test_stored_bombs_fail_their_deliveries_and_the_worker_lives(live_client: LiveClient) -> None:
     from return_notify.access.principals import operator
     from return_notify.storage.db import session_scope
-    from return_notify.templating.store import save_override
     from return_notify.templating.validation import OverrideKey
+    from return_notify.templating.versions import save_override
 
     # given the set-block bomb stored as a new tenant's SMS override, past validation (a
     # tenant of its own: the fuzzing elsewhere stores overrides of other scopes)

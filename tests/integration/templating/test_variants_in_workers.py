@@ -14,8 +14,8 @@ from return_notify.access.principals import operator
 from return_notify.rules.store import RuleSpec, create_rule
 from return_notify.storage.db import get_engine, session_scope
 from return_notify.templating.scope import TemplateScope
-from return_notify.templating.store import rollback_override, save_override
 from return_notify.templating.validation import OverrideKey
+from return_notify.templating.versions import rollback_override, save_override
 from tests.helpers import event, uid, wait_until
 from tests.integration.api_helpers import ApiEnv, make_tenant
 

@@ -105,7 +105,7 @@ def changes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, Actor]]
     monkeypatch.setattr("return_notify.storage.tenants.find_tenant_id", lambda _s, _slug: 7)
     monkeypatch.setattr("return_notify.rules.store.create_rule", create_rule)
     monkeypatch.setattr("return_notify.rules.store.rule_dict", lambda _row: {"id": 1})
-    monkeypatch.setattr("return_notify.templating.store.rollback_override", rollback_override)
+    monkeypatch.setattr("return_notify.templating.versions.rollback_override", rollback_override)
     monkeypatch.setattr("return_notify.policy.store.set_throttle", set_throttle)
     monkeypatch.setattr("return_notify.policy.views.throttle_view", lambda _s, _tid, _st: {})
     yield made
