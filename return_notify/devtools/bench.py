@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
-from return_notify.workers import pool_memory
+from return_notify.devtools.bench_paced import settle_pool
 
 
 class _PeakRSS:
@@ -194,9 +194,7 @@ def _pipeline_run(ep: Any, env: dict[str, str], tag: str, n_events: int, workers
         publish_raw_batches([events[i : i + size] for i in range(0, len(events), size)])
         done_s = _wait_pipeline(session_scope, since, tag, len(events), t0, timeout_s,
                                 console)
-        # the backlog is worked off: the pool settles (grown processes are replaced once
-        # the worker has been idle for pool_memory.IDLE_S)
-        time.sleep(pool_memory.IDLE_S + 3 * pool_memory.CHECK_EVERY_S)
+        settle_pool()  # the backlog is worked off: grown pool processes are replaced
         rss_after = _tree_rss(w.popen.pid)
     finally:
         peak = rss.stop()

@@ -34,6 +34,11 @@ from return_notify.workers import pool_memory
 __all__ = ["ProcessTreeMeter", "paced_rate", "run_paced"]
 
 
+def settle_pool() -> None:
+    """Wait until an idle worker has replaced its grown pool processes (``pool_memory``)."""
+    time.sleep(pool_memory.IDLE_S + 3 * pool_memory.CHECK_EVERY_S)
+
+
 class ProcessTreeMeter:
     """CPU seconds and peak RSS of a process and its children (pool processes)."""
 
@@ -240,8 +245,7 @@ def run_paced(rates: list[float], duration_s: float = 30.0, workers: int = 2,
             for rate in rates:
                 result["rates"].append(paced_rate(rate, duration_s, meter, session_scope,
                                                   tenant, console))
-            # once idle, grown pool processes are replaced (workers.pool_memory)
-            time.sleep(pool_memory.IDLE_S + 3 * pool_memory.CHECK_EVERY_S)
+            settle_pool()  # once idle, grown pool processes are replaced
             result["rss_at_end_mib"] = round(meter.rss() / 2**20, 1)
         finally:
             meter.stop()
