@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 IDLE_S = 4.0
 #: How often the main process looks.
 CHECK_EVERY_S = 1.0
+#: A process that has used less CPU than this since its fork is left alone: it has not
+#: worked through a backlog, so a fresh fork would be no smaller (if the main process grew,
+#: its forks start above the limit, and replacing them would only repeat every quiet period).
+MIN_CPU_S = 1.0
 
 #: The idle limit in KiB, set before the pool forks (``workers.app._bound_pool_memory``).
 _idle_limit_kib: int = 0
@@ -50,10 +54,11 @@ class IdleRecycler:
     """Replaces grown pool processes of an idle worker (one per worker main process)."""
 
     def __init__(self, pool: Any, limit_kib: int | None = None, idle_s: float = IDLE_S,
-                 clock: Any = time.monotonic) -> None:
+                 clock: Any = time.monotonic, min_cpu_s: float = MIN_CPU_S) -> None:
         self.pool = pool
         self._limit_kib = limit_kib
         self.idle_s = idle_s
+        self.min_cpu_s = min_cpu_s
         self.clock = clock
         self._last_count = -1
         self._quiet_since = clock()
@@ -86,8 +91,8 @@ class IdleRecycler:
             return
         self._quiet_since = now  # at most one round per quiet period of idle_s
         for proc in self._processes():
-            rss_kib = _rss_kib(proc.pid)
-            if rss_kib > limit and proc.is_alive():
+            rss_kib, cpu_s = _usage(proc.pid)
+            if rss_kib > limit and cpu_s >= self.min_cpu_s and proc.is_alive():
                 log.info("replacing idle pool process %s: %d MiB, over %d MiB", proc.pid,
                          rss_kib // 1024, limit // 1024)
                 # a controlled termination: billiard forks its replacement from the warm
@@ -96,13 +101,17 @@ class IdleRecycler:
                 self.replaced += 1
 
 
-def _rss_kib(pid: int | None) -> int:
+def _usage(pid: int | None) -> tuple[int, float]:
+    """(RSS in KiB, CPU seconds used) of a pool process; (0, 0) once it is gone."""
     import psutil
 
     try:
-        return int(psutil.Process(pid).memory_info().rss // 1024)
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            times = proc.cpu_times()
+            return int(proc.memory_info().rss // 1024), times.user + times.system
     except (psutil.Error, TypeError):
-        return 0
+        return 0, 0.0
 
 
 class PoolMemory(bootsteps.StartStopStep):

@@ -5,6 +5,7 @@ pool Celery's prefork workers use) and Celery's worker state; the clock is the t
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -22,9 +23,13 @@ pytestmark = pytest.mark.integration
 _ballast: bytes = b""
 
 
-def _grow(mib: int) -> int:
-    """Runs in a pool process: keeps ``mib`` MiB of touched memory alive there."""
+def _grow(mib: int, cpu_s: float = 0.0) -> int:
+    """Runs in a pool process: keeps ``mib`` MiB of touched memory alive there, after
+    ``cpu_s`` seconds of work."""
     global _ballast
+    deadline = time.process_time() + cpu_s
+    while time.process_time() < deadline:
+        pass
     _ballast = b"x" * (mib * 2**20)
     return os.getpid()
 
@@ -61,13 +66,14 @@ def pool() -> Iterator[Any]:
 def test_a_grown_process_is_replaced_only_once_the_worker_is_idle(
         pool: Any, monkeypatch: Any) -> None:
     pids = {p.pid for p in pool._pool}
-    grown = pool.apply(_grow, (96,))
+    grown = pool.apply(_grow, (96, 1.2))
     other = next(pid for pid in pids if pid != grown)
     limit = _rss_kib(other) + 48 * 1024
     assert _rss_kib(grown) > limit > _rss_kib(other)
 
     clock = _Clock()
-    recycler = IdleRecycler(_TaskPool(pool), limit_kib=limit, idle_s=4.0, clock=clock)
+    recycler = IdleRecycler(_TaskPool(pool), limit_kib=limit, idle_s=4.0, clock=clock,
+                            min_cpu_s=1.0)
     monkeypatch.setattr(state, "total_count", Counter({"ingest": 1}))
 
     # a reserved task: however long, nothing is replaced
@@ -124,3 +130,19 @@ def test_without_a_limit_nothing_is_replaced(pool: Any, monkeypatch: Any) -> Non
         clock.t += 10
     assert recycler.replaced == 0
     assert all(p.is_alive() for p in pool._pool)
+
+
+def test_a_process_that_has_not_worked_is_left_alone(pool: Any, monkeypatch: Any) -> None:
+    """Over the limit without having worked (as every fork is when the main process grew):
+    replacing it would give nothing back and would repeat every quiet period."""
+    grown = pool.apply(_grow, (96, 0.0))
+    clock = _Clock()
+    monkeypatch.setattr(state, "reserved_requests", set())
+    monkeypatch.setattr(state, "total_count", Counter())
+    recycler = IdleRecycler(_TaskPool(pool), limit_kib=_rss_kib(grown) // 2, clock=clock,
+                            min_cpu_s=1.0)
+    for _ in range(5):
+        recycler.tick()
+        clock.t += 10
+    assert recycler.replaced == 0
+    assert grown in {p.pid for p in pool._pool}
