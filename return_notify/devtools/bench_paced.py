@@ -46,7 +46,7 @@ class ProcessTreeMeter:
         self.pid = pid
         self.peak_rss = 0
         self._stop = threading.Event()
-        self._seen: dict[int, float] = {}
+        self._cpu = 0.0
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
@@ -55,15 +55,23 @@ class ProcessTreeMeter:
         return [root, *root.children(recursive=True)]
 
     def cpu_s(self) -> float:
-        """CPU seconds used so far by the tree; a child that exited keeps its last reading."""
+        """CPU seconds used so far by the tree: the main process, its live descendants, and
+        every child it has reaped (a replaced pool process), which the kernel adds to the
+        main process's children counters; never less than the last reading."""
         try:
-            for p in self._tree():
-                with psutil.Process(p.pid).oneshot():
-                    t = p.cpu_times()
-                    self._seen[p.pid] = t.user + t.system
+            root = psutil.Process(self.pid)
+            t = root.cpu_times()
+            total = t.user + t.system + t.children_user + t.children_system
+            for p in root.children(recursive=True):
+                try:
+                    c = p.cpu_times()
+                except psutil.Error:  # exited since the listing: counted once reaped
+                    continue
+                total += c.user + c.system
         except psutil.Error:
-            pass
-        return sum(self._seen.values())
+            return self._cpu
+        self._cpu = max(self._cpu, total)
+        return self._cpu
 
     def _sample(self) -> None:
         while not self._stop.is_set():
