@@ -106,8 +106,7 @@ def deliver_channels(
         by_channel: dict[str, list[Any]] = {name: [] for name in batches}
         for c in rows:
             by_channel[c.channel].append(c)
-        blocked = {name: presend.suppressed(session, name, claimed, settings)
-                   for name, claimed in by_channel.items()}
+        blocked = presend.suppressed_channels(session, by_channel, settings)
         # each tenant's branding and template overrides (one indexed query, cached)
         templates = load_tenant_templates(
             session, [c.tenant_id for c in rows],
@@ -130,7 +129,7 @@ def deliver_channels(
     for name, (_ids, channel) in batches.items():
         before = recorder.flushes
         try:
-            _send_claimed(name, channel, by_channel[name], blocked[name], held[name], templates,
+            _send_claimed(name, channel, by_channel[name], blocked.get(name, {}), held[name], templates,
                           settings, limiter, recorder, outcomes[name], last_call_at)
         except Exception as exc:
             # the database is away (a write-back gave up), or no caller to tell: stop here

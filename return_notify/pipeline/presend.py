@@ -27,18 +27,22 @@ def sms_sender(settings: Settings) -> str | None:
     return settings.twilio_messaging_service_sid or settings.twilio_from
 
 
-def suppressed(session: Session, channel: str, rows: list[Any], settings: Settings) -> dict[int, str]:
-    """``{delivery id: reason}`` for claimed rows whose recipient must not be messaged."""
-    if channel not in ("email", "sms") or not rows:
-        return {}
-    from return_notify.policy.suppression import suppressed_addresses
+def suppressed_channels(session: Session, by_channel: dict[str, list[Any]],
+                        settings: Settings) -> dict[str, dict[int, str]]:
+    """The claimed rows whose recipient must not be messaged, for every channel of a claim
+    in one query: ``{channel: {delivery id: reason}}`` (only email and SMS have
+    suppressions; SMS STOPs are per sender)."""
+    from return_notify.policy.suppression import suppressed_by_channel
 
-    found = suppressed_addresses(
-        session, [(r.tenant_id, r.recipient) for r in rows if r.recipient], channel,
-        sender=sms_sender(settings) if channel == "sms" else None,
-    )
-    return {r.id: found[(r.tenant_id, r.recipient)] for r in rows
-            if r.recipient and (r.tenant_id, r.recipient) in found}
+    wanted = {ch: ([(r.tenant_id, r.recipient) for r in rows if r.recipient],
+                   sms_sender(settings) if ch == "sms" else None)
+              for ch, rows in by_channel.items() if ch in ("email", "sms") and rows}
+    if not wanted:
+        return {}
+    found = suppressed_by_channel(session, wanted)
+    return {ch: {r.id: found[ch][(r.tenant_id, r.recipient)] for r in by_channel[ch]
+                 if r.recipient and (r.tenant_id, r.recipient) in found[ch]}
+            for ch in found}
 
 
 def record_opt_out(session: Session, tenant_id: int, recipient: str, settings: Settings) -> None:

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -44,14 +44,16 @@ ORDER BY created_at, id
 LIMIT 1
 """)
 
+#: Many (channel, tenant, address, sender) keys in one query: every channel of a claim at once.
 _BATCH_LOOKUP = text("""
-SELECT DISTINCT ON (k.tid, k.addr) k.tid, k.addr, s.reason
-FROM unnest(CAST(:tids AS int[]), CAST(:addrs AS text[])) AS k(tid, addr)
+SELECT DISTINCT ON (k.ch, k.tid, k.addr) k.ch, k.tid, k.addr, s.reason
+FROM unnest(CAST(:chs AS text[]), CAST(:tids AS int[]), CAST(:addrs AS text[]),
+            CAST(:senders AS text[])) AS k(ch, tid, addr, sender)
 JOIN suppressions s
-  ON s.channel = :channel AND s.address = k.addr
+  ON s.channel = k.ch AND s.address = k.addr
  AND (s.tenant_id = k.tid OR s.tenant_id IS NULL)
- AND (s.sender IS NULL OR CAST(:sender AS text) IS NULL OR s.sender = CAST(:sender AS text))
-ORDER BY k.tid, k.addr, s.created_at, s.id
+ AND (s.sender IS NULL OR k.sender IS NULL OR s.sender = k.sender)
+ORDER BY k.ch, k.tid, k.addr, s.created_at, s.id
 """)
 
 _INSERT = text("""
@@ -83,21 +85,36 @@ def suppressed_addresses(
 
     Only suppressed pairs are in the result.
     """
-    given: dict[tuple[int, str], list[tuple[int, str]]] = {}
-    for tid, addr in tenant_id_address_pairs:
-        if addr:
-            given.setdefault((tid, normalise_address(channel, addr)), []).append((tid, addr))
+    return suppressed_by_channel(
+        session, {channel: (list(tenant_id_address_pairs), sender)}).get(channel, {})
+
+
+def suppressed_by_channel(
+    session: Session,
+    wanted: Mapping[str, tuple[Iterable[tuple[int, str]], str | None]],
+) -> dict[str, dict[tuple[int, str], str]]:
+    """``suppressed_addresses`` for several channels in one query: ``wanted`` maps a channel
+    to its (tenant id, address) pairs and its sender; the result maps a channel to its
+    suppressed pairs (as given) and their reasons."""
+    given: dict[tuple[str, int, str], list[tuple[int, str]]] = {}
+    senders: dict[str, str | None] = {}
+    for channel, (pairs, sender) in wanted.items():
+        senders[channel] = sender
+        for tid, addr in pairs:
+            if addr:
+                key = (channel, tid, normalise_address(channel, addr))
+                given.setdefault(key, []).append((tid, addr))
     if not given:
         return {}
     keys = list(given)
     rows = session.execute(_BATCH_LOOKUP, {
-        "tids": [k[0] for k in keys], "addrs": [k[1] for k in keys],
-        "channel": channel, "sender": sender,
+        "chs": [k[0] for k in keys], "tids": [k[1] for k in keys],
+        "addrs": [k[2] for k in keys], "senders": [senders[k[0]] for k in keys],
     }).all()
-    out: dict[tuple[int, str], str] = {}
-    for tid, addr, reason in rows:
-        for original in given.get((tid, addr), []):
-            out[original] = reason
+    out: dict[str, dict[tuple[int, str], str]] = {}
+    for channel, tid, addr, reason in rows:
+        for original in given.get((channel, tid, addr), []):
+            out.setdefault(channel, {})[original] = reason
     return out
 
 

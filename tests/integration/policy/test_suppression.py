@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from return_notify.policy.suppression import is_suppressed, lift, suppress, suppressed_addresses
@@ -42,3 +44,39 @@ def test_sender_scoping_and_lift_keeps_other_reasons(api_env: ApiEnv) -> None:
         assert is_suppressed(s, tid, "sms", phone, sender=ours) is None
         assert lift(s, tid, "sms", phone) == 0  # 'manual' is not lifted by START
         assert is_suppressed(s, tid, "sms", phone, sender=other) == "manual"
+
+
+def test_every_channel_of_a_claim_is_looked_up_in_one_query(api_env: ApiEnv) -> None:
+    """``suppressed_by_channel``: each channel's own suppressions and sender, one statement."""
+    from sqlalchemy import event
+
+    from return_notify.policy.suppression import suppressed_by_channel
+    from return_notify.storage.db import get_engine
+
+    tid, _, _ = make_tenant()
+    mail, phone, phone2 = f"{uid('m')}@example.com", "+14155550191", "+14155550192"
+    ours, other = "+15005550006", "+15005550007"
+    with session_scope() as s:
+        suppress(s, tid, "email", mail, "hard_bounce")
+        suppress(s, tid, "sms", phone, "stop", sender=other)  # another sender's STOP
+        suppress(s, tid, "sms", phone2, "manual")  # every sender
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", count)
+    try:
+        with session_scope() as s:
+            got = suppressed_by_channel(s, {
+                "email": ([(tid, mail.upper()), (tid, phone)], None),
+                "sms": ([(tid, phone), (tid, phone2)], ours),
+            })
+            other_sender = suppressed_by_channel(s, {"sms": ([(tid, phone)], other)})
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", count)
+    # the phone is not suppressed for email, and another sender's STOP is not ours
+    assert got == {"email": {(tid, mail.upper()): "hard_bounce"},
+                   "sms": {(tid, phone2): "manual"}}
+    assert other_sender == {"sms": {(tid, phone): "stop"}}
+    assert sum("FROM unnest" in st for st in statements) == 2  # one per call
