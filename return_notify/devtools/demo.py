@@ -253,13 +253,17 @@ def _insights(session: Any, stream: Any, since: datetime) -> dict[str, Any]:
     eff = effectiveness(session, flt)
     group = eff["groups"][0] if eff["groups"] else None
     split = time_split(session, flt)
+    ranked = recommend(session, flt)
     return {
         "customers": played, "rated_returns": eff["rated_returns"],
         "satisfaction_by_time_to_update": [
             {"band": b["band"], "n": b["n"], "mean_score": b["mean_score"]}
             for b in (group["by_time_to_update"] if group else [])],
         "time_vs_score": group["time_vs_score"] if group else None,
-        "channel_order": {r["milestone"]: r["order"] for r in recommend(session, flt)},
+        "channel_order": {r["milestone"]: r["order"] for r in ranked},
+        # whether the first channel's click-rate interval is clear of the second's (None:
+        # fewer than two channels with enough tracked notifications)
+        "channel_clear_winner": {r["milestone"]: r["clear_winner"] for r in ranked},
         "where_the_time_goes": split[0] if split else None,
     }
 
