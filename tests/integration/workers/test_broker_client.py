@@ -4,7 +4,6 @@ on a real Redis; transports other than plain Redis are left alone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,13 +15,6 @@ from return_notify.config.celery import NOOP_TASK
 from tests.helpers import uid
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def r(svc: Any) -> Iterator[Any]:
-    client = redis.Redis.from_url(svc.broker_url)
-    yield client
-    client.close()
 
 
 def _send(app: Any, queue: str, n: int) -> set[int]:

@@ -8,11 +8,9 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from sqlalchemy import text
 
 from return_notify.config.celery import DELIVER_TASK, INGEST_TASK, NOOP_TASK
@@ -30,13 +28,6 @@ def app(svc: Any) -> Any:
     from return_notify.workers.app import app as celery_app
 
     return celery_app
-
-
-@pytest.fixture
-def r(svc: Any) -> Iterator[Any]:
-    client = redis.Redis.from_url(svc.broker_url)
-    yield client
-    client.close()
 
 
 def _queue(svc: Any) -> str:

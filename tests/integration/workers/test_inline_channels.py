@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from sqlalchemy import text
 
 from return_notify.config.celery import DELIVER_TASK
@@ -20,13 +19,6 @@ from return_notify.workers.drain import Drainer
 from tests.helpers import event
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def r(svc: Any) -> Iterator[Any]:
-    client = redis.Redis.from_url(svc.broker_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture
