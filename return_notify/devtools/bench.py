@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
-from return_notify.devtools.bench_paced import settle_pool
+from return_notify.devtools.bench_paced import broker_busy, settle_pool
 
 
 class _PeakRSS:
@@ -47,12 +47,7 @@ class _PeakRSS:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                root = psutil.Process(self.pid)
-                rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-                self.peak = max(self.peak, rss)
-            except psutil.Error:
-                pass
+            self.peak = max(self.peak, _tree_rss(self.pid))
             self._stop.wait(0.2)
 
     def stop(self) -> int:
@@ -285,6 +280,9 @@ def _ceiling(ep: Any, env: dict[str, str], prefix: str, n: int, workers: int, lo
 def _wait_pipeline(session_scope: Any, since: datetime, tag: str, n: int, t0: float,
                    timeout_s: float, console: Console) -> float:
     while time.monotonic() - t0 < timeout_s:
+        if broker_busy():
+            time.sleep(0.05)  # the broker still holds work: no scan of the run's rows yet
+            continue
         with session_scope() as s:
             row = s.execute(text(
                 "SELECT (SELECT count(*) FROM events WHERE received_at >= :s AND event_id LIKE :p),"

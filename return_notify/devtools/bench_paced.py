@@ -34,6 +34,26 @@ from return_notify.workers import pool_memory
 __all__ = ["ProcessTreeMeter", "paced_rate", "run_paced"]
 
 
+def broker_busy(prefix: str | None = None) -> bool:
+    """Whether any pipeline message is still queued or unacknowledged under ``prefix``: two
+    Redis round trips. The benchmarks look in PostgreSQL only once the broker is idle, so that
+    their own counting (a scan of every row of the run) does not take the cores they measure."""
+    from return_notify.config.celery import ALL_QUEUES
+    from return_notify.storage.redis import redis_client
+
+    prefix = os.environ.get("RSN_REDIS_KEY_PREFIX", "") if prefix is None else prefix
+    r = redis_client()
+    try:
+        pipe = r.pipeline(transaction=False)
+        for queue in ALL_QUEUES:  # kombu keeps a list per priority step: name, name\x06\x16N
+            for step in (0, 3, 6, 9):
+                pipe.llen(prefix + queue + (f"\x06\x16{step}" if step else ""))
+        pipe.hlen(prefix + "unacked")
+        return any(pipe.execute())
+    finally:
+        r.close()
+
+
 def settle_pool() -> None:
     """Wait until an idle worker has replaced its grown pool processes (``pool_memory``)."""
     time.sleep(pool_memory.IDLE_S + 3 * pool_memory.CHECK_EVERY_S)
@@ -178,7 +198,8 @@ def paced_rate(rate: float, duration_s: float, meter: ProcessTreeMeter, session_
     sent = sent_at_stop
     while sent < expected and time.monotonic() < deadline:
         time.sleep(0.1)
-        _, sent = _sent_count(session_scope, tag, since)
+        if not broker_busy():
+            _, sent = _sent_count(session_scope, tag, since)
     done_s = time.monotonic() - t0
     cpu = meter.cpu_s() - cpu0
     lat = _latencies(session_scope, tag, since)
