@@ -47,9 +47,11 @@ _RETURNS = """
 CREATE TEMP TABLE g_ret ON COMMIT DROP AS
 SELECT nextval('returns_id_seq') AS id, t.tidx, t.tid, t.slug,
        'H' || :tag || '-' || g AS ref, 'hc-' || :tag || '-' || g AS cid,
-       (:regions)[1 + (t.tidx + floor(random() * random() * 4)::int) % cardinality(:regions)]
+       (CAST(:regions AS text[]))[1 + (t.tidx + floor(random() * random() * 4)::int)
+           % cardinality(CAST(:regions AS text[]))]
            AS region,
-       (:cats)[1 + (t.tidx * 3 + floor(random() * random() * 5)::int) % cardinality(:cats)]
+       (CAST(:cats AS text[]))[1 + (t.tidx * 3 + floor(random() * random() * 5)::int)
+           % cardinality(CAST(:cats AS text[]))]
            AS category,
        random() < 0.97 AS has_email, random() < 0.6 AS has_phone,
        :m_start + (floor(random() * :days) || ' days')::interval
@@ -60,8 +62,8 @@ SELECT nextval('returns_id_seq') AS id, t.tidx, t.tid, t.slug,
        random() < 0.6 AS restocks, random() < 0.03 AS excepted
 FROM generate_series(1, :n) g
 CROSS JOIN LATERAL (
-    SELECT i AS tidx, (:tids)[i + 1] AS tid, (:slugs)[i + 1] AS slug
-    FROM (SELECT floor(cardinality(:tids) * power(random() + 0 * g, 1.7))::int AS i) x
+    SELECT i AS tidx, (CAST(:tids AS int[]))[i + 1] AS tid, (CAST(:slugs AS text[]))[i + 1] AS slug
+    FROM (SELECT floor(cardinality(CAST(:tids AS int[])) * power(random() + 0 * g, 1.7))::int AS i) x
 ) t
 """
 _PATHS = """
@@ -214,7 +216,7 @@ FROM g_dl2 d CROSS JOIN LATERAL generate_series(1, d.n_attempts) a;
 """
 _REJECTED = """
 INSERT INTO rejected_events (id, received_at, tenant, event_id, errors, payload)
-SELECT rsn_month_id(nextval('rejected_events_id_seq'), at), at, (:slugs)[1 + g % 3],
+SELECT rsn_month_id(nextval('rejected_events_id_seq'), at), at, (CAST(:slugs AS text[]))[1 + g % 3],
        'bad-' || :tag || '-' || g,
        '[{"loc": ["milestone"], "msg": "not a milestone", "type": "enum"}]',
        CASE WHEN at < :redact_before THEN '"[redacted]"'::jsonb

@@ -18,6 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from return_notify.config.settings import get_settings
 from return_notify.errors import ConfigurationError
+from return_notify.storage import pg_arrays
+
+# lists go to PostgreSQL as one array literal, not ARRAY[...] of quoted elements (pg_arrays)
+pg_arrays.install()
 
 _lock = threading.Lock()
 _engine: Engine | None = None
