@@ -40,20 +40,24 @@ def _element(value: Any) -> str:
         return "NULL"
     if isinstance(value, bool):
         return "t" if value else "f"
+    # the base types' own text: a (str, Enum) or (int, Enum) member's str() is its name
     if isinstance(value, int):
-        return str(value)
+        return int.__repr__(value)
     if isinstance(value, float):
         if math.isnan(value):
             return "NaN"
         if math.isinf(value):
             return "Infinity" if value > 0 else "-Infinity"
-        return repr(value)
+        return float.__repr__(value)
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, list):
         return array_literal(value)
     if isinstance(value, _TEXTUAL):
-        text = value.isoformat() if isinstance(value, (datetime, date, time)) else str(value)
+        if isinstance(value, (datetime, date, time)):
+            text = value.isoformat()
+        else:
+            text = str.__str__(value) if isinstance(value, str) else str(value)
         # inside an array literal: double quotes, with \ and " escaped by a backslash
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     raise _Unsupported(type(value).__name__)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 import pytest
@@ -47,6 +48,17 @@ def test_every_element_type_the_pipeline_binds(svc: Any) -> None:
     # untyped, against a typed value, as `id = ANY(:ids)` uses it
     assert _one("SELECT 3 = ANY(:v)", v=[1, 2, 3]) is True
     assert _one("SELECT now() > ALL(:v)", v=[datetime(2020, 1, 1, tzinfo=UTC)]) is True
+
+
+def test_enum_members_go_as_their_values(svc: Any) -> None:
+    class Kind(str, Enum):  # noqa: UP042 - str() of such a member is "Kind.EMAIL"
+        EMAIL = "email"
+
+    class Level(int, Enum):
+        HIGH = 3
+
+    assert _one("SELECT CAST(:v AS text[])", v=[Kind.EMAIL]) == ["email"]
+    assert _one("SELECT CAST(:v AS int[])", v=[Level.HIGH]) == [3]
 
 
 def test_the_statement_carries_one_literal(svc: Any) -> None:
