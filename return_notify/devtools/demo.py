@@ -264,6 +264,9 @@ def _insights(session: Any, stream: Any, since: datetime) -> dict[str, Any]:
         # whether the first channel's click-rate interval is clear of the second's (None:
         # fewer than two channels with enough tracked notifications)
         "channel_clear_winner": {r["milestone"]: r["clear_winner"] for r in ranked},
+        # channels left out of an order: fewer than MIN_SAMPLE tracked notifications there
+        "channel_insufficient": {r["milestone"]: {i["channel"]: i["tracked"]
+                                                  for i in r["insufficient"]} for r in ranked},
         "where_the_time_goes": split[0] if split else None,
     }
 

@@ -59,9 +59,16 @@ def _check(summary: dict[str, Any]) -> None:
     # end of each click-rate interval, so while the intervals overlap the first two may
     # swap by chance; wherever the first channel is a clear winner, it must be the best.
     from return_notify.devtools.sample_data import CLICK_RATES, DEFAULT_CLICK_RATES
+    from return_notify.reporting.insights import MIN_SAMPLE
 
     orders, clear = insights["channel_order"], insights["channel_clear_winner"]
-    assert set(orders["label_created"]) == {"sms", "email", "inapp"}
+    # every channel of label_created is ranked unless it had too few tracked notifications
+    # (SMS goes only to customers with a phone: its count varies from run to run around the
+    # MIN_SAMPLE bound, and one CI run had too few); email and in-app always have enough
+    short = insights["channel_insufficient"]["label_created"]
+    assert set(orders["label_created"]) | set(short) == {"sms", "email", "inapp"}
+    assert {"email", "inapp"} <= set(orders["label_created"])
+    assert all(0 <= n < MIN_SAMPLE for n in short.values()), short
     decided = [m for m in CLICK_RATES if clear.get(m)]
     assert decided  # refund_processed (email 0.34, SMS 0.12) is clear in every run seen
     for m in decided:
