@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import psutil
@@ -34,24 +35,29 @@ from return_notify.workers import pool_memory
 __all__ = ["ProcessTreeMeter", "paced_rate", "run_paced"]
 
 
-def broker_busy(prefix: str | None = None) -> bool:
-    """Whether any pipeline message is still queued or unacknowledged under ``prefix``: two
-    Redis round trips. The benchmarks look in PostgreSQL only once the broker is idle, so that
-    their own counting (a scan of every row of the run) does not take the cores they measure."""
-    from return_notify.config.celery import ALL_QUEUES
+@lru_cache(maxsize=4)
+def _broker(url: str) -> Any:
+    """One client per broker URL for the polls (a benchmark polls every 50-100 ms)."""
     from return_notify.storage.redis import redis_client
 
+    return redis_client(url=url)
+
+
+def broker_busy(prefix: str | None = None) -> bool:
+    """Whether any pipeline message is still queued or unacknowledged under ``prefix`` (one
+    pipelined round trip to Redis). The benchmarks look in PostgreSQL only once the broker is
+    idle, so that their own counting (a scan of every row of the run) does not take the
+    cores they measure."""
+    from return_notify.config.celery import ALL_QUEUES
+    from return_notify.storage.redis import redis_url
+
     prefix = os.environ.get("RSN_REDIS_KEY_PREFIX", "") if prefix is None else prefix
-    r = redis_client()
-    try:
-        pipe = r.pipeline(transaction=False)
-        for queue in ALL_QUEUES:  # kombu keeps a list per priority step: name, name\x06\x16N
-            for step in (0, 3, 6, 9):
-                pipe.llen(prefix + queue + (f"\x06\x16{step}" if step else ""))
-        pipe.hlen(prefix + "unacked")
-        return any(pipe.execute())
-    finally:
-        r.close()
+    pipe = _broker(redis_url()).pipeline(transaction=False)
+    for queue in ALL_QUEUES:  # kombu keeps a list per priority step: name, name\x06\x16N
+        for step in (0, 3, 6, 9):
+            pipe.llen(prefix + queue + (f"\x06\x16{step}" if step else ""))
+    pipe.hlen(prefix + "unacked")
+    return any(pipe.execute())
 
 
 def settle_pool() -> None:
