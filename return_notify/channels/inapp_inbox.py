@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
 from return_notify.config.settings import get_settings
@@ -28,11 +28,12 @@ from return_notify.core.urls import https_url
 from return_notify.errors import DeliveryError, PermanentError, TransientError
 from return_notify.inbox import inbox_channel_name, item_json
 from return_notify.storage.redis import redis_client as new_redis_client
+from return_notify.storage.statements import Statement
 from return_notify.storage.tenants import find_tenant_ids
 
 log = logging.getLogger(__name__)
 
-_INSERT = text("""
+_INSERT = Statement("""
 INSERT INTO inbox_items (tenant_id, customer_id, delivery_id, title, body, cta_url,
                          milestone, return_id)
 SELECT * FROM unnest(CAST(:tids AS int[]), CAST(:cids AS text[]), CAST(:dids AS bigint[]),
@@ -105,7 +106,7 @@ class InboxChannel(Channel):
                                                     provider=self.provider)
                     elif m.delivery_id not in rows:
                         rows[m.delivery_id] = self._row(m)
-                stored = {r.delivery_id: r for r in conn.execute(_INSERT, {
+                stored = {r.delivery_id: r for r in _INSERT.rows(conn, {
                     key: [row[key] for row in rows.values()]
                     for key in ("tids", "cids", "dids", "titles", "bodies", "ctas", "ms", "rids")
                 })} if rows else {}

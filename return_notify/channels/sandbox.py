@@ -19,13 +19,24 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 
 from return_notify.channels.base import Channel, OutboundMessage, SendResult
 from return_notify.errors import DeliveryError, PermanentError, TransientError
-from return_notify.storage.models import SandboxMessage
+from return_notify.storage.statements import Statement
 
 _TRANSIENT_N = re.compile(r"fail-transient-(\d+)")
+
+#: what the sandbox "received": one row per call, all of a batch in one statement
+_COLUMNS = ("delivery_id", "channel", "recipient", "subject", "body", "html",
+            "provider_message_id")
+_INSERT = Statement(f"""
+INSERT INTO sandbox_messages ({", ".join(_COLUMNS)})
+SELECT * FROM unnest(CAST(:delivery_id AS bigint[]), CAST(:channel AS text[]),
+                     CAST(:recipient AS text[]), CAST(:subject AS text[]),
+                     CAST(:body AS text[]), CAST(:html AS text[]),
+                     CAST(:provider_message_id AS text[]))
+""")
 
 
 class SandboxChannel(Channel):
@@ -93,7 +104,7 @@ class SandboxChannel(Channel):
         if rows and self._engine is not None:
             try:
                 with self._engine.begin() as conn:
-                    conn.execute(insert(SandboxMessage), rows)
+                    _INSERT.run(conn, {key: [row[key] for row in rows] for key in _COLUMNS})
             except Exception as exc:  # noqa: BLE001 - the "provider" is down: nothing was sent
                 err = TransientError(f"sandbox store unavailable: {exc}", provider=self.provider)
                 return [err if isinstance(r, SendResult) else r for r in results]

@@ -17,19 +17,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from return_notify.config.settings import Settings
 from return_notify.pipeline import presend
 from return_notify.pipeline.outcome_journal import Parked, apply_parked, park
+from return_notify.storage.statements import Statement
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Recorder", "Row", "apply_parked_outcomes", "claim", "write_outcomes"]
 
-_CLAIM = text("""
+_CLAIM = Statement("""
 WITH c AS (
     SELECT d.id, d.state AS prev_state
     FROM deliveries d
@@ -69,7 +69,7 @@ _ATTEMPT_COLUMNS = ("delivery_id", "attempt_no", "started_at", "duration_ms", "o
 _ATTEMPT_TYPES = ("bigint", "smallint", "timestamptz", "float8", "text", "text", "text", "text",
                   "text", "text")
 
-_WRITE_BACK = text(f"""
+_WRITE_BACK = Statement(f"""
 WITH attempts AS (
     INSERT INTO delivery_attempts ({", ".join(_ATTEMPT_COLUMNS)})
     SELECT * FROM unnest({", ".join(f"CAST(:a_{c} AS {t}[])"
@@ -119,10 +119,9 @@ def claim(session: Session, channels: str | list[str], ids: list[int], lease_s: 
     ``channel``)."""
     token = str(uuid.uuid4())
     names = [channels] if isinstance(channels, str) else list(channels)
-    rows = session.execute(
-        _CLAIM, {"ids": ids, "channels": names, "token": token, "lease": lease_s}
-    ).all()
-    return token, list(rows)
+    rows = _CLAIM.rows(session, {"ids": ids, "channels": names, "token": token,
+                                 "lease": lease_s})
+    return token, rows
 
 
 @dataclass
@@ -227,7 +226,7 @@ def write_outcomes(session: Session, entry: Parked, settings: Settings) -> list[
     SMS-to-email fallbacks; the ids of the email deliveries the fallbacks created."""
     # the attempt rows and the fenced update: one statement, one round trip
     attempts = {f"a_{c}": [a.get(c) for a in entry.attempts] for c in _ATTEMPT_COLUMNS}
-    session.execute(_WRITE_BACK, {**entry.params, **attempts})
+    _WRITE_BACK.run(session, {**entry.params, **attempts})
     for tid, rcpt in entry.opted_out:
         presend.record_opt_out(session, tid, rcpt, settings)
     return list(presend.fall_back_to_email(session, entry.fallback, settings))

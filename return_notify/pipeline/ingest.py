@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,7 @@ from return_notify.storage.models import (
     WAITING,
     Delivery,
 )
+from return_notify.storage.statements import Statement
 from return_notify.storage.tenants import ensure_tenant_ids
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def ingest_isolated(session_factory: Any, raw_events: list[Any]) -> IngestResult
 
 # Set-based statements over arrays: one cached statement whatever the batch size, where a
 # multi-row VALUES insert would be recompiled by SQLAlchemy for every new row count.
-_UPSERT_RETURNS = text("""
+_UPSERT_RETURNS = Statement("""
 INSERT INTO returns (tenant_id, return_id, customer_id, region, product_category)
 SELECT * FROM unnest(CAST(:tids AS int[]), CAST(:rids AS text[]), CAST(:cids AS text[]),
                      CAST(:regions AS text[]), CAST(:cats AS text[]))
@@ -120,12 +121,12 @@ RETURNING id, tenant_id, return_id, milestone, milestone_at
 # one row per (tenant, event id) kept, so the check is one primary-key probe per event
 # whatever the number of months, and its insert is the gate: an event is stored only when
 # its key was new (a concurrent batch with the same id waits for ours, then skips it).
-_EXISTING_EVENTS = text("""
+_EXISTING_EVENTS = Statement("""
 SELECT k.tenant_id, k.event_id FROM event_keys k
 JOIN unnest(CAST(:tids AS int[]), CAST(:eids AS text[])) AS v(tid, eid)
   ON k.tenant_id = v.tid AND k.event_id = v.eid
 """)
-_INSERT_EVENTS = text("""
+_INSERT_EVENTS = Statement("""
 WITH v AS (
     SELECT * FROM unnest(CAST(:tids AS int[]), CAST(:eids AS text[]), CAST(:rpks AS bigint[]),
                          CAST(:ms AS text[]), CAST(:ats AS timestamptz[]),
@@ -146,7 +147,7 @@ RETURNING id, tenant_id, event_id
 """)
 # A delivery's id is in its event's month (rsn_id_like), so both live in the same monthly
 # partition; the (event_pk, channel) unique index of that partition is the conflict arbiter.
-_INSERT_DELIVERIES = text("""
+_INSERT_DELIVERIES = Statement("""
 INSERT INTO deliveries (id, tenant_id, event_pk, return_pk, channel, milestone, urgency,
                         recipient, locale, state, occurred_at, next_attempt_at, skip_reason,
                         template)
@@ -188,7 +189,7 @@ def _lock_returns(
         "cats": [ev.product_category for _, ev in items],
     }
     out = {}
-    for rid_pk, tid, rid, milestone, at in session.execute(_UPSERT_RETURNS, params):
+    for rid_pk, tid, rid, milestone, at in _UPSERT_RETURNS.rows(session, params):
         state = ReturnState(Milestone(milestone) if milestone else None, at)
         out[(tid, rid)] = (rid_pk, state)
     return out
@@ -227,9 +228,9 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
         return_pks={pk for pk, _ in returns.values()},
     )
 
-    existing = set(session.execute(_EXISTING_EVENTS, {
+    existing = {(r.tenant_id, r.event_id) for r in _EXISTING_EVENTS.rows(session, {
         "tids": [tenants[ev.tenant] for ev in valid], "eids": [ev.event_id for ev in valid],
-    }).tuples())
+    })}
 
     state: dict[int, ReturnState] = {pk: st for pk, st in returns.values()}
     initial = dict(state)
@@ -266,9 +267,9 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
     if not event_rows:
         return result
 
-    inserted = session.execute(_INSERT_EVENTS, _columns(event_rows, {
+    inserted = _INSERT_EVENTS.rows(session, _columns(event_rows, {
         "tids": "tid", "eids": "eid", "rpks": "rpk", "ms": "m", "ats": "at", "disps": "disp",
-        "reasons": "reason", "srcs": "src", "payloads": "payload"})).all()
+        "reasons": "reason", "srcs": "src", "payloads": "payload"}))
     event_pk = {(tid, eid): pk for pk, tid, eid in inserted}
     result.duplicates += len(event_rows) - len(inserted)
     result.accepted = len(inserted)
@@ -315,7 +316,7 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
         result.by_disposition[disposition.value] += 1
 
     if delivery_rows:
-        for did, ch, urgency, d_state in session.execute(_INSERT_DELIVERIES, _columns(
+        for did, ch, urgency, d_state in _INSERT_DELIVERIES.rows(session, _columns(
                 delivery_rows, {
                     "tids": "tid", "epks": "epk", "rpks": "rpk", "chs": "ch", "ms": "m",
                     "urg": "urg", "rcpts": "rcpt", "locales": "locale", "states": "state",
@@ -334,14 +335,8 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
     changed = {pk: st for pk, st in state.items() if st != initial[pk]}
     if changed:
         result.superseded = _skip_superseded(session, changed)
-        session.execute(
-            text(
-                "UPDATE returns r SET milestone = v.m, milestone_rank = v.rk, "
-                "milestone_at = v.at, updated_at = now() "
-                "FROM unnest(CAST(:ids AS bigint[]), CAST(:ms AS text[]), "
-                "CAST(:rks AS smallint[]), CAST(:ats AS timestamptz[])) AS v(id, m, rk, at) "
-                "WHERE r.id = v.id"
-            ),
+        _UPDATE_RETURNS.run(
+            session,
             {
                 "ids": list(changed),
                 "ms": [st.milestone.value if st.milestone else None for st in changed.values()],
@@ -352,18 +347,33 @@ def ingest_batch(session: Session, raw_events: list[Any]) -> IngestResult:
     return result
 
 
+_UPDATE_RETURNS = Statement("""
+UPDATE returns r SET milestone = v.m, milestone_rank = v.rk, milestone_at = v.at,
+                     updated_at = now()
+FROM unnest(CAST(:ids AS bigint[]), CAST(:ms AS text[]), CAST(:rks AS smallint[]),
+            CAST(:ats AS timestamptz[])) AS v(id, m, rk, at)
+WHERE r.id = v.id
+""")
+
+
 def _columns(rows: list[dict[str, Any]], names: dict[str, str]) -> dict[str, list[Any]]:
     """Rows to one array per column, for the ``unnest`` statements."""
     return {param: [r[key] for r in rows] for param, key in names.items()}
 
 
+# a text statement over arrays: the ORM form (an expanding IN per batch size) cost more
+# CPU to build than PostgreSQL spent running it, on every batch
+_WAITING_OF_RETURNS = Statement("""
+SELECT id, return_pk, milestone, occurred_at FROM deliveries
+WHERE return_pk = ANY(CAST(:rpks AS bigint[])) AND state = ANY(CAST(:states AS text[]))
+FOR UPDATE SKIP LOCKED
+""")
+
+
 def _skip_superseded(session: Session, changed: dict[int, ReturnState]) -> int:
     """Skip waiting (retrying/scheduled) deliveries that a newer milestone made stale."""
-    rows = session.execute(
-        select(Delivery.id, Delivery.return_pk, Delivery.milestone, Delivery.occurred_at).where(
-            Delivery.return_pk.in_(list(changed)), Delivery.state.in_(WAITING)
-        ).with_for_update(skip_locked=True)
-    ).all()
+    rows = _WAITING_OF_RETURNS.rows(session, {"rpks": list(changed),
+                                              "states": list(WAITING)})
     # is_stale, not supersedes: the waiting delivery about the new state itself (a held
     # in_transit, the newest of a digest group) is current, not superseded by itself
     stale_ids = [

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from return_notify.addresses import address_key
 from return_notify.storage.models import STOP, SUPPRESSION_REASONS
+from return_notify.storage.statements import Statement
 
 
 def normalise_address(channel: str, address: str) -> str:
@@ -45,7 +46,7 @@ LIMIT 1
 """)
 
 #: Many (channel, tenant, address, sender) keys in one query: every channel of a claim at once.
-_BATCH_LOOKUP = text("""
+_BATCH_LOOKUP = Statement("""
 SELECT DISTINCT ON (k.ch, k.tid, k.addr) k.ch, k.tid, k.addr, s.reason
 FROM unnest(CAST(:chs AS text[]), CAST(:tids AS int[]), CAST(:addrs AS text[]),
             CAST(:senders AS text[])) AS k(ch, tid, addr, sender)
@@ -107,10 +108,10 @@ def suppressed_by_channel(
     if not given:
         return {}
     keys = list(given)
-    rows = session.execute(_BATCH_LOOKUP, {
+    rows = _BATCH_LOOKUP.rows(session, {
         "chs": [k[0] for k in keys], "tids": [k[1] for k in keys],
         "addrs": [k[2] for k in keys], "senders": [senders[k[0]] for k in keys],
-    }).all()
+    })
     out: dict[str, dict[tuple[int, str], str]] = {}
     for channel, tid, addr, reason in rows:
         for original in given.get((channel, tid, addr), []):
