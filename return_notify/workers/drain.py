@@ -147,6 +147,13 @@ class Drainer:
                               args=[json.loads(raw)["properties"]["delivery_tag"], key, raw])
         return out
 
+    def waiting(self) -> int:
+        """Messages waiting in the queue (every priority sub-list), of any task."""
+        pipe = self.r.pipeline(transaction=False)
+        for key in self.list_keys:
+            pipe.llen(key)
+        return sum(int(n) for n in pipe.execute())
+
     def ack(self, messages: list[Drained]) -> None:
         """Forget ``messages`` for good: call only after their effect is committed."""
         if not messages:

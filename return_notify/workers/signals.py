@@ -35,6 +35,7 @@ from return_notify.config.celery import task_argsrepr
 from return_notify.errors import ConfigurationError
 from return_notify.observability import logs, metrics
 from return_notify.storage import db
+from return_notify.workers import ingest_gate
 
 _connected = False
 #: a pool process gives freed memory back to the system at most this often (seconds)
@@ -135,6 +136,7 @@ def _before_publish(sender: str | None = None, body: Any = None,
 
 def _worker_init(**_: Any) -> None:
     metrics.setup_worker_metrics()
+    ingest_gate.open_for_worker()  # before the pool starts: its processes inherit it
 
 
 def _worker_ready(sender: Any = None, **_: Any) -> None:
@@ -154,6 +156,7 @@ def _process_gone(pid: int | None = None, **_: Any) -> None:
 
 def _worker_shutdown(**_: Any) -> None:
     metrics.stop_worker_endpoint()
+    ingest_gate.close_for_worker()
 
 
 def connect() -> None:
