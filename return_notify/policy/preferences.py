@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from return_notify.events import Milestone
 from return_notify.rules.resolver import ResolvedRule
+from return_notify.storage.statements import Statement
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def rule_overrides_opt_out(rule: ResolvedRule) -> bool:
 
 # --------------------------------------------------------------------- storage ---------
 
-_LOAD = text("""
+_LOAD = Statement("""
 SELECT p.tenant_id, p.customer_id, p.preferences FROM customer_preferences p
 JOIN unnest(CAST(:tids AS int[]), CAST(:cids AS text[])) AS k(tid, cid)
   ON p.tenant_id = k.tid AND p.customer_id = k.cid
@@ -226,8 +227,8 @@ def load_preferences(
     if not missing:
         return out
     found: dict[Key, Preferences | None] = dict.fromkeys(missing)
-    for tid, cid, raw in session.execute(_LOAD, {"tids": [k[0] for k in missing],
-                                                 "cids": [k[1] for k in missing]}):
+    for tid, cid, raw in _LOAD.rows(session, {"tids": [k[0] for k in missing],
+                                              "cids": [k[1] for k in missing]}):
         found[(tid, cid)] = _parse_stored(raw, (tid, cid))
     if len(_cache) > _CACHE_MAX:
         _cache.clear()
