@@ -32,6 +32,7 @@ from celery.signals import (
 )
 
 from return_notify.config.celery import task_argsrepr
+from return_notify.config.settings import get_settings
 from return_notify.errors import ConfigurationError
 from return_notify.observability import logs, metrics
 from return_notify.storage import db
@@ -136,7 +137,8 @@ def _before_publish(sender: str | None = None, body: Any = None,
 
 def _worker_init(**_: Any) -> None:
     metrics.setup_worker_metrics()
-    ingest_gate.open_for_worker()  # before the pool starts: its processes inherit it
+    if get_settings().ingest_gate_wait_ms > 0:
+        ingest_gate.open_for_worker()  # before the pool starts: its processes inherit it
 
 
 def _worker_ready(sender: Any = None, **_: Any) -> None:

@@ -251,3 +251,18 @@ def test_a_task_of_a_short_queue_waits_for_the_other_batch(
         monkeypatch.undo()
         reset_settings()
     assert summary["gate"] == WAITED and summary["accepted"] == 1
+
+
+def test_by_default_there_is_no_gate_and_no_gate_file(svc: Any, tmp_path: Any) -> None:
+    proc = start_worker(svc.env(), concurrency=2, logdir=str(tmp_path))
+    try:
+        assert glob.glob(os.path.join(tempfile.gettempdir(),
+                                      f"rsn-ingest-gate-{proc.popen.pid}-*.lock")) == []
+        tenant = uid("t-")
+        publish(event("label_created", tenant=tenant))
+        wait_until(lambda: _sent(tenant) == 3, timeout_s=60, what="3 notifications sent")
+        log = proc.logfile.read_text(encoding="utf-8")
+        outcomes = re.findall(r"'gate': '(\w+)'", log)
+        assert outcomes and set(outcomes) == {OFF}, outcomes
+    finally:
+        proc.stop(20)
