@@ -1,8 +1,9 @@
 """The one settings object, read from ``RSN_*`` environment variables or a ``.env`` file.
 
 Every setting of every process lives here (one class, one cache, one ``reset_settings``;
-the history and insights sections are declared in ``history_settings.HistorySettings``
-and the HTTP API's in ``api_settings.ApiSettings``, its bases);
+the adaptive batching section is declared in ``batching_settings.BatchingSettings``, the
+history and insights sections in ``history_settings.HistorySettings`` and the HTTP API's
+in ``api_settings.ApiSettings``, its bases);
 sections are marked ``# --- name ---`` and the settings reference in the documentation is
 generated from this class (``python -m return_notify.devtools.reference_docs``).
 """
@@ -15,10 +16,10 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from return_notify.config.history_settings import HistorySettings
+from return_notify.config.batching_settings import BatchingSettings
 
 
-class Settings(HistorySettings):
+class Settings(BatchingSettings):
     """Every setting has a default that works for a developer on one machine."""
 
     model_config = SettingsConfigDict(
@@ -193,42 +194,6 @@ class Settings(HistorySettings):
     deliver_batch_size: int = Field(
         default=200, ge=1, le=1000, description="delivery ids per deliver message"
     )
-    ingest_drain_events: int = Field(
-        default=1000, ge=0, le=10_000,
-        description="adaptive batching: a running ingest task also takes event messages "
-        "waiting in its queue until it holds this many events, and ingests them in one "
-        "transaction (a lone event is never held back); 0: one message per task")
-    ingest_gate_wait_ms: float = Field(
-        default=0.0, ge=0, le=10_000,
-        description="adaptive batching, trading latency for CPU: an ingest task that finds "
-        "another batch of its worker in progress (its ingest or its inline deliveries) "
-        "waits up to this long for it, then takes what arrived meanwhile as one batch "
-        "(about 30 % less worker CPU per notification at a steady 200 events/s, a few "
-        "milliseconds more latency); 0 (the default): pool processes never wait for each "
-        "other")
-    ingest_gate_backlog: int = Field(
-        default=32, ge=0, le=100_000,
-        description="adaptive batching: with at least this many event messages waiting, an "
-        "ingest task does not wait for the worker's other ingest batch (a backlog: the pool "
-        "processes ingest in parallel)")
-    deliver_drain_ids: int = Field(
-        default=400, ge=0, le=5_000,
-        description="adaptive batching: a running deliver task also takes deliver messages "
-        "of its channel waiting in the queue until it holds this many deliveries; 0: one "
-        "message per task")
-    ingest_inline_channels: str = Field(
-        default="inapp,email,sms",
-        pattern=r"^\s*((email|sms|inapp)\s*(,\s*(email|sms|inapp)\s*)*)?$",
-        description="channels (comma-separated; empty: none) an ingest task delivers itself "
-        "right after its commit instead of sending a deliver message, when its worker also "
-        "consumes that channel's queue (a worker started for other queues sends the message "
-        "as usual); saves a message and a hop per notification")
-    ingest_inline_max: int = Field(
-        default=16, ge=0, le=1000,
-        description="email and SMS go inline only while the ingest batch holds at most this "
-        "many deliveries of the channel: a larger batch means a backlog, whose deliver "
-        "messages keep the priorities and spread the provider calls over the pool (in-app, "
-        "which calls no provider, always goes inline); 0: email and SMS never inline")
     max_attempts: int = Field(default=6, ge=1, description="tries before a delivery is dead")
     rate_limited_wait_s: float = Field(
         default=1.0, gt=0, le=3600,

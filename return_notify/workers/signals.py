@@ -98,7 +98,6 @@ def _check_broker(**_: Any) -> None:
     Connected to ``import_modules`` too: beat and the worker send it while loading the app,
     before beat's banner or the worker's first connection."""
     from return_notify.config.celery import require_broker
-    from return_notify.config.settings import get_settings
 
     try:
         require_broker(get_settings())
