@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -35,31 +36,60 @@ class _Unsupported(Exception):
     """An element this module does not write; the list keeps psycopg2's adaptation."""
 
 
+def _quoted(text: str) -> str:
+    """A text element: double quotes, with \\ and " escaped by a backslash."""
+    if "\\" in text or '"' in text:
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + text + '"'
+
+
+def _float(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
+
+
+def _iso(value: datetime | date | time) -> str:
+    # an ISO 8601 text holds neither quotes nor backslashes
+    return '"' + value.isoformat() + '"'
+
+
+#: the writer of each exact type the pipeline binds: one dict lookup per element (a batch's
+#: write-back spells out tens of arrays of hundreds of elements)
+_WRITERS: dict[type, Callable[[Any], str]] = {
+    type(None): lambda _value: "NULL",
+    bool: lambda value: "t" if value else "f",
+    int: int.__repr__,
+    float: _float,
+    Decimal: Decimal.__str__,
+    str: _quoted,
+    datetime: _iso,
+    date: _iso,
+    time: _iso,
+    uuid.UUID: lambda value: '"' + str(value) + '"',
+}
+
+
 def _element(value: Any) -> str:
-    if value is None:
-        return "NULL"
+    """A subclass of a bound type (an enum member, a datetime subclass…), a nested list, or
+    an element this module does not write (``_Unsupported``)."""
     if isinstance(value, bool):
         return "t" if value else "f"
     # the base types' own text: a (str, Enum) or (int, Enum) member's str() is its name
     if isinstance(value, int):
         return int.__repr__(value)
     if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return float.__repr__(value)
+        return _float(value)
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, list):
         return array_literal(value)
+    if isinstance(value, (datetime, date, time)):
+        return _iso(value)
     if isinstance(value, _TEXTUAL):
-        if isinstance(value, (datetime, date, time)):
-            text = value.isoformat()
-        else:
-            text = str.__str__(value) if isinstance(value, str) else str(value)
-        # inside an array literal: double quotes, with \ and " escaped by a backslash
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return _quoted(str.__str__(value) if isinstance(value, str) else str(value))
     raise _Unsupported(type(value).__name__)
 
 
@@ -67,8 +97,9 @@ def array_literal(values: list[Any]) -> str:
     """PostgreSQL's text form of the array ``values`` (``{1,2,NULL}``, ``{"a b","c"}``).
 
     Raises ``ValueError`` for an element type it does not write."""
+    writer = _WRITERS.get
     try:
-        return "{" + ",".join(_element(v) for v in values) + "}"
+        return "{" + ",".join([(writer(type(v)) or _element)(v) for v in values]) + "}"
     except _Unsupported as exc:
         raise ValueError(f"no array literal for a {exc} element") from exc
 

@@ -31,4 +31,9 @@ def finish(channel: str, part: str, raw: str, sms_unicode: str = "transliterate"
         return " ".join(raw.split())
     if part == "html":
         return raw.strip()
-    return _BLANK_LINES_RE.sub("\n\n", _TRAILING_SPACE_RE.sub("", raw)).strip()
+    # a literal test first: the regular expressions try every position of the text
+    if " \n" in raw or "\t\n" in raw or raw.endswith((" ", "\t")):
+        raw = _TRAILING_SPACE_RE.sub("", raw)
+    if "\n\n\n" in raw:
+        raw = _BLANK_LINES_RE.sub("\n\n", raw)
+    return raw.strip()
