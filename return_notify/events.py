@@ -141,6 +141,34 @@ MAX_DEPTH = 16
 _BAD_TEXT = re.compile(r"[\x00\ud800-\udfff]")
 
 
+def _plainly_clean(value: Any) -> bool:
+    """True when ``_text_problems`` has nothing to report, found without its paths: the
+    texts (keys included) gathered level by level and searched once. False sends the
+    event through the detailed walk (which also decides keys that are not text)."""
+    texts: list[str] = []
+    level, depth = [value], 0
+    while level:
+        deeper: list[Any] = []
+        for node in level:
+            if isinstance(node, str):
+                texts.append(node)
+                continue
+            if isinstance(node, dict):
+                if depth >= MAX_DEPTH:
+                    return False
+                for key, item in node.items():
+                    if not isinstance(key, str):
+                        return False
+                    texts.append(key)
+                    deeper.append(item)
+            elif isinstance(node, list):
+                if depth >= MAX_DEPTH:
+                    return False
+                deeper += node
+        level, depth = deeper, depth + 1
+    return _BAD_TEXT.search("\n".join(texts)) is None
+
+
 def _text_problems(value: Any, path: str, depth: int, out: list[dict[str, Any]]) -> None:
     """NUL characters and lone UTF-16 surrogates anywhere (keys included), and nesting
     deeper than ``MAX_DEPTH``: neither JSON in PostgreSQL nor UTF-8 can hold them."""
@@ -200,7 +228,8 @@ def parse_event(raw: Any) -> ReturnEvent:
         )
     event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
     problems: list[dict[str, Any]] = []
-    _text_problems(raw, "", 0, problems)
+    if not _plainly_clean(raw):
+        _text_problems(raw, "", 0, problems)
     if problems:
         raise EventValidationError(
             problems, event_id=event_id if event_id and not _BAD_TEXT.search(event_id) else None)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -121,8 +122,18 @@ def effective_preferences(
     locale: str | None = None, timezone: str | None = None, event_id: str | None = None,
 ) -> Preferences:
     """Stored choices over the event's customer locale/timezone over ``data.preferences``."""
-    defaults = merge(event_defaults(data, event_id), Preferences(locale=locale, timezone=timezone))
+    customer = _customer_defaults(locale, timezone)
+    producer = event_defaults(data, event_id)
+    defaults = customer if producer is EMPTY else merge(producer, customer)
     return merge(defaults, stored)
+
+
+@lru_cache(maxsize=4096)
+def _customer_defaults(locale: str | None, timezone: str | None) -> Preferences:
+    """The event's customer locale and timezone as preferences: validated once per pair (a
+    batch's customers share a handful of pairs; the model is frozen and nothing mutates
+    its dicts, so the instance is shared)."""
+    return Preferences(locale=locale, timezone=timezone)
 
 
 def channel_enabled(prefs: Preferences, milestone: Milestone | str, channel: str) -> tuple[bool, str]:

@@ -84,3 +84,41 @@ def test_a_timezone_that_is_no_zone_name_is_a_field_error_not_a_crash(zone: str)
     from return_notify.core.zones import find_zone
 
     assert find_zone(zone) is None and find_zone("Europe/Berlin") is not None
+
+
+def test_the_quick_text_check_never_passes_what_the_detailed_walk_reports() -> None:
+    """``parse_event`` walks an event path by path only when the quick check (every text
+    searched at once) finds something: for random nested values, whenever the quick check
+    passes, the detailed walk has nothing to report; bad text anywhere, keys included,
+    and nesting past the limit are caught by the quick check."""
+    import random
+
+    from return_notify.events import MAX_DEPTH, _plainly_clean, _text_problems
+
+    rng = random.Random(11)
+    atoms = ["ok", "\x00", "\ud800", "a\udfffb", 1, None, 2.5]
+    keys = ["k", "\x00k", "\udc00", 5]
+
+    def value(depth: int) -> object:
+        roll = rng.random()
+        if depth > MAX_DEPTH + 2 or roll < 0.35:
+            return rng.choice(atoms)
+        if roll < 0.7:
+            return {rng.choice(keys) if rng.random() < 0.15 else f"k{i}": value(depth + 1)
+                    for i in range(rng.randint(0, 3))}
+        return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+
+    flagged = 0
+    for _ in range(5000):
+        v = value(0)
+        problems: list[dict[str, object]] = []
+        _text_problems(v, "", 0, problems)
+        if _plainly_clean(v):
+            assert problems == [], v
+        else:
+            flagged += 1
+        if problems:
+            assert not _plainly_clean(v)
+    assert 0 < flagged < 5000
+    with pytest.raises(EventValidationError, match="NUL"):
+        parse_event({"data": {"items": [{"deep": {"\x00": "x"}}]}})

@@ -211,3 +211,21 @@ def test_the_tracking_opt_out_merges_like_the_other_choices() -> None:
     assert effective_preferences(Preferences(tracking=True),
                                  data={"preferences": {"tracking": False}}).tracking is True
     assert Preferences(tracking=False).as_json() == {"tracking": False}
+
+
+def test_the_customers_locale_alone_is_validated_once_and_still_validated() -> None:
+    from pydantic import ValidationError
+
+    from return_notify.policy.preferences import Preferences, effective_preferences
+
+    first = effective_preferences(None, data={}, locale="de-AT", timezone="Europe/Vienna")
+    assert first == Preferences(locale="de-AT", timezone="Europe/Vienna")
+    # the same pair again: the instance validated the first time (frozen, shared)
+    assert effective_preferences(None, data=None, locale="de-AT",
+                                 timezone="Europe/Vienna") is first
+    # producer defaults still go under the customer's own locale
+    eff = effective_preferences(None, data={"preferences": {"locale": "fr", "channels": {
+        "sms": False}}}, locale="de-AT", timezone=None)
+    assert (eff.locale, eff.channels) == ("de-AT", {"sms": False})
+    with pytest.raises(ValidationError):
+        effective_preferences(None, locale="de-AT", timezone="Not/AZone")
