@@ -90,7 +90,7 @@ def _drained(redis_url: str, prefix: str, queue: str, timeout_s: float) -> float
 def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
               json_out: bool = False, timeout_s: float = 600.0, history: int = 0) -> int:
     from return_notify.config.settings import reset_settings
-    from return_notify.devtools.endpoints import scratch_database, servers
+    from return_notify.devtools.endpoints import scratch_database, scratch_keys, servers
 
     console = Console(stderr=True)
     tag = uuid.uuid4().hex[:8]
@@ -100,7 +100,8 @@ def run_bench(n_events: int = 20_000, workers: int = 2, n_noop: int = 20_000,
     reset_settings()
     result: dict[str, Any] = {"events": n_events, "worker_processes": workers, "noop_tasks": n_noop,
                               "history_rows": history}
-    with servers() as served, scratch_database(served) as ep:  # an empty database per run
+    # an empty database per run; the run's Redis keys go with it
+    with servers() as served, scratch_database(served) as ep, scratch_keys(ep, prefix):
         from return_notify.storage.db import dispose_engine
         from return_notify.storage.migrate import upgrade
 

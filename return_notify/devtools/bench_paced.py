@@ -240,7 +240,7 @@ def run_paced(rates: list[float], duration_s: float = 30.0, workers: int = 2,
     first on the empty database (``rates_at_zero_rows``), then about that many deliveries
     of history are added (``history_bench``) and the rates run again (``rates``)."""
     from return_notify.config.settings import reset_settings
-    from return_notify.devtools.endpoints import scratch_database, servers
+    from return_notify.devtools.endpoints import scratch_database, scratch_keys, servers
     from return_notify.devtools.processes import start_worker
 
     console = console or Console(stderr=True)
@@ -249,7 +249,8 @@ def run_paced(rates: list[float], duration_s: float = 30.0, workers: int = 2,
     reset_settings()
     result: dict[str, Any] = {"worker_processes": workers, "duration_s": duration_s,
                               "cpus": psutil.cpu_count(), "history_rows": history, "rates": []}
-    with servers() as served, scratch_database(served, "paced") as ep:
+    with servers() as served, scratch_database(served, "paced") as ep, \
+            scratch_keys(ep, prefix):
         from return_notify.storage.db import dispose_engine, session_scope
         from return_notify.storage.migrate import upgrade
 

@@ -96,3 +96,27 @@ def scratch_database(ep: Endpoints, purpose: str = "bench") -> Iterator[Endpoint
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def scratch_keys(ep: Endpoints, prefix: str) -> Iterator[None]:
+    """Every Redis key of one run (all under its own ``prefix``: queues, kombu's bindings,
+    unacknowledged messages, rate-limit windows) deleted afterwards, so that a benchmark
+    against a configured Redis leaves nothing behind. Trouble reaching Redis at the end is
+    reported, not raised: the run's figures stand."""
+    try:
+        yield
+    finally:
+        import redis
+
+        client = redis.Redis.from_url(ep.broker_url)
+        try:
+            keys = list(client.scan_iter(match=prefix + "*", count=1000))
+            for start in range(0, len(keys), 1000):
+                client.delete(*keys[start:start + 1000])
+        except redis.RedisError as exc:
+            import sys
+
+            print(f"could not delete the run's Redis keys ({prefix}*): {exc}", file=sys.stderr)
+        finally:
+            client.close()
