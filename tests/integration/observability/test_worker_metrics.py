@@ -91,6 +91,9 @@ def test_worker_metrics_count_every_pool_process_exactly(svc: Any, metrics_worke
     assert value(samples, "rsn_delivery_states_total", channel="email", state="failed") >= 2
     assert value(samples, "rsn_events_total", disposition="notified") >= 8
     assert value(samples, "rsn_events_total", disposition="duplicate") >= 1
+    # every ingest task passes the worker's ingest gate, which is off by default
+    assert value(samples, "rsn_ingest_gate_total", outcome="off") >= 1
+    assert value(samples, "rsn_ingest_gate_total", outcome="waited") == 0
     assert value(samples, "rsn_deliveries_planned_total", channel="sms") >= 6
     # the source lag of every event stored (tests/helpers' events come from "test")
     assert value(samples, "rsn_source_lag_seconds_count", source="other") >= 8
