@@ -29,6 +29,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, sel
 from jinja2.exceptions import TemplateNotFound
 
 from return_notify.templating.errors import TemplateRenderError, wrap_error
+from return_notify.templating.execute import run_template as _run
 from return_notify.templating.filter_guards import guard_filters
 from return_notify.templating.filters import (
     FILTERS,
@@ -211,50 +212,6 @@ def compile_override(source: str, html: bool, static_check: bool = True) -> Temp
 
 
 # --------------------------------------------------------------------------- rendering
-
-
-def _globals(template: Template) -> dict[str, Any]:
-    """The template's globals as one plain dict, made once per template. Jinja's own
-    ``generate`` flattens the template's ``ChainMap`` of globals on every call, which cost
-    more than a short template's rendering (the environments' globals are set before any
-    template renders, so the copy stays current)."""
-    flat: dict[str, Any] | None = template.__dict__.get("_rsn_globals")
-    if flat is None:
-        flat = template.__dict__["_rsn_globals"] = dict(template.globals)
-    return flat
-
-
-def _run(template: Template, context: Mapping[str, Any], extra: Mapping[str, Any],
-         name: str | None = None) -> str:
-    """Render ``template``, stopping as soon as the output exceeds ``MAX_OUTPUT_CHARS``.
-
-    What ``Template.generate`` does, with the globals flattened once per template: a
-    context of globals, ``context`` and ``extra`` (later keys win), then the template's
-    render function; an error gets Jinja's template-line traceback, as ``generate`` gives."""
-    name = name or template.name or "<string>"
-    env = template.environment
-    flat = _globals(template)
-    ctx = env.context_class(env, {**flat, **context, **extra}, template.name, template.blocks,
-                            globals=flat)
-    chunks: list[str] = []
-    size = 0
-    try:
-        try:
-            for chunk in template.root_render_func(ctx):
-                size += len(chunk)
-                if size > MAX_OUTPUT_CHARS:
-                    raise TemplateRenderError(
-                        name, f"output exceeds the limit of {MAX_OUTPUT_CHARS} characters")
-                chunks.append(chunk)
-        except TemplateRenderError:
-            raise
-        except Exception:  # noqa: BLE001 - re-raised with the template's lines
-            env.handle_exception()
-    except TemplateRenderError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - MemoryError/RecursionError included: never crash
-        raise wrap_error(name, exc) from exc
-    return "".join(chunks)
 
 
 def _str(value: Any) -> str | None:

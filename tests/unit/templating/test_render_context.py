@@ -1,15 +1,16 @@
-"""The render context ``render._run`` builds itself (globals flattened once per template):
-the same precedence, globals, limits and error lines as Jinja's ``Template.generate``."""
+"""The render context ``execute.run_template`` builds itself (globals flattened once per
+template): the same precedence, globals, limits and error lines as Jinja's
+``Template.generate``."""
 
 from __future__ import annotations
 
 import pytest
 
+from return_notify.templating.execute import run_template as _run
 from return_notify.templating.render import (
     MAX_OUTPUT_CHARS,
     TemplateRenderError,
     _env,
-    _run,
     render_string,
 )
 
