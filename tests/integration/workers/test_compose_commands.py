@@ -18,6 +18,7 @@ import yaml
 from sqlalchemy import text
 
 from return_notify.config.settings import Settings
+from return_notify.devtools.endpoints import Endpoints, scratch_keys
 from return_notify.devtools.processes import Proc, _spawn, stop_process, wait_for, wait_for_log
 from return_notify.producer import publish
 from return_notify.storage.db import session_scope
@@ -58,6 +59,9 @@ def compose_workers(services: Any, tmp_path: Path) -> Iterator[tuple[str, dict[s
     finally:
         for proc in procs.values():
             stop_process(proc.popen, 20)
+        # the run's queues (in-app messages no compose worker here consumes) and bindings
+        with scratch_keys(Endpoints(services.broker_url, "", embedded=False), prefix):
+            pass
 
 
 def test_compose_worker_profiles_size_their_pools_and_deliver(
