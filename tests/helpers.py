@@ -52,3 +52,18 @@ def wait_until(check: Callable[[], Any], timeout_s: float = 30.0, interval_s: fl
             return last
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+
+
+def zone_at(hour: int, *, for_s: float = 20.0) -> str:
+    """A fixed-offset IANA zone where it is ``hour`` o'clock now and stays so for at least
+    ``for_s`` seconds. Within ``for_s`` of the next hour (as at the start of the faketime run,
+    23:59:30), it first waits for the hour to turn: a test must not see its customer's local
+    hour change between its events and its assertions."""
+    now = datetime.now(UTC)
+    left = 3600 - (now.minute * 60 + now.second + now.microsecond / 1e6)
+    if left < for_s:
+        time.sleep(left + 0.2)
+        now = datetime.now(UTC)
+    x = (now.hour - hour) % 24
+    x = x - 24 if x > 12 else x
+    return f"Etc/GMT+{x}" if x >= 0 else f"Etc/GMT{x}"  # Etc/GMT+5 is UTC-5

@@ -20,16 +20,9 @@ from return_notify.pipeline.deliver import deliver_batch
 from return_notify.pipeline.ingest import IngestResult, ingest_batch
 from return_notify.pipeline.maintenance import due_deliveries
 from return_notify.storage.db import get_engine, session_scope
-from tests.helpers import event, later, uid
+from tests.helpers import event, later, uid, zone_at
 
 pytestmark = pytest.mark.integration
-
-
-def zone_at(hour: int) -> str:
-    """A fixed-offset IANA zone where it is ``hour`` o'clock right now."""
-    x = (datetime.now(UTC).hour - hour) % 24
-    x = x - 24 if x > 12 else x
-    return f"Etc/GMT+{x}" if x >= 0 else f"Etc/GMT{x}"  # Etc/GMT+5 is UTC-5
 
 
 @pytest.fixture

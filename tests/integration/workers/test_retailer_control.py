@@ -32,7 +32,7 @@ from sqlalchemy import text
 from return_notify.devtools.processes import Proc, start_worker
 from return_notify.producer import publish
 from return_notify.storage.db import session_scope
-from tests.helpers import event, later, uid, wait_until
+from tests.helpers import event, later, uid, wait_until, zone_at
 from tests.integration.api_helpers import make_tenant
 
 pytestmark = pytest.mark.integration
@@ -87,13 +87,6 @@ def retailer(svc: Any) -> Retailer:
         _, owner = create_principal(s, op, "owner", "owner")
         _, eu = create_principal(s, op, "eu-ops", "regional_manager", ["EU"])
     return Retailer(tid, slug, tenant_key, owner, eu)
-
-
-def zone_at(hour: int) -> str:
-    """A fixed-offset IANA zone where it is ``hour`` o'clock right now."""
-    x = (datetime.now(UTC).hour - hour) % 24
-    x = x - 24 if x > 12 else x
-    return f"Etc/GMT+{x}" if x >= 0 else f"Etc/GMT{x}"  # Etc/GMT+5 is UTC-5
 
 
 def customer_event(milestone: str, retailer: Retailer, *, customer: str = "cust-1",
