@@ -26,7 +26,7 @@ from return_notify.pipeline.deliver import DeliverOutcome, deliver_batch, delive
 from return_notify.pipeline.ratelimit import get_limiter
 from return_notify.storage.db import session_scope
 from return_notify.workers.app import app, enqueue_deliveries
-from return_notify.workers.drain import Drained, announce, drainer
+from return_notify.workers.drain import Drained, announce, drainer, step_for
 
 log = logging.getLogger(__name__)
 
@@ -140,21 +140,27 @@ def _follow_up(channel: str, outcome: DeliverOutcome) -> None:
 
 
 def _drain(channel: str, have: int, cap: int) -> list[Drained]:
-    """Deliver messages of ``channel`` waiting behind this one, up to ``cap`` ids."""
+    """Deliver messages of ``channel`` waiting behind this one, up to ``cap`` ids (or within
+    one message of it)."""
     if cap <= have:
         return []
     out: list[Drained] = []
+    # ids per message so far (this task's own message first): the cap counts ids
+    seen_messages, seen_ids = 1, max(have, 1)
     try:
         d = drainer(channel, DELIVER_TASK)
         while have < cap:
-            step = d.take(min(_DRAIN_STEP, cap - have))
+            want = step_for(cap - have, seen_ids / seen_messages, _DRAIN_STEP)
+            step = d.take(want)
             foreign = [m for m in step if not _is_batch_of(m, channel)]
             if foreign:  # not a deliver call of this channel: Celery's consumer takes it
                 d.restore(foreign)
             step = [m for m in step if m not in foreign]
             out += step
-            have += sum(len(m.args[1]) for m in step)
-            if len(step) + len(foreign) < _DRAIN_STEP:
+            ids = sum(len(m.args[1]) for m in step)
+            have += ids
+            seen_messages, seen_ids = seen_messages + len(step), seen_ids + ids
+            if len(step) + len(foreign) < want:
                 break
     except Exception:  # noqa: BLE001 - Redis trouble: work on what we have, lose nothing
         log.warning("could not drain waiting %s deliver messages", channel, exc_info=True)

@@ -28,7 +28,7 @@ from return_notify.storage.db import session_scope
 from return_notify.tasks.deliver import deliver_now
 from return_notify.workers import ingest_gate
 from return_notify.workers.app import app, consumes, enqueue_deliveries
-from return_notify.workers.drain import Drained, announce, drainer
+from return_notify.workers.drain import Drained, announce, drainer, step_for
 
 log = logging.getLogger(__name__)
 
@@ -109,18 +109,25 @@ def _inline(deliveries: dict[str, list[int]]) -> dict[str, list[int]]:
 
 
 def _drain(have: int) -> list[Drained]:
-    """Event messages waiting behind this one, up to ``RSN_INGEST_DRAIN_EVENTS`` events."""
+    """Event messages waiting behind this one, up to ``RSN_INGEST_DRAIN_EVENTS`` events (or
+    within one message of it)."""
     cap = get_settings().ingest_drain_events
     if cap <= have:
         return []
     out: list[Drained] = []
+    # events per message so far (this task's own message first): a message holds one
+    # event or a producer's batch (RSN_INGEST_BATCH_SIZE), so the cap counts events
+    seen_messages, seen_events = 1, max(have, 1)
     try:
         d = drainer(EVENTS_QUEUE, INGEST_TASK)
         while have < cap:
-            step = d.take(min(_DRAIN_STEP, cap - have))
+            want = step_for(cap - have, seen_events / seen_messages, _DRAIN_STEP)
+            step = d.take(want)
             out += step
-            have += sum(len(_events_of(m)) for m in step)
-            if len(step) < _DRAIN_STEP:
+            events = sum(len(_events_of(m)) for m in step)
+            have += events
+            seen_messages, seen_events = seen_messages + len(step), seen_events + events
+            if len(step) < want:
                 break
     except Exception:  # noqa: BLE001 - Redis trouble: work on what we have, lose nothing
         log.warning("could not drain waiting event messages; ingesting this one alone",
