@@ -47,9 +47,17 @@ class SegmentInfo:
     segments: int
 
 
+#: a character outside both GSM 03.38 tables (one regular-expression search, not a Python
+#: loop per character: every SMS is checked several times while it is rendered)
+_NOT_GSM7 = re.compile("[^" + "".join(re.escape(c) for c in sorted(GSM7_BASIC | GSM7_EXTENSION))
+                       + "]")
+_EXTENSION = re.compile("[" + "".join(re.escape(c) for c in sorted(GSM7_EXTENSION)) + "]")
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
+
+
 def is_gsm7(text: str) -> bool:
     """True when every character has a GSM 03.38 encoding (basic or extension table)."""
-    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+    return _NOT_GSM7.search(text) is None
 
 
 #: Characters outside GSM 03.38 with a GSM-7 look-alike that is not their accent-stripped
@@ -92,10 +100,27 @@ def to_gsm7(text: str) -> str:
     the accents cost nothing). GSM-7 letters (``é ñ ü ß à``) are always kept."""
     if text.isascii() and "`" not in text:
         return text
-    out = "".join(_gsm7_equivalent(ch) for ch in text)
+    out = text.translate(_EQUIVALENTS)
     if is_gsm7(out) and count_segments(out) <= count_segments(text):
         return out
     return text
+
+
+class _Equivalents(dict[int, str]):
+    """``str.translate``'s table of ``_gsm7_equivalent``, filled as characters are met."""
+
+    def __missing__(self, code: int) -> str:
+        out = self[code] = _gsm7_equivalent(chr(code))
+        return out
+
+
+_EQUIVALENTS = _Equivalents()
+
+
+def _units(text: str, encoding: Encoding) -> int:
+    """Septets (GSM-7: an extension character takes two) or UTF-16 code units."""
+    wide = _EXTENSION if encoding == "GSM-7" else _ASTRAL
+    return len(text) + len(wide.findall(text))
 
 
 def _unit_sizes(text: str, encoding: Encoding) -> list[int]:
@@ -117,11 +142,13 @@ def _pack(sizes: list[int], capacity: int) -> int:
 def segment_info(text: str) -> SegmentInfo:
     """Encoding, unit count and number of segments for ``text`` (an empty text is 1 segment)."""
     encoding: Encoding = "GSM-7" if is_gsm7(text) else "UCS-2"
-    sizes = _unit_sizes(text, encoding)
-    units = sum(sizes)
+    units = _units(text, encoding)
     if units <= SINGLE_LIMIT[encoding]:
         return SegmentInfo(encoding, units, 1)
-    return SegmentInfo(encoding, units, _pack(sizes, PART_LIMIT[encoding]))
+    part = PART_LIMIT[encoding]
+    if units == len(text):  # every character one unit: no pair to keep whole
+        return SegmentInfo(encoding, units, -(-units // part))
+    return SegmentInfo(encoding, units, _pack(_unit_sizes(text, encoding), part))
 
 
 def count_segments(text: str) -> int:

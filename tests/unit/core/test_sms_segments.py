@@ -7,6 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from return_notify.core.sms_segments import (
+    GSM7_BASIC,
+    GSM7_EXTENSION,
+    _gsm7_equivalent,
     count_segments,
     fit_to_segments,
     is_gsm7,
@@ -150,3 +153,45 @@ def test_to_gsm7_never_costs_segments_and_is_idempotent(text: str) -> None:
     assert count_segments(out) <= count_segments(text)
     if is_gsm7(text):
         assert out == text.replace("`", "'")
+
+
+# the per-character definitions, as the module first spelled them: the fast paths (one
+# regular expression, str.translate, units counted without a list) must agree with them
+def _is_gsm7_by_char(text: str) -> bool:
+    return all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text)
+
+
+def _segments_by_char(text: str) -> tuple[str, int, int]:
+    encoding = "GSM-7" if _is_gsm7_by_char(text) else "UCS-2"
+    if encoding == "GSM-7":
+        sizes = [2 if ch in GSM7_EXTENSION else 1 for ch in text]
+        single, part = 160, 153
+    else:
+        sizes = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+        single, part = 70, 67
+    if sum(sizes) <= single:
+        return encoding, sum(sizes), 1
+    parts, used = 1, 0
+    for size in sizes:
+        if used + size > part:
+            parts, used = parts + 1, 0
+        used += size
+    return encoding, sum(sizes), parts
+
+
+_MIXED = st.text(alphabet=st.one_of(
+    st.sampled_from(sorted(GSM7_BASIC | GSM7_EXTENSION)),
+    st.sampled_from(list("áíóúçôœŁ\u2019\u2026\u00a0`«»テ😀🎉\u200b")),
+    st.characters()), max_size=400)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_MIXED)
+def test_fast_paths_agree_with_the_per_character_definitions(text: str) -> None:
+    info = segment_info(text)
+    assert is_gsm7(text) == _is_gsm7_by_char(text)
+    assert (info.encoding, info.units, info.segments) == _segments_by_char(text)
+    converted = "".join(_gsm7_equivalent(ch) for ch in text)
+    expected = (converted if _is_gsm7_by_char(converted)
+                and _segments_by_char(converted)[2] <= _segments_by_char(text)[2] else text)
+    assert to_gsm7(text) == (text if text.isascii() and "`" not in text else expected)
