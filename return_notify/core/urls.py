@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 __all__ = ["https_url"]
@@ -20,6 +21,13 @@ def https_url(value: object) -> str | None:
     characters); else None."""
     if not isinstance(value, str):
         return None
+    return _checked(value)
+
+
+# a link is checked where its context is built and again where a channel uses it (the
+# inbox's call-to-action): the second check of the same text is a lookup
+@lru_cache(maxsize=4096)
+def _checked(value: str) -> str | None:
     url = value.strip()
     if not url or len(url) > MAX_URL_CHARS or not url.isascii():
         return None

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from return_notify.events import Milestone
 from return_notify.rules.resolver import ResolvedRule
+from return_notify.storage.db import database_key
 from return_notify.storage.statements import Statement
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,7 @@ _CACHE_MAX = 100_000
 
 def db_key(session: Session) -> str:
     """Which database a cache entry came from (tests recreate databases per module)."""
-    return str(session.get_bind().engine.url)
+    return database_key(session)
 
 
 def forget_preferences() -> None:

@@ -54,6 +54,7 @@ from return_notify.core.regions import (
     region_covers,
 )
 from return_notify.events import Milestone
+from return_notify.storage.db import database_key
 
 URGENCIES = ("transactional", "informational")
 CACHE_TTL_S = 5.0
@@ -333,7 +334,7 @@ def load_rules(session: Session, tenant_ids: Iterable[int],
 
 
 def _db_key(session: Session) -> Any:
-    return session.get_bind().engine.url  # tests run several databases in one process
+    return database_key(session)  # tests run several databases in one process
 
 
 def _load(session: Session, tenant_ids: set[int]) -> dict[int, RuleIndex]:
