@@ -19,10 +19,11 @@ class BatchingSettings(HistorySettings):
 
     # --- adaptive batching -----------------------------------------------------------------
     ingest_drain_events: int = Field(
-        default=1000, ge=0, le=10_000,
+        default=5000, ge=0, le=10_000,
         description="adaptive batching: a running ingest task also takes event messages "
-        "waiting in its queue until it holds this many events, and ingests them in one "
-        "transaction (a lone event is never held back); 0: one message per task")
+        "waiting in its queue until it holds this many events (or within one message of "
+        "it), and ingests them in one transaction (a lone event is never held back); 0: one "
+        "message per task")
     ingest_gate_wait_ms: float = Field(
         default=0.0, ge=0, le=10_000,
         description="adaptive batching, trading latency for CPU: an ingest task that finds "
@@ -37,10 +38,10 @@ class BatchingSettings(HistorySettings):
         "ingest task does not wait for the worker's other ingest batch (a backlog: the pool "
         "processes ingest in parallel)")
     deliver_drain_ids: int = Field(
-        default=400, ge=0, le=5_000,
+        default=2000, ge=0, le=5_000,
         description="adaptive batching: a running deliver task also takes deliver messages "
-        "of its channel waiting in the queue until it holds this many deliveries; 0: one "
-        "message per task")
+        "of its channel waiting in the queue until it holds this many deliveries (or within "
+        "one message of it); 0: one message per task")
     ingest_inline_channels: str = Field(
         default="inapp,email,sms",
         pattern=r"^\s*((email|sms|inapp)\s*(,\s*(email|sms|inapp)\s*)*)?$",
