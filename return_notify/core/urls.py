@@ -25,8 +25,9 @@ def https_url(value: object) -> str | None:
 
 
 # a link is checked where its context is built and again where a channel uses it (the
-# inbox's call-to-action): the second check of the same text is a lookup
-@lru_cache(maxsize=4096)
+# inbox's call-to-action, after the whole batch is rendered: up to RSN_DELIVER_DRAIN_IDS
+# messages of a few links each): the second check of the same text is a lookup
+@lru_cache(maxsize=16_384)
 def _checked(value: str) -> str | None:
     url = value.strip()
     if not url or len(url) > MAX_URL_CHARS or not url.isascii():

@@ -129,7 +129,10 @@ def _new_env(cls: type[Sandbox], default_for_string: bool) -> Sandbox:
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,
-        cache_size=1000,
+        # a plain dict, not Jinja's LRU (a lock and a deque move per lookup): every render
+        # of a template that extends a layout looks the layout up, and what the loader can
+        # load is the packaged files, a bounded set (tenant overrides compile from strings)
+        cache_size=-1,
     )
 
 
