@@ -160,7 +160,9 @@ def _drain(channel: str, have: int, cap: int) -> list[Drained]:
             ids = sum(len(m.args[1]) for m in step)
             have += ids
             seen_messages, seen_ids = seen_messages + len(step), seen_ids + ids
-            if len(step) + len(foreign) < want:
+            # a foreign message went back to the front of the queue: the next call would
+            # take it again, so stop here (Celery's consumer takes it)
+            if len(step) + len(foreign) < want or foreign:
                 break
     except Exception:  # noqa: BLE001 - Redis trouble: work on what we have, lose nothing
         log.warning("could not drain waiting %s deliver messages", channel, exc_info=True)

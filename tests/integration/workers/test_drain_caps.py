@@ -104,3 +104,21 @@ def test_a_deliver_task_drains_up_to_its_id_cap(app: Any, queue: str) -> None:
 ])
 def test_step_for(room: int, per_message: float, most: int, expected: int) -> None:
     assert step_for(room, per_message, most) == expected
+
+
+@pytest.mark.timeout(30)
+def test_a_deliver_drain_stops_at_a_message_of_another_channel(app: Any, queue: str) -> None:
+    # given: at the front of a channel's queue, a deliver message of another channel (given
+    # back to the front of the queue each time it is taken), then one of the channel's own
+    channel = queue
+    app.send_task(DELIVER_TASK, args=["other-channel", [1, 2]], queue=queue, routing_key=queue)
+    app.send_task(DELIVER_TASK, args=[channel, [3, 4]], queue=queue, routing_key=queue)
+
+    # when: a task with room for one more message of its size drains
+    drained = deliver_task._drain(channel, 2, 4)
+
+    # then: it returns (the foreign message is not taken again and again) and leaves both
+    # messages queued for Celery's consumer, the foreign one first
+    assert drained == []
+    d = drainer(queue, DELIVER_TASK)
+    assert d.waiting() == 2
