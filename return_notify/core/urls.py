@@ -21,14 +21,12 @@ def https_url(value: object) -> str | None:
     characters); else None."""
     if not isinstance(value, str):
         return None
-    return _checked(value)
+    # only texts of a link's size are remembered: a hostile payload's long strings would
+    # otherwise fill the memo (at most 8,192 x 2 KB per process)
+    return _checked(value) if len(value) <= MAX_URL_CHARS else _check(value)
 
 
-# a link is checked where its context is built and again where a channel uses it (the
-# inbox's call-to-action, after the whole batch is rendered: up to RSN_DELIVER_DRAIN_IDS
-# messages of a few links each): the second check of the same text is a lookup
-@lru_cache(maxsize=16_384)
-def _checked(value: str) -> str | None:
+def _check(value: str) -> str | None:
     url = value.strip()
     if not url or len(url) > MAX_URL_CHARS or not url.isascii():
         return None
@@ -41,3 +39,9 @@ def _checked(value: str) -> str | None:
     if parts.scheme.lower() != "https" or not parts.hostname:
         return None
     return url
+
+
+# a link is checked where its context is built and again where a channel uses it (the
+# inbox's call-to-action, after the whole batch is rendered: up to RSN_DELIVER_DRAIN_IDS
+# messages of a few links each): the second check of the same text is a lookup
+_checked = lru_cache(maxsize=8192)(_check)
